@@ -1,0 +1,45 @@
+# kmem-exporter: `make run` serves this host's metrics; `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: run test tools debugfs benchmark clean
+
+run: $(VENV)/.installed
+	$(BIN)/kmem-exporter $(ARGS)
+
+test: $(VENV)/.installed-test tools debugfs
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+benchmark: $(VENV)/.installed
+	$(BIN)/python benchmarks/scrape_latency.py $(ARGS)
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Debian's prometheus brings promtool and the Prometheus server; prometheus-alertmanager brings amtool.
+tools:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
+	    || ! command -v amtool >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    prometheus prometheus-alertmanager; \
+	fi
+
+# The extfrag tests compare computed indices with the kernel's own debugfs files when debugfs can be mounted.
+debugfs:
+	@if [ "$$(id -u)" = 0 ] && [ -d /sys/kernel/debug ] && ! mountpoint -q /sys/kernel/debug; then \
+	  mount -t debugfs none /sys/kernel/debug || echo "debugfs could not be mounted; live extfrag comparison will fail"; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

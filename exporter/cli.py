@@ -1,0 +1,66 @@
+"""The command line: `serve` (default) runs the HTTP server; `scrape` collects once and prints the exposition."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Optional, Sequence
+
+from exporter.collectors import COLLECTORS
+from exporter.config import Config, ConfigError, parse_args
+from exporter.scrape import Scraper
+from exporter.server import render, serve
+
+log = logging.getLogger("exporter")
+
+
+class _LogfmtFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage().replace('"', '\\"')
+        if record.exc_info:
+            message += " " + self.formatException(record.exc_info).replace("\n", "\\n").replace('"', '\\"')
+        return (f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S%z')} level={record.levelname.lower()} "
+                f'logger={record.name} msg="{message}"')
+
+
+def setup_logging(level: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogfmtFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def build_scraper(config: Config) -> Scraper:
+    return Scraper([COLLECTORS[name](config) for name in config.enabled_collectors], config.collector_timeout)
+
+
+async def scrape_once(config: Config) -> tuple[bytes, bool]:
+    """One collection, as the text exposition, and whether every enabled collector succeeded."""
+    scraper = build_scraper(config)
+    await scraper.start()
+    try:
+        families = await scraper.scrape()
+    finally:
+        await scraper.stop()
+    body, _ = render(families, accept="")
+    success = next(f for f in families if f.name == "kmem_collector_success")
+    return body, all(s.value == 1 for s in success.samples)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        command, config = parse_args(sys.argv[1:] if argv is None else argv)
+    except ConfigError as err:
+        print(f"kmem-exporter: error: {err}", file=sys.stderr)
+        return 2
+    setup_logging(config.python_log_level)
+    if command == "scrape":
+        body, ok = asyncio.run(scrape_once(config))
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+        return 0 if ok else 1
+    serve(config, build_scraper(config))
+    return 0

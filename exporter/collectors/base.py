@@ -1,0 +1,182 @@
+"""What every collector shares: the base classes, file reading with clear failures, and background refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, ClassVar, Generic, Iterable, Optional, TypeVar
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from exporter.settings import Setting, parse_duration
+from exporter.sources import ParseError
+
+if TYPE_CHECKING:
+    from exporter.config import Config
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class CollectorError(Exception):
+    """A collector could not produce its metrics. The message names the path and the reason."""
+
+
+def describe_os_error(path: Path, err: OSError) -> str:
+    """A one-line reason for a failed read that tells an operator what to do."""
+    if isinstance(err, FileNotFoundError):
+        return f"{path}: file not found"
+    if isinstance(err, PermissionError):
+        return f"{path}: permission denied (run as root, or grant CAP_DAC_READ_SEARCH in a container)"
+    reason = errno.errorcode.get(err.errno or 0, "error")
+    return f"{path}: {reason}: {err.strerror or err}"
+
+
+def read_text(path: Path) -> str:
+    """The whole file as text; any failure becomes a CollectorError naming the path and reason."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise CollectorError(describe_os_error(path, err)) from None
+
+
+def read_optional(path: Path) -> Optional[str]:
+    """Like read_text, but None when the file does not exist (a kernel feature that is absent is not an error)."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise CollectorError(describe_os_error(path, err)) from None
+
+
+def parse_file(path: Path, parser: Callable[[str], T]) -> T:
+    """Read `path` and parse it; a parse error becomes a CollectorError naming the path."""
+    text = read_text(path)
+    try:
+        return parser(text)
+    except ParseError as err:
+        raise CollectorError(f"{path}: malformed: {err}") from None
+
+
+class Collector:
+    """One area of metrics. `collect()` is blocking and runs off the event loop; it raises CollectorError on failure."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    default_enabled: ClassVar[bool] = True
+    options: ClassVar[tuple[Setting, ...]] = ()
+
+    def __init__(self, config: "Config") -> None:
+        self.config = config
+
+    def option(self, suffix: str) -> object:
+        """The value of this collector's option `collector.<name>.<suffix>`."""
+        return self.config.option(f"collector.{self.name}.{suffix}")
+
+    def collect(self) -> Iterable[Metric]:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        """Begin background work, if the collector has any. Called once before the first scrape."""
+
+    async def stop(self) -> None:
+        """End background work."""
+
+
+def interval_option(collector_name: str, default: str, what: str) -> Setting:
+    return Setting(
+        f"collector.{collector_name}.interval",
+        parse_duration,
+        default,
+        f"How often the background {what} runs.",
+        metavar="DURATION",
+    )
+
+
+class BackgroundCollector(Collector, Generic[T]):
+    """A collector whose slow work (`refresh`) runs in the background on its own interval.
+
+    A scrape never waits for a refresh: it serves the latest result together with when that result was taken and
+    how long the refresh took. Subclasses declare an `interval` option (see `interval_option`).
+    """
+
+    def __init__(self, config: "Config") -> None:
+        super().__init__(config)
+        self._result: Optional[T] = None
+        self._error: Optional[str] = None
+        self._finished_at = 0.0
+        self._duration = 0.0
+        self._task: Optional[asyncio.Task[None]] = None
+
+    def refresh(self) -> T:
+        """The slow, blocking pass. Raises CollectorError on failure."""
+        raise NotImplementedError
+
+    def metrics(self, result: T) -> Iterable[Metric]:
+        """The metric families for one refresh result."""
+        raise NotImplementedError
+
+    @property
+    def interval(self) -> float:
+        return float(self.option("interval"))  # type: ignore[arg-type]
+
+    def refresh_once(self) -> None:
+        """Run one pass and keep its result or its error."""
+        started = time.monotonic()
+        try:
+            result = self.refresh()
+        except CollectorError as err:
+            self._error = str(err)
+        except Exception as err:  # a bug must not kill the loop; it is reported like any failure
+            log.exception("collector=%s background pass failed", self.name)
+            self._error = f"unexpected error: {err!r}"
+        else:
+            self._result, self._error = result, None
+        self._duration = time.monotonic() - started
+        self._finished_at = time.time()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.refresh_once)
+        self._task = asyncio.create_task(self._loop(), name=f"{self.name}-refresh")
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.interval)
+            await loop.run_in_executor(None, self.refresh_once)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def collect(self) -> Iterable[Metric]:
+        if self._error is not None:
+            raise CollectorError(self._error)
+        if self._result is None:
+            raise CollectorError("the first background pass has not finished yet")
+        yield from self.metrics(self._result)
+        finished = GaugeMetricFamily(
+            "kmem_background_pass_timestamp_seconds",
+            "When the latest background pass of a collector finished, as a Unix time.",
+            labels=["collector"],
+        )
+        finished.add_metric([self.name], self._finished_at)
+        yield finished
+        duration = GaugeMetricFamily(
+            "kmem_background_pass_duration_seconds",
+            "How long the latest background pass of a collector took.",
+            labels=["collector"],
+        )
+        duration.add_metric([self.name], self._duration)
+        yield duration

@@ -1,0 +1,193 @@
+"""The exporter's configuration: one frozen dataclass built from defaults, a YAML file and flags, validated at start.
+
+Every setting has one name, used both as the flag (`--path.procfs`) and as the config-file key (`path.procfs:`).
+A flag beats the file, the file beats the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping, Optional, Sequence
+
+import yaml
+
+from exporter import __version__
+from exporter.collectors import COLLECTORS
+from exporter.settings import Setting, SettingError, parse_bool, parse_duration, parse_str
+
+COMMANDS = ("serve", "scrape")
+LOG_LEVELS = ("debug", "info", "warn", "error")
+DEFAULT_PORT = 9792
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message names the setting or file and what is wrong."""
+
+
+def _parse_listen_address(value: object) -> str:
+    address = parse_str(value)
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise SettingError(f"expected [host]:port, got {address!r}")
+    return address
+
+
+def _parse_telemetry_path(value: object) -> str:
+    path = parse_str(value)
+    if not path.startswith("/") or path in ("/", "/-/healthy", "/-/ready"):
+        raise SettingError(f"expected an absolute path other than /, /-/healthy and /-/ready, got {path!r}")
+    return path
+
+
+def _parse_log_level(value: object) -> str:
+    level = parse_str(value).lower()
+    if level not in LOG_LEVELS:
+        raise SettingError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return level
+
+
+CORE_SETTINGS: tuple[Setting, ...] = (
+    Setting("web.listen-address", _parse_listen_address, f":{DEFAULT_PORT}",
+            "Address to listen on for the web interface and telemetry.", "[HOST]:PORT"),
+    Setting("web.telemetry-path", _parse_telemetry_path, "/metrics", "Path under which to expose metrics.", "PATH"),
+    Setting("path.procfs", parse_str, "/proc", "procfs mountpoint.", "PATH"),
+    Setting("path.sysfs", parse_str, "/sys", "sysfs mountpoint.", "PATH"),
+    Setting("path.debugfs", parse_str, None, "debugfs mountpoint (default: <path.sysfs>/kernel/debug).", "PATH"),
+    Setting("path.cgroupfs", parse_str, None, "cgroup filesystem root (default: <path.sysfs>/fs/cgroup).", "PATH"),
+    Setting("path.kmsg", parse_str, "/dev/kmsg", "Kernel log device.", "PATH"),
+    Setting("collector.timeout", parse_duration, "10s",
+            "A collector still running after this long fails the scrape for itself only.", "DURATION"),
+    Setting("log.level", _parse_log_level, "info", f"Only log messages of this level or above: {', '.join(LOG_LEVELS)}.",
+            "LEVEL"),
+)
+
+
+def _collector_switches() -> tuple[Setting, ...]:
+    enables = tuple(
+        Setting(f"collector.{name}", parse_bool, cls.default_enabled,
+                f"Enable the {name} collector: {cls.description} (default: {'enabled' if cls.default_enabled else 'disabled'}).")
+        for name, cls in COLLECTORS.items()
+    )
+    return enables
+
+
+COLLECTOR_OPTIONS: tuple[Setting, ...] = tuple(option for cls in COLLECTORS.values() for option in cls.options)
+ALL_SETTINGS: tuple[Setting, ...] = CORE_SETTINGS + _collector_switches() + COLLECTOR_OPTIONS
+SETTINGS_BY_KEY: Mapping[str, Setting] = MappingProxyType({s.key: s for s in ALL_SETTINGS})
+
+
+@dataclass(frozen=True)
+class Config:
+    listen_address: str
+    telemetry_path: str
+    procfs: Path
+    sysfs: Path
+    debugfs: Path
+    cgroupfs: Path
+    kmsg: Path
+    collector_timeout: float
+    log_level: str
+    enabled_collectors: tuple[str, ...]
+    options: Mapping[str, object] = field(default_factory=dict)
+
+    def option(self, key: str) -> object:
+        return self.options[key]
+
+    @property
+    def listen_host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen_address.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+    @property
+    def python_log_level(self) -> int:
+        return {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}[
+            self.log_level
+        ]
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, object]) -> "Config":
+        """Build a Config from raw setting values by key (flag/file form); unset keys take their defaults."""
+        unknown = sorted(set(values) - set(SETTINGS_BY_KEY))
+        if unknown:
+            raise ConfigError(f"unknown setting {unknown[0]!r}")
+        resolved: dict[str, object] = {}
+        for setting in ALL_SETTINGS:
+            raw = values.get(setting.key)
+            try:
+                resolved[setting.key] = setting.value(setting.default if raw is None else raw)
+            except SettingError as err:
+                raise ConfigError(str(err)) from None
+        sysfs = Path(str(resolved["path.sysfs"]))
+        debugfs = resolved["path.debugfs"] or sysfs / "kernel" / "debug"
+        cgroupfs = resolved["path.cgroupfs"] or sysfs / "fs" / "cgroup"
+        return cls(
+            listen_address=str(resolved["web.listen-address"]),
+            telemetry_path=str(resolved["web.telemetry-path"]),
+            procfs=Path(str(resolved["path.procfs"])),
+            sysfs=sysfs,
+            debugfs=Path(str(debugfs)),
+            cgroupfs=Path(str(cgroupfs)),
+            kmsg=Path(str(resolved["path.kmsg"])),
+            collector_timeout=float(resolved["collector.timeout"]),  # type: ignore[arg-type]
+            log_level=str(resolved["log.level"]),
+            enabled_collectors=tuple(name for name in COLLECTORS if resolved[f"collector.{name}"]),
+            options=MappingProxyType({s.key: resolved[s.key] for s in COLLECTOR_OPTIONS}),
+        )
+
+
+def load_file(path: str) -> dict[str, object]:
+    """The settings in a YAML config file: a mapping of setting keys to values."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as err:
+        raise ConfigError(f"config.file {path!r}: cannot read: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config.file {path!r}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise ConfigError(f"config.file {path!r}: expected a mapping of setting names to values")
+    unknown = sorted(set(data) - set(SETTINGS_BY_KEY))
+    if unknown:
+        raise ConfigError(f"config.file {path!r}: unknown setting {unknown[0]!r}")
+    if any(v is None for v in data.values()):
+        empty = next(k for k, v in data.items() if v is None)
+        raise ConfigError(f"config.file {path!r}: setting {empty!r} has no value")
+    return data
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kmem-exporter",
+        description="Prometheus exporter for Linux kernel memory: fragmentation, slab caches, memory cgroups.",
+        usage="kmem-exporter [serve|scrape] [flags]",
+        epilog="Commands: serve (default) runs the HTTP server; scrape collects once, prints the exposition and exits "
+        "0 when every enabled collector succeeded, 1 otherwise.",
+    )
+    parser.add_argument("command", nargs="?", choices=COMMANDS, default="serve", help="serve (default) or scrape")
+    parser.add_argument("--version", action="version", version=f"kmem-exporter {__version__}")
+    parser.add_argument("--config.file", dest="config.file", metavar="FILE",
+                        help="YAML file with settings; its keys are the flag names without the leading dashes.")
+    for setting in ALL_SETTINGS:
+        if setting.parse is parse_bool:
+            parser.add_argument(f"--{setting.key}", dest=setting.key, action=argparse.BooleanOptionalAction,
+                                default=None, help=setting.help)
+        else:
+            parser.add_argument(f"--{setting.key}", dest=setting.key, metavar=setting.metavar, default=None,
+                                help=f"{setting.help} (default: {setting.default})" if setting.default else setting.help)
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> tuple[str, Config]:
+    """The command and the configuration from a command line; ConfigError when anything is wrong."""
+    args = vars(build_parser().parse_args(list(argv)))
+    command = args.pop("command")
+    config_file: Optional[str] = args.pop("config.file")
+    values = load_file(config_file) if config_file else {}
+    values.update({k: v for k, v in args.items() if v is not None})
+    return command, Config.from_values(values)

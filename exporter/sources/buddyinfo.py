@@ -1,0 +1,54 @@
+"""Parser for /proc/buddyinfo: free blocks of each order, per NUMA node and zone.
+
+    Node 0, zone      DMA      1      1      0      0      2      1      1      0      1      1      3
+    Node 0, zone   Normal   1141    545    250    135     59     50     28     28     11      1     15
+
+Column k counts free blocks of 2**k contiguous pages. The number of columns (MAX_ORDER) depends on the kernel's
+configuration (11 on x86, 12 or 14 on arm64, 9 elsewhere) and is taken from the file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from exporter.sources import ParseError
+
+_LINE = re.compile(r"Node\s+(\d+),\s+zone\s+(\S+)((?:\s+\d+)+)\s*")
+
+
+@dataclass(frozen=True)
+class ZoneFreeBlocks:
+    node: str
+    zone: str
+    free_blocks: tuple[int, ...]  # index = order
+
+    @property
+    def largest_free_order(self) -> int:
+        """The highest order with at least one free block, or -1 when the zone has none at all."""
+        for order in range(len(self.free_blocks) - 1, -1, -1):
+            if self.free_blocks[order]:
+                return order
+        return -1
+
+    @property
+    def free_pages(self) -> int:
+        return sum(count << order for order, count in enumerate(self.free_blocks))
+
+
+def parse_buddyinfo(text: str) -> list[ZoneFreeBlocks]:
+    zones = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        match = _LINE.fullmatch(line)
+        if not match:
+            raise ParseError(f"line {number}: expected 'Node N, zone NAME COUNT...', got {line[:80]!r}")
+        node, zone, counts = match.groups()
+        zones.append(ZoneFreeBlocks(node, zone, tuple(int(c) for c in counts.split())))
+    if not zones:
+        raise ParseError("no zones found (empty file)")
+    orders = {len(z.free_blocks) for z in zones}
+    if len(orders) != 1:
+        raise ParseError(f"zones list different numbers of orders: {sorted(orders)} (truncated line?)")
+    return zones

@@ -1,0 +1,140 @@
+"""Shared test helpers: fixture trees, the real exporter as a subprocess, and the real promtool."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PROJECT = Path(__file__).parent.parent
+
+
+def fixture_root(host: str) -> Path:
+    root = FIXTURES / host
+    assert root.is_dir(), f"no fixture tree {root}"
+    return root
+
+
+def fixture_flags(host: str) -> list[str]:
+    """Flags that point every configured root of the exporter into a fixture tree."""
+    root = fixture_root(host)
+    return [
+        f"--path.procfs={root / 'proc'}",
+        f"--path.sysfs={root / 'sys'}",
+        f"--path.kmsg={root / 'dev' / 'kmsg'}",
+    ]
+
+
+def require_tool(name: str) -> str:
+    """The path of an external tool; a test that needs one fails (never skips) when it is missing.
+    `make test` installs every tool the tests use."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed; run the tests with `make test`, which installs it")
+    return path
+
+
+def run_exporter(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `python -m exporter ARGS` to completion."""
+    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=PROJECT)
+
+
+def scrape_fixture(host: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`kmem-exporter scrape` on a fixture tree."""
+    return run_exporter("scrape", *fixture_flags(host), *extra)
+
+
+def promtool_check_metrics(exposition: str) -> str:
+    """What `promtool check metrics` says about an exposition (empty when it is clean)."""
+    promtool = require_tool("promtool")
+    result = subprocess.run([promtool, "check", "metrics"], input=exposition, capture_output=True, text=True,
+                            timeout=60)
+    return (result.stdout + result.stderr).strip() + ("" if result.returncode == 0 else f" (exit {result.returncode})")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningExporter:
+    process: subprocess.Popen[str]
+    url: str
+    log_path: Path
+
+    def get(self, path: str = "/metrics", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(self.url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers), err.read()
+
+    def metrics(self) -> str:
+        status, _, body = self.get()
+        assert status == 200, body
+        return body.decode()
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=30)
+
+
+def start_exporter(args: Sequence[str], log_path: Path) -> RunningExporter:
+    """Start the real exporter on a free loopback port and wait until it is ready."""
+    port = free_port()
+    log_file = open(log_path, "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}", *args],
+        stdout=log_file, stderr=subprocess.STDOUT, text=True, cwd=PROJECT,
+    )
+    exporter = RunningExporter(process, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"exporter exited with {process.returncode}: {exporter.log()}")
+        try:
+            if exporter.get("/-/ready")[0] == 200:
+                return exporter
+        except OSError:
+            pass
+        time.sleep(0.05)
+    exporter.stop(signal.SIGKILL)
+    raise AssertionError(f"exporter did not become ready: {exporter.log()}")
+
+
+@pytest.fixture
+def exporter_factory(tmp_path: Path) -> Iterator:
+    """Start exporters with given flags; all are stopped at the end of the test."""
+    started: list[RunningExporter] = []
+
+    def start(*args: str) -> RunningExporter:
+        exporter = start_exporter(args, tmp_path / f"exporter-{len(started)}.log")
+        started.append(exporter)
+        return exporter
+
+    yield start
+    for exporter in started:
+        exporter.stop(signal.SIGKILL)
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
