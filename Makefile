@@ -5,13 +5,26 @@ BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test tools debugfs benchmark clean
+.PHONY: run test test-image image-tools prometheusrule tools debugfs benchmark clean
 
 run: $(VENV)/.installed
 	$(BIN)/kmem-exporter $(ARGS)
 
 test: $(VENV)/.installed-test tools debugfs
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Builds the container image with buildah from a local debootstrap base and runs it on this host (slow; root).
+test-image: $(VENV)/.installed-test tools image-tools
+	$(BIN)/pytest tests/image $(PYTEST_ARGS)
+
+image-tools:
+	@if ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null; then \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends buildah debootstrap; \
+	fi
+
+prometheusrule: $(VENV)/.installed
+	$(BIN)/python deploy/kubernetes/generate_prometheusrule.py
 
 benchmark: $(VENV)/.installed
 	$(BIN)/python benchmarks/scrape_latency.py $(ARGS)
@@ -34,6 +47,8 @@ tools:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
 	    prometheus prometheus-alertmanager; \
 	fi
+	@command -v ip >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends iproute2; }
 
 # The extfrag tests compare computed indices with the kernel's own debugfs files when debugfs can be mounted.
 debugfs:

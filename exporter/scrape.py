@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
@@ -32,7 +32,6 @@ class Scraper:
     def __init__(self, collectors: Sequence[Collector], timeout: float) -> None:
         self.collectors = tuple(collectors)
         self.timeout = timeout
-        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="collect")
         self._running: dict[str, asyncio.Future[CollectorOutcome]] = {}
         self._in_flight: Optional[asyncio.Future[list[Metric]]] = None
         self._reported_errors: dict[str, str] = {}
@@ -42,13 +41,14 @@ class Scraper:
 
     async def stop(self) -> None:
         await asyncio.gather(*(c.stop() for c in self.collectors), return_exceptions=True)
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def scrape(self) -> list[Metric]:
         """All metric families for one scrape; concurrent callers share one collection."""
         if self._in_flight is None:
             self._in_flight = asyncio.ensure_future(self._collect_all())
             self._in_flight.add_done_callback(self._clear_in_flight)
+        else:
+            log.debug("scrape joins the collection in progress")
         return await asyncio.shield(self._in_flight)
 
     def _clear_in_flight(self, _: "asyncio.Future[list[Metric]]") -> None:
@@ -67,7 +67,7 @@ class Scraper:
             # A read stuck in the kernel keeps its thread; don't pile more threads onto it.
             return CollectorOutcome(collector.name, (), 0.0, "the previous collection is still running")
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, _run_collector, collector)
+        future = _run_in_daemon_thread(loop, collector)
         self._running[collector.name] = future
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.timeout)
@@ -85,6 +85,26 @@ class Scraper:
         elif outcome.error != previous:
             log.error("collector=%s failed: %s", outcome.name, outcome.error)
             self._reported_errors[outcome.name] = outcome.error
+
+
+def _run_in_daemon_thread(loop: asyncio.AbstractEventLoop, collector: Collector) -> "asyncio.Future[CollectorOutcome]":
+    """Run one collection in its own daemon thread: a read stuck in the kernel then cannot keep the process from
+    exiting (a thread pool's workers are joined at exit). At most one such thread per collector exists at a time."""
+    future: asyncio.Future[CollectorOutcome] = loop.create_future()
+
+    def deliver(outcome: CollectorOutcome) -> None:
+        if not future.done():
+            future.set_result(outcome)
+
+    def work() -> None:
+        outcome = _run_collector(collector)
+        try:
+            loop.call_soon_threadsafe(deliver, outcome)
+        except RuntimeError:  # the loop has closed: the exporter is shutting down
+            pass
+
+    threading.Thread(target=work, name=f"collect-{collector.name}", daemon=True).start()
+    return future
 
 
 def _run_collector(collector: Collector) -> CollectorOutcome:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from exporter.sources import ParseError
 
-_LINE = re.compile(r"Node\s+(\d+),\s+zone\s+(\S+)((?:\s+\d+)+)\s*")
+_LINE = re.compile(r"Node\s+(\d+),\s+zone\s+(\S+)((?:\s+\d{1,20})+)\s*")  # counts fit an unsigned long
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,134 @@
+"""Pass time and peak memory of the memory-cgroup walk on a synthetic 65,535-cgroup tree (a node at the kernel's
+memory cgroup ID limit).
+
+Generates a cgroup v1 memory hierarchy laid out as kubelet does (kubepods/<qos>/pod<uid>/<container id>) in a
+temporary directory, then times full passes of the walk in both modes: `always` (count directories) and
+`per-cgroup` (also open and read every cgroup's memory.kmem.slabinfo, as on 3.10 kernels). Peak memory is
+measured with tracemalloc in a separate pass, so that tracing does not inflate the times.
+
+    python benchmarks/memcg_walk.py [--cgroups 65535] [--files minimal|real] [--passes 3] [--dir /tmp]
+
+`--files real` puts the 31 control files of a real v1 memory cgroup in every directory (2 million files for the
+full tree: slower to generate, closer to what a real listing costs); `minimal` puts only the files the walk looks at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Callable, Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from exporter.collectors.memcg_walk import WalkCounts, walk_memory_cgroups  # noqa: E402
+
+MEMORY_CGROUP_ID_LIMIT = 65535
+
+# The control files of a non-root cgroup v1 memory cgroup (3.10 and 6.x list the same names).
+V1_FILES_REAL = (
+    "cgroup.clone_children", "cgroup.event_control", "cgroup.procs", "memory.failcnt", "memory.force_empty",
+    "memory.kmem.failcnt", "memory.kmem.limit_in_bytes", "memory.kmem.max_usage_in_bytes", "memory.kmem.slabinfo",
+    "memory.kmem.tcp.failcnt", "memory.kmem.tcp.limit_in_bytes", "memory.kmem.tcp.max_usage_in_bytes",
+    "memory.kmem.tcp.usage_in_bytes", "memory.kmem.usage_in_bytes", "memory.limit_in_bytes",
+    "memory.max_usage_in_bytes", "memory.memsw.failcnt", "memory.memsw.limit_in_bytes",
+    "memory.memsw.max_usage_in_bytes", "memory.memsw.usage_in_bytes", "memory.move_charge_at_immigrate",
+    "memory.numa_stat", "memory.oom_control", "memory.pressure_level", "memory.soft_limit_in_bytes", "memory.stat",
+    "memory.swappiness", "memory.usage_in_bytes", "memory.use_hierarchy", "notify_on_release", "tasks",
+)
+V1_FILES_MINIMAL = ("cgroup.procs", "memory.kmem.slabinfo", "memory.usage_in_bytes")
+
+
+def cgroup_dirs(total: int, containers_per_pod: int = 2) -> Iterator[str]:
+    """Relative paths of `total - 1` cgroup directories below the root, parents before children."""
+    fixed = ["kubepods", "kubepods/burstable", "kubepods/besteffort", "system.slice"]
+    emitted = 0
+    for path in fixed[: total - 1]:
+        emitted += 1
+        yield path
+    pod = 0
+    while emitted < total - 1:
+        qos = ("burstable", "besteffort")[pod % 2]
+        pod_dir = f"kubepods/{qos}/pod{pod:08x}-0000-4000-8000-{pod:012x}"
+        yield pod_dir
+        emitted += 1
+        for container in range(min(containers_per_pod, total - 1 - emitted)):
+            yield f"{pod_dir}/{pod:032x}{container:032x}"
+            emitted += 1
+        pod += 1
+
+
+def generate_v1_tree(root: Path, total: int = MEMORY_CGROUP_ID_LIMIT, files: tuple[str, ...] = V1_FILES_MINIMAL
+                     ) -> int:
+    """Write a cgroup v1 memory hierarchy of `total` cgroups (root included) under `root`; returns `total`."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in (*files, "cgroup.sane_behavior", "release_agent"):
+        (root / name).touch()
+    for relative in cgroup_dirs(total):
+        directory = root / relative
+        directory.mkdir()
+        for name in files:
+            os.close(os.open(directory / name, os.O_CREAT | os.O_WRONLY, 0o644))
+    return total
+
+
+def timed(passes: int, walk: Callable[[], WalkCounts]) -> tuple[list[float], WalkCounts]:
+    times, counts = [], WalkCounts()
+    for _ in range(passes):
+        started = time.perf_counter()
+        counts = walk()
+        times.append(time.perf_counter() - started)
+    return times, counts
+
+
+def traced_peak(walk: Callable[[], WalkCounts]) -> int:
+    tracemalloc.start()
+    try:
+        walk()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cgroups", type=int, default=MEMORY_CGROUP_ID_LIMIT, help="cgroups in the tree, root included")
+    parser.add_argument("--files", choices=("minimal", "real"), default="minimal", help="control files per cgroup")
+    parser.add_argument("--passes", type=int, default=3, help="timed passes per mode")
+    parser.add_argument("--dir", default=None, help="where to create the temporary tree (default: $TMPDIR)")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="memcg-walk-", dir=args.dir))
+    try:
+        root = workdir / "memory"
+        started = time.perf_counter()
+        files = V1_FILES_REAL if args.files == "real" else V1_FILES_MINIMAL
+        generate_v1_tree(root, args.cgroups, files)
+        print(f"generated {args.cgroups} cgroups with {len(files)} files each in {workdir} "
+              f"({time.perf_counter() - started:.1f}s)")
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        modes: dict[str, Callable[[], WalkCounts]] = {
+            "always": lambda: walk_memory_cgroups(root),
+            "per-cgroup": lambda: walk_memory_cgroups(root, probe_kmem=True),
+        }
+        for mode, walk in modes.items():
+            times, counts = timed(args.passes, walk)
+            peak = traced_peak(walk)
+            print(f"mode={mode:<10} visible={counts.visible} kmem_enabled={counts.kmem_enabled} "
+                  f"pass_seconds min={min(times):.3f} median={statistics.median(times):.3f} max={max(times):.3f} "
+                  f"peak_python_alloc_kib={peak / 1024:.0f}")
+        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(f"process peak RSS {rss_after} KiB (grew {rss_after - rss_before} KiB during the walks)")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

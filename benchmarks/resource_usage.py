@@ -1,0 +1,99 @@
+"""Memory and CPU of a serving exporter: the figures the Kubernetes DaemonSet's requests and limits are sized from.
+
+Starts `kmem-exporter serve` (every collector at its default) on this host's /proc and /sys or on a fixture tree,
+scrapes /metrics a number of times at a fixed interval, as Prometheus would, and prints the peak and final resident
+set size and the CPU time used per scrape and per second of wall time (background collectors included).
+
+    python benchmarks/resource_usage.py [--scrapes 60] [--interval 1] [--root /]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of a process, in KiB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process and its threads."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"exporter exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/-/ready", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit("exporter did not become ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scrapes", type=int, default=60)
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between scrapes")
+    parser.add_argument("--root", default="/", help="host root whose proc/ and sys/ are read (a fixture tree)")
+    parser.add_argument("extra", nargs="*", help="more exporter flags")
+    args = parser.parse_args()
+
+    root = Path(args.root)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "exporter", "serve", f"--web.listen-address=127.0.0.1:{port}",
+               f"--path.procfs={root / 'proc'}", f"--path.sysfs={root / 'sys'}", "--log.level=error", *args.extra]
+    process = subprocess.Popen(command, cwd=Path(__file__).parent.parent, stdout=subprocess.DEVNULL)
+    try:
+        wait_ready(url, process)
+        started_memory = memory_kib(process.pid)
+        cpu_before, wall_before = cpu_seconds(process.pid), time.monotonic()
+        size = 0
+        for _ in range(args.scrapes):
+            with urllib.request.urlopen(url + "/metrics", timeout=30) as response:
+                size = len(response.read())
+            time.sleep(args.interval)
+        cpu_used, wall = cpu_seconds(process.pid) - cpu_before, time.monotonic() - wall_before
+        final_memory = memory_kib(process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+    print(f"root: {root}  scrapes: {args.scrapes} every {args.interval:g}s  exposition: {size} bytes")
+    print(f"rss after start: {started_memory['VmRSS'] / 1024:.1f} MiB")
+    print(f"rss at end:      {final_memory['VmRSS'] / 1024:.1f} MiB")
+    print(f"peak rss:        {final_memory['VmHWM'] / 1024:.1f} MiB")
+    print(f"cpu per scrape:  {cpu_used / args.scrapes * 1000:.1f} ms")
+    print(f"cpu average:     {cpu_used / wall * 1000:.1f} millicores over {wall:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Slab caches from /proc/slabinfo: objects, slabs and bytes per cache, per-instance caches folded into families."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING, Iterable, Optional
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from exporter.collectors.base import Collector, parse_file
+from exporter.settings import Setting, parse_bool, parse_regex
+from exporter.sources.slabinfo import SlabCache, SlabFamily, fold_caches, parse_slabinfo
+
+if TYPE_CHECKING:
+    from exporter.config import Config
+
+
+def read_slab_caches(config: "Config") -> list[SlabCache]:
+    """Every cache line of `<procfs>/slabinfo`; CollectorError when it cannot be read (root-only) or parsed."""
+    return parse_file(config.procfs / "slabinfo", parse_slabinfo)
+
+
+def _selected(name: str, include: Optional[re.Pattern[str]], exclude: Optional[re.Pattern[str]]) -> bool:
+    if include is not None and not include.fullmatch(name):
+        return False
+    return exclude is None or not exclude.fullmatch(name)
+
+
+# (metric suffix, help, value of a SlabFamily)
+_SERIES = (
+    ("objects_active", "Objects in use in the slab cache.", lambda f, page: f.active_objects),
+    ("objects", "Objects the slab cache has room for (in use or free) in its allocated slabs.",
+     lambda f, page: f.objects),
+    ("object_size_bytes", "Size of one object of the slab cache, including the allocator's padding (the largest "
+     "size when the series stands for several caches).", lambda f, page: f.object_size),
+    ("objects_per_slab", "Objects that fit in one slab of the cache.", lambda f, page: f.objects_per_slab),
+    ("pages_per_slab", "Pages that make up one slab of the cache (a slab of 2^N pages needs an order-N allocation).",
+     lambda f, page: f.pages_per_slab),
+    ("slabs_active", "Slabs of the cache that hold at least one object in use (SLUB counts every slab as active).",
+     lambda f, page: f.active_slabs),
+    ("slabs", "Slabs allocated to the cache.", lambda f, page: f.slabs),
+    ("bytes", "Memory the slab cache holds: slabs x pages per slab x page size.", lambda f, page: f.pages * page),
+    ("caches", "How many slab caches this series stands for: more than 1 when per-instance caches (per network "
+     "namespace, per memory cgroup) are folded into their family, or when the kernel lists a name twice.",
+     lambda f, page: f.caches),
+)
+
+
+class SlabinfoCollector(Collector):
+    name = "slabinfo"
+    description = "objects, slabs and bytes per slab cache from /proc/slabinfo (root only)"
+    options = (
+        Setting("collector.slabinfo.fold-caches", parse_bool, True,
+                "Fold caches named after an address, a counter or a memory cgroup (nf_conntrack_ffff8803f0b7ba80, "
+                "dentry(1234:docker-abc)) into their family, to keep the number of series bounded."),
+        Setting("collector.slabinfo.include", parse_regex, None,
+                "Only export caches whose exported (folded) name fully matches this regular expression.", "REGEX"),
+        Setting("collector.slabinfo.exclude", parse_regex, None,
+                "Do not export caches whose exported (folded) name fully matches this regular expression.", "REGEX"),
+    )
+
+    def collect(self) -> Iterable[Metric]:
+        families = fold_caches(read_slab_caches(self.config), fold_families=bool(self.option("fold-caches")))
+        include: Optional[re.Pattern[str]] = self.option("include")  # type: ignore[assignment]
+        exclude: Optional[re.Pattern[str]] = self.option("exclude")  # type: ignore[assignment]
+        selected = [f for f in families if _selected(f.name, include, exclude)]
+        return list(slab_metrics(selected, os.sysconf("SC_PAGE_SIZE")))
+
+
+def slab_metrics(families: Iterable[SlabFamily], page_size: int) -> Iterable[Metric]:
+    families = list(families)
+    for suffix, help_text, value in _SERIES:
+        metric = GaugeMetricFamily(f"kmem_slab_{suffix}", help_text, labels=["cache"])
+        for family in families:
+            metric.add_metric([family.name], value(family, page_size))
+        yield metric

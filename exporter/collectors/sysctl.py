@@ -1,0 +1,49 @@
+"""The vm sysctls that steer reclaim, compaction and watermarks, from /proc/sys/vm/."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from exporter.collectors.base import Collector, CollectorError, read_optional
+from exporter.sources import ParseError
+from exporter.sources.sysctl import parse_sysctl_int
+
+# Older kernels lack some of these (3.10 has no watermark_scale_factor, watermark_boost_factor or
+# compaction_proactiveness); an absent file is simply not exported.
+SYSCTLS = (
+    "compaction_proactiveness",
+    "extfrag_threshold",
+    "min_free_kbytes",
+    "vfs_cache_pressure",
+    "watermark_boost_factor",
+    "watermark_scale_factor",
+    "zone_reclaim_mode",
+)
+
+
+class SysctlCollector(Collector):
+    name = "sysctl"
+    description = "reclaim and compaction tunables from /proc/sys/vm"
+
+    def collect(self) -> Iterable[Metric]:
+        directory = self.config.procfs / "sys" / "vm"
+        if not directory.is_dir():
+            raise CollectorError(f"{directory}: directory not found")
+        family = GaugeMetricFamily(
+            "kmem_vm_sysctl",
+            "Value of a vm sysctl (/proc/sys/vm/<sysctl>) that steers reclaim, compaction and watermarks, in its "
+            "own unit (min_free_kbytes in KiB, the others as ratios or modes the kernel documents).",
+            labels=["sysctl"],
+        )
+        for sysctl in SYSCTLS:
+            path = directory / sysctl
+            text = read_optional(path)
+            if text is None:
+                continue
+            try:
+                family.add_metric([sysctl], parse_sysctl_int(text))
+            except ParseError as err:
+                raise CollectorError(f"{path}: malformed: {err}") from None
+        return [family]

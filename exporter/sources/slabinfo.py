@@ -1,0 +1,171 @@
+"""Parser for /proc/slabinfo (format 2.1) and the folding of per-instance cache names into families.
+
+    slabinfo - version: 2.1
+    # name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> ...
+    nf_conntrack_ffff8803f0b7ba80     25     25    320   25    2 : tunables    0    0    0 : slabdata      1      1      0
+    dentry             94813 107840    192   20    1 : tunables  120   60    8 : slabdata   5392   5392    204
+
+SLUB prints the tunables as 0, SLAB prints its real ones; the layout is otherwise the same. A name longer than the
+17-character column pushes the numbers right, so a line is split on whitespace: the last fifteen fields have a fixed
+shape and everything before them is the name. Kernels built with CONFIG_DEBUG_SLAB say `2.1 (statistics)` and append
+`: globalstat ...` and `: cpustat ...` sections, which are accepted and ignored. Versions 2.0 and 1.x (2.4 and early
+2.6 kernels) lay the columns out differently and are refused.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from exporter.sources import ParseError
+
+_HEADER = re.compile(r"slabinfo - version: (\S+)( \(statistics\))?")
+_SUPPORTED_VERSION = "2.1"
+_FIELDS_AFTER_NAME = 15  # 5 numbers, ": tunables" and 3 numbers, ": slabdata" and 3 numbers
+
+# Names that carry a per-instance part. The family is what is left once that part is removed.
+#  - a memory cgroup's copy of a cache: `dentry(1234:docker-abc.scope)` (kernels 3.8 to 5.8 with kmem accounting);
+#    `size-64(DMA)` (SLAB's DMA caches) has no `<id>:` and keeps its name.
+#  - a per-network-namespace conntrack cache on 3.10 kernels: `nf_conntrack_ffff8803f0b7ba80` (a kernel address,
+#    16 or 8 hex digits) on early RHEL 7, `nf_conntrack_12` (a counter) on later ones.
+_MEMCG_SUFFIX = re.compile(r"(?P<family>.+?)\(\d+:.*\)")
+_ADDRESS_SUFFIX = re.compile(r"(?P<family>.+)_(?=[a-f]*[0-9])(?:[0-9a-f]{16}|[0-9a-f]{8})")
+_COUNTER_SUFFIX = re.compile(r"(?P<family>.+)_\d+")
+# Families whose numbered caches are bounded and mean something on their own: `pid_2`, `pid_3`, ... are the caches of
+# nested PID namespace levels (at most 32), not one cache per instance.
+_NUMBERED_BY_DESIGN = frozenset({"pid"})
+
+
+@dataclass(frozen=True)
+class SlabCache:
+    """One line of slabinfo."""
+
+    name: str
+    active_objects: int
+    objects: int
+    object_size: int  # bytes
+    objects_per_slab: int
+    pages_per_slab: int
+    active_slabs: int
+    slabs: int
+
+    def pages(self) -> int:
+        return self.slabs * self.pages_per_slab
+
+
+@dataclass(frozen=True)
+class SlabFamily:
+    """One exported series: a cache, or several caches folded under one name.
+
+    Counts are summed over the folded caches. A cache's geometry (object size, objects and pages per slab) may differ
+    between the folded caches; the largest value is kept, so the result does not depend on the order of lines.
+    """
+
+    name: str
+    caches: int
+    active_objects: int
+    objects: int
+    object_size: int
+    objects_per_slab: int
+    pages_per_slab: int
+    active_slabs: int
+    slabs: int
+    pages: int  # sum over the folded caches of slabs x pages per slab
+
+
+_COLUMNS = ("active_objs", "num_objs", "objsize", "objperslab", "pagesperslab", None, None, "limit", "batchcount",
+            "sharedfactor", None, None, "active_slabs", "num_slabs", "sharedavail")
+_NUMERIC = tuple(i for i, column in enumerate(_COLUMNS) if column)
+
+
+def _parse_line(line: str, line_number: int, statistics: bool) -> SlabCache:
+    fields = line.split()
+    # The first ": tunables" marks where the numbers start; the name is everything before the five numbers ahead of it.
+    # Without statistics sections that is ten fields from the end, which is checked first.
+    tunables = len(fields) - 10
+    if tunables < 6 or fields[tunables] != ":" or fields[tunables + 1] != "tunables":
+        tunables = next((i for i in range(6, len(fields) - 1) if fields[i] == ":" and fields[i + 1] == "tunables"), -1)
+    if tunables < 0:
+        raise ParseError(f"line {line_number}: expected 'NAME 5 numbers : tunables 3 numbers : slabdata 3 numbers', "
+                         f"got {line[:120]!r}")
+    tail = fields[tunables - 5:]
+    if len(tail) < _FIELDS_AFTER_NAME or tail[10:12] != [":", "slabdata"]:
+        raise ParseError(f"line {line_number}: expected ': slabdata' and three numbers after the tunables "
+                         f"(truncated line?), got {line[:120]!r}")
+    extra = tail[_FIELDS_AFTER_NAME:]
+    if extra and (not statistics or extra[0] != ":"):
+        raise ParseError(f"line {line_number}: unexpected {' '.join(extra)[:40]!r} after slabdata")
+    for field in extra:  # the ': globalstat ...' and ': cpustat ...' sections of CONFIG_DEBUG_SLAB kernels
+        if field != ":" and not (field.isascii() and (field.isdigit() or field.isalpha())):
+            raise ParseError(f"line {line_number}: unexpected field {field[:40]!r} after slabdata")
+    for i in _NUMERIC:
+        if not (tail[i].isdigit() and tail[i].isascii()):
+            raise ParseError(f"line {line_number}: {_COLUMNS[i]} is not a non-negative integer: {tail[i][:40]!r}")
+    return SlabCache(" ".join(fields[:tunables - 5]), int(tail[0]), int(tail[1]), int(tail[2]), int(tail[3]),
+                     int(tail[4]), int(tail[12]), int(tail[13]))
+
+
+def parse_slabinfo(text: str) -> list[SlabCache]:
+    """Every cache line, in file order (a name may appear more than once)."""
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise ParseError("empty file: expected the header 'slabinfo - version: 2.1'")
+    header = _HEADER.fullmatch(lines[0].strip())
+    if header is None:
+        raise ParseError(f"line 1: expected 'slabinfo - version: 2.1', got {lines[0][:80]!r}")
+    if header.group(1) != _SUPPORTED_VERSION:
+        raise ParseError(f"slabinfo version {header.group(1)} is not supported (only {_SUPPORTED_VERSION}, which every "
+                         f"kernel since 2.6.10 prints)")
+    caches = []
+    for number, line in enumerate(lines[1:], 2):
+        if not line.strip() or line.startswith("#"):
+            continue
+        caches.append(_parse_line(line, number, statistics=header.group(2) is not None))
+    if not caches:
+        raise ParseError("no slab caches listed (truncated file?)")
+    return caches
+
+
+def family_name(name: str) -> str:
+    """The family a cache belongs to: its name without a memory cgroup, address or counter suffix."""
+    memcg = _MEMCG_SUFFIX.fullmatch(name)
+    if memcg:
+        name = memcg.group("family")
+    instance = _ADDRESS_SUFFIX.fullmatch(name) or _COUNTER_SUFFIX.fullmatch(name)
+    if instance and instance.group("family") not in _NUMBERED_BY_DESIGN:
+        return instance.group("family")
+    return name
+
+
+def is_memcg_copy(name: str) -> bool:
+    """Whether the cache is a memory cgroup's copy of a root cache (`dentry(1234:docker-abc)`)."""
+    return _MEMCG_SUFFIX.fullmatch(name) is not None
+
+
+def fold_caches(caches: Iterable[SlabCache], fold_families: bool = True) -> list[SlabFamily]:
+    """One SlabFamily per exported name, sorted by name.
+
+    Caches listed under the same name are always folded (the kernel can list a name twice, and a series must be
+    unique). With `fold_families`, caches are also folded into their family (see `family_name`).
+    """
+    groups: dict[str, list[SlabCache]] = {}
+    for cache in caches:
+        key = family_name(cache.name) if fold_families else cache.name
+        groups.setdefault(key, []).append(cache)
+    return [_fold(name, members) for name, members in sorted(groups.items())]
+
+
+def _fold(name: str, members: list[SlabCache]) -> SlabFamily:
+    return SlabFamily(
+        name=name,
+        caches=len(members),
+        active_objects=sum(c.active_objects for c in members),
+        objects=sum(c.objects for c in members),
+        object_size=max(c.object_size for c in members),
+        objects_per_slab=max(c.objects_per_slab for c in members),
+        pages_per_slab=max(c.pages_per_slab for c in members),
+        active_slabs=sum(c.active_slabs for c in members),
+        slabs=sum(c.slabs for c in members),
+        pages=sum(c.pages() for c in members),
+    )

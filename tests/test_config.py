@@ -1,0 +1,127 @@
+"""Configuration: flag beats file beats default, as the running server shows; bad settings refused before binding."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from conftest import RunningExporter, fixture_flags, free_port, run_exporter
+from metrics_text import collector_success, only_collectors
+
+FOUR = only_collectors("buddyinfo", "vmstat", "sysctl", "kernel")
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "kmem-exporter.yml"
+    path.write_text(text)
+    return path
+
+
+def nothing_listens(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_file_beats_default(exporter_factory: Callable[..., RunningExporter], tmp_path: Path) -> None:
+    config = write_config(tmp_path, "web.telemetry-path: /from-file\ncollector.vmstat: false\n")
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *only_collectors("buddyinfo", "kernel"),
+                                f"--config.file={config}")
+    status, _, body = exporter.get("/from-file")
+    assert status == 200
+    assert exporter.get("/metrics")[0] == 404
+    assert collector_success(body.decode()) == {"buddyinfo": 1, "kernel": 1}
+
+
+def test_file_enables_what_the_default_would_not(exporter_factory: Callable[..., RunningExporter],
+                                                 tmp_path: Path) -> None:
+    flags = [f for f in FOUR if f != "--no-collector.vmstat" and f != "--collector.vmstat"]
+    config = write_config(tmp_path, "collector.vmstat: false\ncollector.sysctl: false\n")
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *flags, "--collector.sysctl",
+                                f"--config.file={config}")
+    # vmstat: off in the file, no flag -> off. sysctl: off in the file, on by flag -> on.
+    assert collector_success(exporter.metrics()) == {"buddyinfo": 1, "sysctl": 1, "kernel": 1}
+    page = exporter.get("/")[2].decode()
+    assert "<li>sysctl</li>" in page and "<li>vmstat</li>" not in page
+
+
+def test_flag_beats_file(exporter_factory: Callable[..., RunningExporter], tmp_path: Path) -> None:
+    file_port = free_port()
+    config = write_config(tmp_path, f'web.listen-address: "127.0.0.1:{file_port}"\n'
+                                    "web.telemetry-path: /from-file\n"
+                                    "collector.kernel: false\n")
+    # exporter_factory passes its own --web.listen-address flag, which must win over the file's.
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR, f"--config.file={config}",
+                                "--web.telemetry-path=/from-flag")
+    status, _, body = exporter.get("/from-flag")
+    assert status == 200
+    assert exporter.get("/from-file")[0] == 404
+    assert collector_success(body.decode()) == {"buddyinfo": 1, "vmstat": 1, "sysctl": 1, "kernel": 1}
+    assert nothing_listens(file_port)
+
+
+def test_vmstat_fields_from_file(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 'collector.vmstat.fields: "oom_kill|allocstall_normal"\n')
+    result = run_exporter("scrape", *fixture_flags("live-6.18"), *only_collectors("vmstat"), f"--config.file={config}")
+    assert result.returncode == 0, result.stderr
+    vmstat = sorted(line.split()[0] for line in result.stdout.splitlines() if line.startswith("kmem_vmstat_"))
+    assert vmstat == ["kmem_vmstat_allocstall_normal_total", "kmem_vmstat_oom_kill_total"]
+
+
+# (case, file content, message, whether the message names the file as well as the setting)
+BAD_FILES = [
+    ("unknown key", "web.listen-adress: ':9792'\n", "unknown setting 'web.listen-adress'", True),
+    ("wrong type", "collector.timeout: true\n", "collector.timeout: expected a duration", False),
+    ("wrong type for a switch", "collector.vmstat: 3\n", "collector.vmstat: expected true or false, got 3", False),
+    ("bad regex", 'collector.vmstat.fields: "("\n', "collector.vmstat.fields: invalid regular expression '('",
+     False),
+    ("not a mapping", "- path.procfs: /proc\n", "expected a mapping of setting names to values", True),
+    ("not YAML", "path.procfs: [\n", "not valid YAML", True),
+    ("empty value", "path.procfs:\n", "setting 'path.procfs' has no value", True),
+]
+
+
+@pytest.mark.parametrize("content, message, names_file", [b[1:] for b in BAD_FILES], ids=[b[0] for b in BAD_FILES])
+def test_bad_config_file_exits_2_before_binding(tmp_path: Path, content: str, message: str, names_file: bool) -> None:
+    config = write_config(tmp_path, content)
+    port = free_port()
+    result = run_exporter(f"--web.listen-address=127.0.0.1:{port}", f"--config.file={config}")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert (f"config.file '{config}'" in result.stderr) is names_file
+    assert "listening on" not in result.stderr
+    assert nothing_listens(port)
+
+
+def test_unreadable_config_file(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yml"
+    result = run_exporter(f"--config.file={missing}")
+    assert result.returncode == 2
+    assert f"config.file '{missing}': cannot read: No such file or directory" in result.stderr
+    result = run_exporter(f"--config.file={tmp_path}")  # a directory: unreadable even for root
+    assert result.returncode == 2
+    assert f"config.file '{tmp_path}': cannot read: Is a directory" in result.stderr
+    assert "listening on" not in result.stderr
+
+
+BAD_FLAGS = [
+    ("unknown flag", ["--collector.nonexistent"], "unrecognized arguments: --collector.nonexistent"),
+    ("bad address", ["--web.listen-address=localhost"], "web.listen-address: expected [host]:port"),
+    ("bad duration", ["--collector.timeout=soon"], "collector.timeout: expected a duration"),
+    ("bad regex", ["--collector.vmstat.fields=("], "collector.vmstat.fields: invalid regular expression"),
+    ("bad log level", ["--log.level=loud"], "log.level: expected one of debug, info, warn, error"),
+    ("value for a switch", ["--collector.vmstat=maybe"], "--collector.vmstat"),
+    ("bad telemetry path", ["--web.telemetry-path=metrics"], "web.telemetry-path: expected an absolute path"),
+]
+
+
+@pytest.mark.parametrize("flags, message", [b[1:] for b in BAD_FLAGS], ids=[b[0] for b in BAD_FLAGS])
+def test_bad_flag_exits_2_before_binding(flags: list[str], message: str) -> None:
+    port = free_port()
+    result = run_exporter(f"--web.listen-address=127.0.0.1:{port}", *flags)  # a later flag wins
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "listening on" not in result.stderr
+    assert nothing_listens(port)

@@ -1,0 +1,175 @@
+"""The Grafana dashboards: generated from dashboards/generate.py and checked in current, and a JSON model that
+Grafana accepts: known panel types, a grid without overlaps, described panels with units and targets that query the
+`datasource` variable, defined variables, unique uids. The queries are checked for syntax with promtool here and
+run against a real Prometheus in test_e2e.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from conftest import PROJECT, require_tool
+
+DASHBOARDS = PROJECT / "dashboards"
+FILES = sorted(DASHBOARDS.glob("*.json"))
+PANEL_TYPES = {"row", "timeseries", "stat", "gauge", "bargauge", "heatmap", "table", "text", "barchart",
+               "state-timeline", "piechart"}
+DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
+BUILTIN_VARIABLES = {"__rate_interval", "__interval", "__range", "__name__"}
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in board["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def queries(board: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    for panel in panels(board):
+        for query in panel.get("targets", []):
+            yield panel["title"], query["expr"]
+
+
+def generator():
+    spec = importlib.util.spec_from_file_location("dashboards_generate", DASHBOARDS / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_three_dashboards_exist() -> None:
+    assert [p.name for p in FILES] == ["fragmentation.json", "memcg.json", "slab-conntrack.json"]
+
+
+def test_checked_in_json_is_what_the_generator_makes() -> None:
+    module = generator()
+    for name, build in module.DASHBOARDS.items():
+        assert (DASHBOARDS / name).read_text() == module.render(build), f"{name} is stale: run dashboards/generate.py"
+    result = subprocess.run([str(PROJECT / ".venv/bin/python"), str(DASHBOARDS / "generate.py"), "--check"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_generator_check_notices_a_stale_file(tmp_path: Path) -> None:
+    module = generator()
+    module.HERE = tmp_path
+    for name, build in module.DASHBOARDS.items():
+        (tmp_path / name).write_text(module.render(build))
+    assert module.main(["--check"]) == 0
+    stale = tmp_path / "memcg.json"
+    stale.write_text(stale.read_text().replace("Dying cgroups", "Dead cgroups"))
+    assert module.main(["--check"]) == 1
+
+
+def test_uids_are_unique_and_stable() -> None:
+    uids = {p.name: load(p)["uid"] for p in FILES}
+    assert uids == {"fragmentation.json": "kmem-fragmentation", "memcg.json": "kmem-memcg",
+                    "slab-conntrack.json": "kmem-slab-conntrack"}
+    titles = [load(p)["title"] for p in FILES]
+    assert len(set(titles)) == len(titles)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_dashboard_model(path: Path) -> None:
+    board = load(path)
+    assert board["schemaVersion"] == 39
+    assert board.get("id") is None, "an exported id would clash on import"
+    assert board["title"] and board["description"] and "kmem-exporter" in board["tags"]
+    ids = [panel["id"] for panel in panels(board)]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_grid_positions_fit_24_columns_without_overlap(path: Path) -> None:
+    taken: dict[tuple[int, int], str] = {}
+    for panel in panels(load(path)):
+        pos = panel["gridPos"]
+        assert set(pos) == {"h", "w", "x", "y"}
+        assert pos["x"] >= 0 and pos["y"] >= 0 and pos["w"] >= 1 and pos["h"] >= 1
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        if panel["type"] == "row":
+            assert (pos["x"], pos["w"], pos["h"]) == (0, 24, 1)
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in taken, f"{panel['title']!r} overlaps {taken[(x, y)]!r}"
+                taken[(x, y)] = panel["title"]
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_every_panel_is_described_has_a_unit_and_queries_the_datasource_variable(path: Path) -> None:
+    for panel in panels(load(path)):
+        assert panel["type"] in PANEL_TYPES, panel["type"]
+        if panel["type"] == "row":
+            continue
+        title = panel["title"]
+        assert len(panel.get("description", "")) > 60, f"{title}: say what the reader sees and what is bad"
+        assert panel["datasource"] == DATASOURCE_REF, title
+        assert panel["fieldConfig"]["defaults"].get("unit"), f"{title}: no unit"
+        targets = panel["targets"]
+        assert targets, title
+        refs = [t["refId"] for t in targets]
+        assert len(refs) == len(set(refs)), title
+        for query in targets:
+            assert query["datasource"] == DATASOURCE_REF, title
+            assert query["expr"].strip() and "kmem_" in query["expr"], title
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_no_hard_coded_datasource(path: Path) -> None:
+    def walk(node: Any) -> Iterator[Any]:
+        if isinstance(node, dict):
+            if "datasource" in node:
+                yield node["datasource"]
+            for value in node.values():
+                yield from walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from walk(value)
+
+    for ref in walk(load(path)):
+        assert ref in (DATASOURCE_REF, {"type": "grafana", "uid": "-- Grafana --"}), ref
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_variables_are_defined_and_used_ones_only(path: Path) -> None:
+    board = load(path)
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert variables["instance"]["type"] == "query"
+    for variable in variables.values():
+        if variable["type"] == "query":
+            assert variable["datasource"] == DATASOURCE_REF
+            assert variable["query"]["query"].startswith("label_values(")
+    text = json.dumps(board["panels"]) + json.dumps([v.get("query") for v in variables.values()])
+    used = set(re.findall(r"\$\{?(\w+)", text)) - BUILTIN_VARIABLES
+    assert used - set(variables) == set(), "undefined variables"
+    assert set(variables) - used == set(), "variables no query uses"
+
+
+def test_queries_parse(tmp_path: Path) -> None:
+    """promtool checks each query as a recording rule's expression (variables filled in as in test_e2e.py)."""
+    rules = []
+    for path in FILES:
+        for number, (_, expr) in enumerate(queries(load(path))):
+            filled = (expr.replace("$__rate_interval", "1m").replace("$instance", "host:9792")
+                      .replace("$node", ".*").replace("$zone", ".*").replace("$order", "6"))
+            rules.append({"record": f"dashboard:{path.stem.replace('-', '_')}:{number}", "expr": filled})
+    rule_file = tmp_path / "queries.yaml"
+    rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    result = subprocess.run([require_tool("promtool"), "check", "rules", str(rule_file)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout

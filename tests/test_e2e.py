@@ -1,0 +1,460 @@
+"""End to end: the real Prometheus server scrapes real exporters serving fixture hosts, evaluates the rule files
+in alerts/, and sends firing alerts to a real Alertmanager configured like alerts/alertmanager.example.yml.
+
+Through Prometheus's HTTP API, every dashboard query (variables filled in) must run and return data, and exactly the
+expected alerts must be pending or firing on each host. A kernel allocation failure written into one host's kernel
+log then fires the kernel-log alerts (their `for` is 0: the rule's 15-minute window holds them), which reach
+Alertmanager and its webhook receivers, routed by severity. The rules are the real ones, unchanged.
+
+The hosts:
+- rhel7-fragmented: the RHEL 7 (3.10.0-514) node whose containers failed to start: no free block above order 4,
+  8 nf_conntrack caches, kmem accounting per cgroup.
+- rhel7-healthy: its sibling node that still started containers.
+- memcg-near-exhausted: a RHEL 7 node with 64000 of 65535 memory cgroups in use.
+- live-6.18: this machine's own files (a modern kernel).
+
+The fixture trees carry no process table (/proc/<pid>), which the netns collector walks. Each host here is the
+fixture tree plus a small process table written by this test (real `ns/net`, `ns/mnt` link and mountinfo formats):
+the host's init in one network namespace and its running containers in their own, so that live network namespaces
+are defined by the test: 2 on the fragmented node (8 conntrack caches: 6 leaked), 3 on the healthy one (3 caches).
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import yaml
+
+from conftest import FIXTURES, PROJECT, RunningExporter, free_port, require_tool, scrape_fixture, start_exporter
+
+pytestmark = pytest.mark.e2e
+
+ALERTS = PROJECT / "alerts"
+DASHBOARDS = PROJECT / "dashboards"
+HOSTS = ["rhel7-fragmented", "rhel7-healthy", "memcg-near-exhausted", "live-6.18"]
+# Network namespaces of each host's processes: the host's own, then one per running container.
+NETWORK_NAMESPACES = {"rhel7-fragmented": 2, "rhel7-healthy": 3, "memcg-near-exhausted": 2, "live-6.18": 1}
+FILLED = {"$__rate_interval": "1m", "$node": ".*", "$zone": ".*", "$order": "6"}
+KERNEL_LOG_ALERTS = {"KmemPageAllocationFailure", "KmemSlabCacheCreationFailure"}
+WAIT = 60.0  # seconds: how long to wait for a server to reach a state before failing
+
+# (alertname, instance, extra labels) of the alerts whose expression is true on each host at rest.
+EXPECTED_ALERTS = {
+    # no free block of order 6 in DMA32 (largest 4) and Normal (largest 3), extfrag index 0.97-0.98
+    ("KmemHighOrderFragmentation", "rhel7-fragmented", (("node", "0"), ("order", "6"), ("zone", "DMA32"))),
+    ("KmemHighOrderFragmentation", "rhel7-fragmented", (("node", "0"), ("order", "6"), ("zone", "Normal"))),
+    # 8 nf_conntrack caches for 2 live network namespaces
+    ("KmemConntrackSlabCacheLeak", "rhel7-fragmented", ()),
+    # 3.10.0-514 with kmem accounting per cgroup and kmem-enabled cgroups: on every RHEL 7 host here
+    ("KmemKmemAccountingOnBuggyKernel", "rhel7-fragmented", ()),
+    ("KmemKmemAccountingOnBuggyKernel", "rhel7-healthy", ()),
+    ("KmemKmemAccountingOnBuggyKernel", "memcg-near-exhausted", ()),
+    # 64000 of 65535 memory cgroups (97.7%): above 80% and 95%
+    ("KmemMemcgIdsHigh", "memcg-near-exhausted", ()),
+    ("KmemMemcgIdsCritical", "memcg-near-exhausted", ()),
+    # the same fragmented buddy allocator and leaked conntrack caches as rhel7-fragmented
+    ("KmemHighOrderFragmentation", "memcg-near-exhausted", (("node", "0"), ("order", "6"), ("zone", "DMA32"))),
+    ("KmemHighOrderFragmentation", "memcg-near-exhausted", (("node", "0"), ("order", "6"), ("zone", "Normal"))),
+    ("KmemConntrackSlabCacheLeak", "memcg-near-exhausted", ()),
+}
+IDENTITY_LABELS = {"alertname", "instance", "job", "severity"}
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+
+def http_json(url: str, data: bytes | None = None) -> Any:
+    with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=30) as response:
+        return json.loads(response.read())
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
+    """Poll check() until it returns something true; fail with the last value after the timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except OSError as err:  # the server is not up yet
+            last = err
+        else:
+            if last:
+                return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def write_process_table(proc: Path, namespaces: int) -> None:
+    """PID 1 in the host's namespaces, and one container process per further network namespace."""
+    host_mounts = ("22 27 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:13 - proc proc rw\n"
+                   "27 1 8:1 / / rw,relatime shared:1 - xfs /dev/mapper/rhel-root rw,attr2,inode64,noquota\n")
+    container_mounts = ("1391 1390 0:160 / / rw,relatime - overlay overlay rw,lowerdir=/var/lib/docker/overlay2/l/A,"
+                        "upperdir=/var/lib/docker/overlay2/a/diff,workdir=/var/lib/docker/overlay2/a/work\n"
+                        "1392 1391 0:163 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw\n")
+    for index in range(namespaces):
+        pid = proc / str(1 if index == 0 else 20000 + index)
+        (pid / "ns").mkdir(parents=True)
+        os.symlink(f"net:[{4026531993 + 10 * index}]", pid / "ns" / "net")
+        os.symlink(f"mnt:[{4026531840 + 10 * index}]", pid / "ns" / "mnt")
+        (pid / "mountinfo").write_text(host_mounts if index == 0 else container_mounts)
+
+
+def host_tree(host: str, root: Path) -> Path:
+    """The fixture tree of `host` (linked, not copied) plus a process table and a kernel log file of its own."""
+    fixture = FIXTURES / host
+    root.mkdir()
+    for entry in fixture.iterdir():
+        if entry.name not in ("proc", "dev"):
+            os.symlink(entry, root / entry.name)
+    (root / "proc").mkdir()
+    for entry in (fixture / "proc").iterdir():
+        if not entry.name.isdigit() and entry.name != "self":
+            os.symlink(entry, root / "proc" / entry.name)
+    write_process_table(root / "proc", NETWORK_NAMESPACES[host])
+    (root / "dev").mkdir()
+    (root / "dev" / "kmsg").write_bytes(b"")  # the reader starts at its end; the test appends records
+    return root
+
+
+class WebhookReceiver(http.server.ThreadingHTTPServer):
+    """Collects what Alertmanager posts to its webhook receivers, by URL path (= receiver name)."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.posts.append((self.path.strip("/"), json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+    def received(self) -> dict[str, set[str]]:
+        """Alert names each receiver got in firing notifications."""
+        got: dict[str, set[str]] = {}
+        for receiver, message in list(self.posts):
+            for alert in message["alerts"]:
+                if alert["status"] == "firing":
+                    got.setdefault(receiver, set()).add(alert["labels"]["alertname"])
+        return got
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(args: list[str], port: int, log: Path, ready: str) -> Server:
+    process = subprocess.Popen(args, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+
+    def is_ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"{args[0]} exited with {process.returncode}: {log.read_text()}")
+        with urllib.request.urlopen(server.url + ready, timeout=5) as response:
+            return response.status == 200
+
+    wait_for(f"{args[0]} to be ready", is_ready)
+    return server
+
+
+def alertmanager_config(webhook: str) -> dict[str, Any]:
+    """The example configuration, with its webhook URLs pointed at the test's receiver and short waits."""
+    config = yaml.safe_load((ALERTS / "alertmanager.example.yml").read_text())
+    for receiver in config["receivers"]:
+        for hook in receiver["webhook_configs"]:
+            hook["url"] = f"{webhook}/{receiver['name']}"
+    config["route"].update(group_wait="1s", group_interval="1s")
+    return config
+
+
+@dataclass
+class Stack:
+    prometheus: Server
+    alertmanager: Server
+    webhooks: WebhookReceiver
+    hosts: dict[str, Path]
+    exporters: dict[str, RunningExporter] = field(default_factory=dict)
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        url = f"{self.prometheus.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        try:
+            answer = http_json(url)
+        except urllib.error.HTTPError as err:  # 400/422: the query is wrong or failed
+            raise AssertionError(f"{expr}: {err.code} {err.read().decode()}") from None
+        assert answer["status"] == "success", answer
+        return answer["data"]["result"]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return http_json(f"{self.prometheus.url}/api/v1/alerts")["data"]["alerts"]
+
+
+def alert_key(alert: dict[str, Any]) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    labels = alert["labels"]
+    extra = tuple(sorted((k, v) for k, v in labels.items() if k not in IDENTITY_LABELS))
+    return labels["alertname"], labels["instance"], extra
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Alertmanager, one exporter per host, and Prometheus scraping them every second. The exporters are started
+    with conftest's start_exporter (what exporter_factory uses), here once for the whole module."""
+    prometheus_bin, alertmanager_bin = require_tool("prometheus"), require_tool("prometheus-alertmanager")
+    tmp = tmp_path_factory.mktemp("e2e")
+    webhooks = WebhookReceiver()
+    threading.Thread(target=webhooks.serve_forever, daemon=True).start()
+    started: list[Server] = []
+    exporters: dict[str, RunningExporter] = {}
+    try:
+        am_port = free_port()
+        (tmp / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(webhooks.url)))
+        alertmanager = start_server(
+            [alertmanager_bin, f"--config.file={tmp / 'alertmanager.yml'}", f"--storage.path={tmp / 'am-data'}",
+             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=", "--log.level=warn"],
+            am_port, tmp / "alertmanager.log", "/-/ready")
+        started.append(alertmanager)
+
+        hosts = {host: host_tree(host, tmp / host) for host in HOSTS}
+        for host, root in hosts.items():
+            exporters[host] = start_exporter(
+                [f"--path.procfs={root / 'proc'}", f"--path.sysfs={root / 'sys'}",
+                 f"--path.kmsg={root / 'dev' / 'kmsg'}"], tmp / f"exporter-{host}.log")
+
+        prom_port = free_port()
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
+            "rule_files": [str(p) for p in sorted(ALERTS.glob("*.yaml"))],
+            "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
+            "scrape_configs": [{
+                "job_name": "kmem",
+                "static_configs": [{"targets": [exporter.url.removeprefix("http://")], "labels": {"instance": host}}
+                                   for host, exporter in exporters.items()],
+            }],
+        }
+        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
+        prometheus = start_server(
+            [prometheus_bin, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'prom-data'}",
+             f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
+            prom_port, tmp / "prometheus.log", "/-/ready")
+        started.append(prometheus)
+        stack = Stack(prometheus, alertmanager, webhooks, hosts, exporters)
+
+        def scraped_three_times() -> bool:
+            counts = stack.query("count_over_time(kmem_exporter_build_info[1m])")
+            return len(counts) == len(HOSTS) and all(float(r["value"][1]) >= 3 for r in counts)
+
+        wait_for("three scrapes of every exporter", scraped_three_times)
+        yield stack
+    finally:
+        for server in reversed(started):
+            server.stop()
+        for exporter in exporters.values():
+            exporter.stop(signal.SIGKILL)
+        webhooks.shutdown()
+
+
+# --- metric names ----------------------------------------------------------------------------------------------
+
+NAME = re.compile(r"kmem_[a-z0-9_]+")
+NAME_REGEX = re.compile(r'__name__=~"([^"]+)"')
+
+
+def names_in(text: str) -> tuple[set[str], set[str]]:
+    """Metric names a query or template mentions, and the regexes of its __name__ matchers."""
+    regexes = set(NAME_REGEX.findall(text))
+    return set(NAME.findall(NAME_REGEX.sub("", text))), regexes
+
+
+def rule_texts() -> Iterator[tuple[str, str]]:
+    for path in sorted(ALERTS.glob("*.yaml")):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                yield rule["alert"], rule["expr"] + " ".join(rule.get("annotations", {}).values())
+
+
+def dashboard_queries() -> Iterator[tuple[str, str, str]]:
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        board = json.loads(path.read_text())
+        for panel in board["panels"]:
+            for query in panel.get("targets", []):
+                yield path.stem, panel["title"], query["expr"]
+
+
+def fill(expr: str, instance: str) -> str:
+    for variable, value in FILLED.items():
+        expr = expr.replace(variable, value)
+    return expr.replace("$instance", instance)
+
+
+@pytest.fixture(scope="module")
+def emitted_names() -> set[str]:
+    """Every metric name the exporter emits on some fixture tree (the broken-* ones excepted)."""
+    trees = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir() and not p.name.startswith("broken-"))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outputs = list(pool.map(lambda host: scrape_fixture(host).stdout, trees))
+    names = set()
+    for output in outputs:
+        for line in output.splitlines():
+            if line.startswith("# TYPE "):
+                name, kind = line.split()[2:4]
+                names.add(name + "_total" if kind == "counter" and not name.endswith("_total") else name)
+                if kind == "info":
+                    names.add(name + "_info")
+            elif line and not line.startswith("#"):
+                names.add(re.split(r"[{ ]", line, 1)[0])
+    assert "kmem_buddy_free_blocks" in names and "kmem_memcg_cgroups" in names
+    return names
+
+
+def test_rules_and_dashboards_name_only_metrics_the_exporter_emits(emitted_names: set[str]) -> None:
+    sources = [(f"alert {name}", text) for name, text in rule_texts()]
+    sources += [(f"dashboard {board} / {title}", expr) for board, title, expr in dashboard_queries()]
+    missing = []
+    for where, text in sources:
+        names, regexes = names_in(text)
+        missing += [f"{where}: {name}" for name in sorted(names - emitted_names)]
+        missing += [f"{where}: no metric matches {regex}" for regex in regexes
+                    if not any(re.fullmatch(regex, name) for name in emitted_names)]
+    assert missing == []
+
+
+def test_metric_name_check_notices_an_unknown_name(emitted_names: set[str]) -> None:
+    names, regexes = names_in('rate(kmem_vmstat_compact_stalls_total[5m]) + {__name__=~"kmem_nope_.*"}')
+    assert names - emitted_names == {"kmem_vmstat_compact_stalls_total"}
+    assert not any(re.fullmatch(regex, name) for regex in regexes for name in emitted_names)
+
+
+# --- Prometheus ------------------------------------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_every_host_and_loads_every_rule(stack: Stack) -> None:
+    targets = http_json(f"{stack.prometheus.url}/api/v1/targets")["data"]["activeTargets"]
+    assert sorted((t["labels"]["instance"], t["health"]) for t in targets) == sorted((h, "up") for h in HOSTS)
+    groups = http_json(f"{stack.prometheus.url}/api/v1/rules")["data"]["groups"]
+    loaded = {rule["name"] for group in groups for rule in group["rules"]}
+    assert loaded == {name for name, _ in rule_texts()}
+    assert all(rule["health"] == "ok" for group in groups for rule in group["rules"]), groups
+
+
+def test_every_collector_succeeds_on_every_host(stack: Stack) -> None:
+    failing = stack.query("kmem_collector_success == 0")
+    assert [(r["metric"]["instance"], r["metric"]["collector"]) for r in failing] == []
+
+
+def test_every_dashboard_query_runs_and_returns_data(stack: Stack) -> None:
+    empty = []
+    for board, title, expr in dashboard_queries():
+        hosts_with_data = [host for host in HOSTS if stack.query(fill(expr, host))]
+        if not hosts_with_data:
+            empty.append(f"{board} / {title}: {expr}")
+    assert empty == []
+
+
+def test_fragmentation_dashboard_answers_the_order_6_question(stack: Stack) -> None:
+    expr = next(e for _, t, e in dashboard_queries() if t == "Order-$order allocation possible")
+
+    def answer(host: str) -> dict[str, float]:
+        return {r["metric"]["zone"]: float(r["value"][1]) for r in stack.query(fill(expr, host))}
+
+    assert answer("rhel7-fragmented") == {"DMA": 1, "DMA32": 0, "Normal": 0}
+    assert answer("rhel7-healthy") == {"DMA": 1, "DMA32": 1, "Normal": 1}
+
+
+def test_memcg_dashboard_shows_the_share_of_ids_in_use(stack: Stack) -> None:
+    expr = next(e for _, t, e in dashboard_queries() if t == "Memory cgroup IDs in use")
+    [result] = stack.query(fill(expr, "memcg-near-exhausted"))
+    assert float(result["value"][1]) == pytest.approx(64000 / 65535)
+    expr = next(e for _, t, e in dashboard_queries() if t == "Caches beyond live namespaces")
+    assert [float(r["value"][1]) for r in stack.query(fill(expr, "rhel7-fragmented"))] == [6]
+    assert [float(r["value"][1]) for r in stack.query(fill(expr, "rhel7-healthy"))] == [0]
+
+
+def test_the_expected_alerts_are_pending_or_firing_on_each_host(stack: Stack) -> None:
+    def active() -> set:
+        return {alert_key(a) for a in stack.alerts() if a["state"] in ("pending", "firing")}
+
+    wait_for("the expected alerts", lambda: EXPECTED_ALERTS <= active())
+    time.sleep(3)  # three more evaluations: nothing else may turn up
+    alerts = stack.alerts()
+    assert {alert_key(a) for a in alerts} == EXPECTED_ALERTS
+    # Every expected alert has a `for` of at least 5 minutes: pending now, not yet sent to Alertmanager.
+    assert {a["state"] for a in alerts} == {"pending"}
+    critical = next(a for a in alerts if a["labels"]["alertname"] == "KmemMemcgIdsCritical")
+    assert critical["labels"]["severity"] == "critical"
+    assert critical["annotations"]["summary"] == ("97.66% of the memory cgroup IDs are in use on "
+                                                  "memcg-near-exhausted; container starts will fail.")
+    assert critical["annotations"]["description"].startswith(
+        "64000 memory cgroups are in use on memcg-near-exhausted, of a limit of 65535 (63978 of them dying).")
+    leak = next(a for a in alerts if a["labels"]["alertname"] == "KmemConntrackSlabCacheLeak"
+                and a["labels"]["instance"] == "rhel7-fragmented")
+    assert leak["annotations"]["description"].startswith(
+        "rhel7-fragmented has 8 nf_conntrack slab caches but only 2 live network namespaces")
+    fragmented = next(a for a in alerts if a["labels"]["alertname"] == "KmemHighOrderFragmentation"
+                      and a["labels"]["instance"] == "rhel7-fragmented" and a["labels"]["zone"] == "Normal")
+    assert "is of order 3," in fragmented["annotations"]["description"]
+
+
+def test_a_kernel_allocation_failure_fires_and_reaches_alertmanager_routed_by_severity(stack: Stack) -> None:
+    """The incident's kernel records (page allocation failure order 6, the nf_conntrack cache that could not be
+    created) appended to the fragmented host's kernel log, as the kernel would write them."""
+    records = (FIXTURES / "rhel7-fragmented" / "dev" / "kmsg").read_bytes()
+    with open(stack.hosts["rhel7-fragmented"] / "dev" / "kmsg", "ab") as kmsg:
+        kmsg.write(records)
+
+    def firing() -> set:
+        return {alert_key(a) for a in stack.alerts() if a["state"] == "firing"}
+
+    expected = {
+        ("KmemPageAllocationFailure", "rhel7-fragmented", (("event", "page_allocation_failure"), ("order", "6"))),
+        ("KmemSlabCacheCreationFailure", "rhel7-fragmented", (("event", "slab_cache_create_failure"),)),
+        ("KmemSlabCacheCreationFailure", "rhel7-fragmented", (("event", "nf_conntrack_cache_failure"),)),
+    }
+    assert wait_for("the kernel-log alerts to fire", lambda: firing() == expected and firing())
+
+    def alertmanager_alerts() -> set:
+        alerts = http_json(f"{stack.alertmanager.url}/api/v2/alerts")
+        return {(a["labels"]["alertname"], a["labels"].get("event", ""), a["labels"]["severity"]) for a in alerts}
+
+    assert wait_for("Alertmanager to hold the alerts", lambda: len(alertmanager_alerts()) == 3
+                    and alertmanager_alerts()) == {
+        ("KmemPageAllocationFailure", "page_allocation_failure", "warning"),
+        ("KmemSlabCacheCreationFailure", "slab_cache_create_failure", "critical"),
+        ("KmemSlabCacheCreationFailure", "nf_conntrack_cache_failure", "critical"),
+    }
+    routed = wait_for("both webhook receivers", lambda: len(stack.webhooks.received()) == 2
+                      and stack.webhooks.received())
+    assert routed == {"pager": {"KmemSlabCacheCreationFailure"}, "chat": {"KmemPageAllocationFailure"}}

@@ -1,0 +1,352 @@
+"""The memcg collector on fixture trees of v1, hybrid and v2 hosts: counts, hierarchy and accounting-mode detection,
+kmem probing with injected EIO, directories vanishing mid-walk, failures, and the background pass behind a scrape."""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from conftest import FIXTURES, PROJECT, fixture_flags, promtool_check_metrics, run_exporter, scrape_fixture
+from metrics_text import collector_success, only_collectors, series_values, value
+from exporter.collectors import memcg as memcg_module
+from exporter.collectors import memcg_walk
+from exporter.collectors.base import CollectorError
+from exporter.collectors.memcg import MemcgCollector, MemcgPass
+from exporter.config import Config
+
+ONLY_MEMCG = only_collectors("memcg")
+
+# host -> (hierarchy, mode, in use, visible, dying, kmem enabled)
+EXPECTED = {
+    "rhel7-fragmented": ("v1", "per-cgroup", 2917, 40, 2877, 39),
+    "rhel7-healthy": ("v1", "per-cgroup", 37, 34, 3, 33),
+    "memcg-near-exhausted": ("v1", "per-cgroup", 64000, 22, 63978, 21),
+    "live-6.18": ("v1", "always", 20, 10, 10, 9),
+    "cgroup2-6.18": ("v2", "always", 37, 29, 5, 28),
+}
+
+
+def config_for(root: Path, **extra: str) -> Config:
+    return Config.from_values({"path.procfs": str(root / "proc"), "path.sysfs": str(root / "sys"), **extra})
+
+
+def refresh(root: Path) -> MemcgPass:
+    return MemcgCollector(config_for(root)).refresh()
+
+
+def copy_fixture(host: str, tmp_path: Path) -> Path:
+    target = tmp_path / host
+    shutil.copytree(FIXTURES / host, target, symlinks=True)
+    return target
+
+
+@pytest.mark.parametrize("host", sorted(EXPECTED))
+def test_scrape_fixture(host: str) -> None:
+    result = scrape_fixture(host, *ONLY_MEMCG)
+    assert result.returncode == 0, result.stderr
+    exposition = result.stdout
+    hierarchy, mode, in_use, visible, dying, kmem = EXPECTED[host]
+    assert value(exposition, "kmem_memcg_cgroups") == in_use
+    assert value(exposition, "kmem_memcg_id_limit") == 65535
+    assert value(exposition, "kmem_memcg_visible_cgroups") == visible
+    assert value(exposition, "kmem_memcg_dying_cgroups") == dying
+    assert value(exposition, "kmem_memcg_kmem_enabled_cgroups") == kmem
+    assert value(exposition, "kmem_memcg_kmem_accounting_info", mode=mode) == 1
+    assert value(exposition, "kmem_memcg_hierarchy_info", hierarchy=hierarchy) == 1
+    modes = [labels for (name, labels) in series_values(exposition) if name == "kmem_memcg_kmem_accounting_info"]
+    assert len(modes) == 1
+    assert value(exposition, "kmem_background_pass_duration_seconds", collector="memcg") >= 0
+    assert value(exposition, "kmem_background_pass_timestamp_seconds", collector="memcg") > 1.6e9
+    assert promtool_check_metrics(exposition) == ""
+
+
+def test_v1_counts_every_directory(tmp_path: Path) -> None:
+    """Adding one container directory to a v1 tree adds one visible cgroup and takes one from the dying."""
+    root = copy_fixture("rhel7-healthy", tmp_path)
+    before = refresh(root)
+    (root / "sys/fs/cgroup/memory/kubepods/besteffort/extra").mkdir()
+    after = refresh(root)
+    assert (after.visible, after.dying) == (before.visible + 1, before.dying - 1)
+
+
+def test_v2_counts_only_directories_with_the_memory_controller(tmp_path: Path) -> None:
+    root = copy_fixture("cgroup2-6.18", tmp_path)
+    cgroupfs = root / "sys/fs/cgroup"
+    assert not (cgroupfs / "system.slice/containerd.service/runtime/memory.current").exists()
+    before = refresh(root)
+    (cgroupfs / "system.slice/containerd.service/runtime/inner").mkdir()  # no memory controller: not counted
+    assert refresh(root).visible == before.visible
+    with_memory = cgroupfs / "system.slice/cron.service/job"
+    with_memory.mkdir()
+    (with_memory / "memory.current").write_text("0\n")
+    assert refresh(root).visible == before.visible + 1
+
+
+def test_v2_dying_falls_back_to_dying_descendants_before_6_15(tmp_path: Path) -> None:
+    root = copy_fixture("cgroup2-6.18", tmp_path)
+    (root / "sys/fs/cgroup/cgroup.stat").write_text("nr_descendants 29\nnr_dying_descendants 7\n")
+    assert refresh(root).dying == 7
+
+
+def test_v2_without_cgroup_stat_exports_no_dying(tmp_path: Path) -> None:
+    """Kernels before 4.14 have no cgroup.stat: the dying count is unknown, not zero."""
+    root = copy_fixture("cgroup2-6.18", tmp_path)
+    (root / "sys/fs/cgroup/cgroup.stat").unlink()
+    result = run_exporter("scrape", *fixture_flags("cgroup2-6.18"), f"--path.procfs={root / 'proc'}",
+                          f"--path.sysfs={root / 'sys'}", *ONLY_MEMCG)
+    assert result.returncode == 0, result.stderr
+    assert "kmem_memcg_dying_cgroups" not in result.stdout
+    assert value(result.stdout, "kmem_memcg_visible_cgroups") == 29
+
+
+def test_v2_without_memory_row_counts_visible_plus_dying(tmp_path: Path) -> None:
+    """6.x kernels built without cgroup v1 memory support leave memory out of /proc/cgroups."""
+    root = copy_fixture("cgroup2-6.18", tmp_path)
+    proc_cgroups = root / "proc/cgroups"
+    proc_cgroups.write_text("".join(line for line in proc_cgroups.read_text().splitlines(keepends=True)
+                                    if not line.startswith("memory")))
+    result = refresh(root)
+    assert (result.hierarchy, result.in_use, result.visible, result.dying) == ("v2", 34, 29, 5)
+
+
+def test_hybrid_host_with_memory_on_unified(tmp_path: Path) -> None:
+    """A hybrid host that gave the memory controller to cgroup v2: found at <cgroupfs>/unified."""
+    root = copy_fixture("cgroup2-6.18", tmp_path)
+    cgroupfs = root / "sys/fs/cgroup"
+    staging = tmp_path / "v2"
+    shutil.move(str(cgroupfs), staging)
+    cgroupfs.mkdir()
+    shutil.move(str(staging), cgroupfs / "unified")
+    (cgroupfs / "systemd").mkdir()
+    result = refresh(root)
+    assert (result.hierarchy, result.visible, result.dying) == ("v2", 29, 5)
+
+
+def test_cgroupfs_flag_moves_the_hierarchy(tmp_path: Path) -> None:
+    root = copy_fixture("rhel7-healthy", tmp_path)
+    moved = tmp_path / "elsewhere"
+    shutil.move(str(root / "sys/fs/cgroup"), moved)
+    with pytest.raises(CollectorError, match=r"fs/cgroup/memory: not a cgroup v1 memory hierarchy .*hierarchy 10"):
+        refresh(root)
+    collector = MemcgCollector(config_for(root, **{"path.cgroupfs": str(moved)}))
+    assert collector.refresh().visible == 34
+
+
+def test_no_memory_hierarchy_anywhere(tmp_path: Path) -> None:
+    root = copy_fixture("live-6.18", tmp_path)
+    (root / "proc/cgroups").write_text((root / "proc/cgroups").read_text().replace("memory\t4\t", "memory\t0\t"))
+    with pytest.raises(CollectorError, match=r"fs/cgroup: no memory cgroup hierarchy found"):
+        refresh(root)
+
+
+def test_memory_controller_disabled(tmp_path: Path) -> None:
+    root = copy_fixture("live-6.18", tmp_path)
+    (root / "proc/cgroups").write_text((root / "proc/cgroups").read_text().replace("memory\t4\t20\t1",
+                                                                                   "memory\t0\t1\t0"))
+    with pytest.raises(CollectorError, match=r"proc/cgroups: the memory controller is disabled"):
+        refresh(root)
+
+
+@pytest.mark.parametrize("host, mode, kmem", [("cgroup2-6.18", "disabled", 0), ("live-6.18", "disabled", 0),
+                                              ("rhel7-healthy", "per-cgroup", 33)])
+def test_nokmem_boot(tmp_path: Path, host: str, mode: str, kmem: int) -> None:
+    """cgroup.memory=nokmem turns accounting off on 4.6+ and v2. On 3.10 the per-cgroup probe keeps telling the
+    truth whatever the command line says (early 3.10 kernels ignore the option)."""
+    root = copy_fixture(host, tmp_path)
+    cmdline = root / "proc/cmdline"
+    cmdline.write_text(cmdline.read_text().rstrip("\n") + " cgroup.memory=nosocket,nokmem\n")
+    result = refresh(root)
+    assert (result.mode, result.kmem_enabled) == (mode, kmem)
+
+
+def test_kernel_4_6_is_always(tmp_path: Path) -> None:
+    root = copy_fixture("rhel7-healthy", tmp_path)
+    (root / "proc/sys/kernel/osrelease").write_text("4.5.7-200.fc23.x86_64\n")
+    assert refresh(root).mode == "per-cgroup"
+    (root / "proc/sys/kernel/osrelease").write_text("4.6.0-1.el7.elrepo.x86_64\n")
+    result = refresh(root)
+    assert (result.mode, result.kmem_enabled) == ("always", 33)
+
+
+# --- kmem probing in per-cgroup mode: EIO injected at the one function that reads memory.kmem.slabinfo ---
+
+def inject_read_errors(monkeypatch: pytest.MonkeyPatch, failing: dict[str, int]) -> list[str]:
+    """Make reading memory.kmem.slabinfo fail with the given errno for cgroups whose path ends with a key;
+    every other read goes to the real file. Returns the list of paths read."""
+    real_read = memcg_walk.read_slabinfo_head
+    calls: list[str] = []
+
+    def read(path: str) -> bytes:
+        calls.append(path)
+        for suffix, code in failing.items():
+            if Path(path).parent.as_posix().endswith(suffix):
+                raise OSError(code, os.strerror(code), path)
+        return real_read(path)
+
+    monkeypatch.setattr(memcg_walk, "read_slabinfo_head", read)
+    return calls
+
+
+def pod_dirs(root: Path, qos: str) -> list[Path]:
+    return sorted(p for p in (root / "sys/fs/cgroup/memory/kubepods" / qos).iterdir() if p.is_dir())
+
+
+def test_eio_marks_cgroups_without_kmem_accounting(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = FIXTURES / "rhel7-healthy"
+    besteffort = pod_dirs(root, "besteffort")
+    containers = [c for pod in besteffort for c in pod.iterdir() if c.is_dir()]
+    # kubepods, its QoS level and the besteffort pods and containers were created without a kmem limit
+    off = ["kubepods", "kubepods/besteffort"] + [p.relative_to(root / "sys/fs/cgroup/memory").as_posix()
+                                                  for p in besteffort + containers]
+    calls = inject_read_errors(monkeypatch, {suffix: errno.EIO for suffix in off})
+    result = refresh(root)
+    assert (result.mode, result.visible) == ("per-cgroup", 34)
+    assert result.kmem_enabled == 33 - len(off) == 33 - 2 - 5 - 10
+    assert len(calls) == 33  # one read per cgroup; the root never accounts kernel memory and is not read
+    assert str(root / "sys/fs/cgroup/memory/memory.kmem.slabinfo") not in calls
+
+
+def test_all_cgroups_without_kmem(monkeypatch: pytest.MonkeyPatch) -> None:
+    inject_read_errors(monkeypatch, {"": errno.EIO})
+    result = refresh(FIXTURES / "memcg-near-exhausted")
+    assert (result.kmem_enabled, result.visible, result.dying) == (0, 22, 63978)
+
+
+def test_other_read_errors_fail_the_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    inject_read_errors(monkeypatch, {"kubepods/burstable": errno.EACCES})
+    with pytest.raises(CollectorError, match=r"kubepods/burstable/memory.kmem.slabinfo: permission denied"):
+        refresh(FIXTURES / "rhel7-healthy")
+
+
+def test_always_mode_reads_no_slabinfo(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = inject_read_errors(monkeypatch, {})
+    assert refresh(FIXTURES / "live-6.18").kmem_enabled == 9
+    assert calls == []
+
+
+# --- directories that vanish during the walk ---
+
+def test_cgroup_removed_before_its_slabinfo_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container's directory is removed (for real) between listing it and reading its slabinfo."""
+    root = copy_fixture("rhel7-healthy", tmp_path)
+    real_read = memcg_walk.read_slabinfo_head
+    removed: list[str] = []
+
+    def remove_then_read(path: str) -> bytes:
+        directory = Path(path).parent
+        if len(removed) < 3 and re.fullmatch(r"[0-9a-f]{64}", directory.name):
+            shutil.rmtree(directory)
+            removed.append(path)
+        return real_read(path)
+
+    monkeypatch.setattr(memcg_walk, "read_slabinfo_head", remove_then_read)
+    counts = memcg_walk.walk_memory_cgroups(root / "sys/fs/cgroup/memory", probe_kmem=True)
+    assert len(removed) == 3
+    assert (counts.visible, counts.kmem_enabled, counts.vanished) == (34, 30, 3)
+
+
+def test_directory_removed_before_it_is_listed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pod's directory is removed (for real) after the walk found it and before the walk lists it."""
+    root = copy_fixture("rhel7-healthy", tmp_path)
+    pod = pod_dirs(root, "burstable")[0]
+    real_scandir = memcg_walk.scandir
+
+    def scandir(path: str) -> "os._ScandirIterator[str]":  # type: ignore[name-defined]
+        if Path(path) == pod:
+            shutil.rmtree(pod)
+        return real_scandir(path)
+
+    monkeypatch.setattr(memcg_walk, "scandir", scandir)
+    counts = memcg_walk.walk_memory_cgroups(root / "sys/fs/cgroup/memory", probe_kmem=True)
+    assert not pod.exists()
+    # the pod was seen (and accounts kernel memory), its two containers never were; one directory vanished
+    assert (counts.visible, counts.kmem_enabled, counts.vanished) == (32, 31, 1)
+
+
+def test_missing_hierarchy_root_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(CollectorError, match=r"/nothing: file not found"):
+        memcg_walk.walk_memory_cgroups(tmp_path / "nothing")
+
+
+# --- failures, the scrape and the background pass ---
+
+def test_truncated_proc_cgroups_fails_only_memcg() -> None:
+    result = scrape_fixture("broken-memcg-truncated", *only_collectors("memcg", "buddyinfo", "kernel"))
+    assert result.returncode == 1
+    assert collector_success(result.stdout) == {"memcg": 0, "buddyinfo": 1, "kernel": 1}
+    assert re.search(r"collector=memcg failed: \S*broken-memcg-truncated/proc/cgroups: malformed: line 5: ",
+                     result.stderr), result.stderr
+    assert "kmem_memcg_" not in result.stdout
+    assert promtool_check_metrics(result.stdout) == ""
+
+
+def test_scrape_serves_the_latest_pass_without_walking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """collect() never walks: its cost does not depend on the tree's size."""
+    walks: list[Path] = []
+    real_walk = memcg_module.walk_memory_cgroups
+
+    def counting_walk(root: Path, member_file: Optional[str] = None, probe_kmem: bool = False):  # type: ignore[no-untyped-def]
+        walks.append(root)
+        return real_walk(root, member_file, probe_kmem)
+
+    monkeypatch.setattr(memcg_module, "walk_memory_cgroups", counting_walk)
+    collector = MemcgCollector(config_for(FIXTURES / "memcg-near-exhausted"))
+    with pytest.raises(CollectorError, match="first background pass has not finished"):
+        list(collector.collect())
+    collector.refresh_once()
+    for _ in range(3):
+        names = [family.name for family in collector.collect()]
+    assert len(walks) == 1
+    assert "kmem_memcg_dying_cgroups" in names and "kmem_background_pass_timestamp_seconds" in names
+
+
+def test_background_pass_repeats_on_its_interval(exporter_factory) -> None:  # type: ignore[no-untyped-def]
+    exporter = exporter_factory(*fixture_flags("memcg-near-exhausted"), *ONLY_MEMCG,
+                                "--collector.memcg.interval=200ms")
+    first = value(exporter.metrics(), "kmem_background_pass_timestamp_seconds", collector="memcg")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        exposition = exporter.metrics()
+        if value(exposition, "kmem_background_pass_timestamp_seconds", collector="memcg") > first:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the background pass did not run again")
+    assert value(exposition, "kmem_memcg_dying_cgroups") == 63978
+    assert promtool_check_metrics(exposition) == ""
+
+
+def test_interval_flag_is_validated() -> None:
+    result = run_exporter("scrape", "--collector.memcg.interval=soon")
+    assert result.returncode == 2
+    assert "collector.memcg.interval" in result.stderr
+
+
+def test_readme_lists_every_memcg_metric() -> None:
+    readme = (PROJECT / "README.md").read_text()
+    documented = set(re.findall(r"^\| `(kmem_memcg_\w+)` \|", readme, re.MULTILINE))
+    exposed: set[str] = set()
+    for host in ("live-6.18", "cgroup2-6.18"):
+        result = scrape_fixture(host, *ONLY_MEMCG)
+        exposed |= {name for name, _ in series_values(result.stdout) if name.startswith("kmem_memcg_")}
+    assert documented == exposed
+    assert "`memcg`" in readme and "`--collector.memcg.interval`" in readme
+
+
+def test_synthetic_tree_generator(tmp_path: Path) -> None:
+    """The benchmark's tree generator writes the number of cgroups asked for, and the walk finds them all."""
+    spec = importlib.util.spec_from_file_location("memcg_walk_benchmark", PROJECT / "benchmarks" / "memcg_walk.py")
+    assert spec is not None and spec.loader is not None
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    total = benchmark.generate_v1_tree(tmp_path / "memory", 1000)
+    counts = memcg_walk.walk_memory_cgroups(tmp_path / "memory", probe_kmem=True)
+    assert (counts.visible, counts.kmem_enabled, counts.vanished) == (total, total - 1, 0) == (1000, 999, 0)

@@ -1,0 +1,217 @@
+"""The netns background collector: namespaces of processes plus bind-mounted ones, on a fixture tree and for real."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conftest import FIXTURES, PROJECT, fixture_flags, is_root, promtool_check_metrics, require_tool, run_exporter, scrape_fixture
+from metrics_text import collector_success, only_collectors, value
+from exporter.collectors.netns import NetnsWalk, walk_network_namespaces
+from exporter.sources import ParseError
+from exporter.sources.netns import mounted_network_namespaces, parse_namespace_link
+
+ONLY_NETNS = only_collectors("netns")
+NETNS_METRICS = ("kmem_network_namespaces", "kmem_network_namespaces_unreadable_processes")
+HOST_MOUNTINFO = (FIXTURES / "netns-bind-mounts" / "proc" / "1" / "mountinfo").read_text()
+
+
+# ---------------------------------------------------------------------------------------------------- parsers
+
+def test_parse_namespace_link() -> None:
+    assert parse_namespace_link("net:[4026531992]", "net") == 4026531992
+    for bad in ("mnt:[4026531840]", "net:[]", "net:4026531992", "", "net:[12] "):
+        with pytest.raises(ParseError, match="expected a link to 'net:\\[INODE\\]'"):
+            parse_namespace_link(bad, "net")
+
+
+def test_mounted_network_namespaces_of_the_fixture() -> None:
+    # /run/netns/blue, /run/netns/red and Docker's mount of blue; the uts namespace mount is not a network one.
+    assert mounted_network_namespaces(HOST_MOUNTINFO) == {4026532285, 4026532360}
+
+
+def test_mounted_network_namespaces_of_a_3_10_kernel() -> None:
+    """Before nsfs (3.19) a bind-mounted namespace shows as a proc mount with the namespace as its root."""
+    line = "120 19 0:3 net:[4026532455] /run/netns/green rw,nosuid,nodev,noexec,relatime shared:5 - proc proc rw\n"
+    assert mounted_network_namespaces(line) == {4026532455}
+
+
+def test_this_hosts_mount_table_parses() -> None:
+    assert isinstance(mounted_network_namespaces(Path("/proc/self/mountinfo").read_text()), set)
+
+
+@pytest.mark.parametrize("text", ["22 27 0:21 / /proc rw\n", "415 412 0:4 net:[4026532285] /run/netns/bl\n",
+                                  "a b c d e f g h i j\n"])
+def test_malformed_mountinfo(text: str) -> None:
+    with pytest.raises(ParseError, match="line 1: expected 'ID PARENT"):
+        mounted_network_namespaces(text)
+
+
+@given(st.text())
+def test_random_mountinfo_raises_only_parse_error(text: str) -> None:
+    try:
+        mounted_network_namespaces(text)
+    except ParseError:
+        pass
+
+
+@given(st.integers(min_value=0, max_value=len(HOST_MOUNTINFO)))
+def test_truncated_mountinfo_raises_only_parse_error(cut: int) -> None:
+    try:
+        found = mounted_network_namespaces(HOST_MOUNTINFO[:cut])
+    except ParseError:
+        return
+    assert found <= {4026532285, 4026532360}
+
+
+@given(st.text(max_size=40), st.sampled_from(["net", "mnt"]))
+def test_random_link_raises_only_parse_error(target: str, kind: str) -> None:
+    try:
+        parse_namespace_link(target, kind)
+    except ParseError:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------------- fixture trees
+
+def test_walk_of_the_fixture_tree() -> None:
+    # Namespaces: the host's (pids 1, 42), blue (pid 2000 and two bind mounts), red (a bind mount only), the
+    # container's (pids 1000, 1001). Pid 3000 exited during the walk; pid 42's mount table is never read.
+    assert walk_network_namespaces(FIXTURES / "netns-bind-mounts" / "proc") == NetnsWalk(4, 5, 0)
+
+
+def test_collector_on_the_fixture_tree() -> None:
+    result = scrape_fixture("netns-bind-mounts", *ONLY_NETNS)
+    assert result.returncode == 0, result.stderr
+    assert collector_success(result.stdout) == {"netns": 1}
+    assert promtool_check_metrics(result.stdout) == ""
+    assert value(result.stdout, "kmem_network_namespaces") == 4
+    assert value(result.stdout, "kmem_network_namespaces_unreadable_processes") == 0
+    assert value(result.stdout, "kmem_background_pass_timestamp_seconds", collector="netns") > 0
+
+
+def test_malformed_mount_table_fails_the_collector_with_its_path() -> None:
+    result = scrape_fixture("broken-netns-mountinfo", *ONLY_NETNS)
+    assert result.returncode == 1
+    assert collector_success(result.stdout) == {"netns": 0}
+    assert "broken-netns-mountinfo/proc/1/mountinfo: malformed: line 7:" in result.stderr
+
+
+def test_tree_without_processes_is_an_error() -> None:
+    result = scrape_fixture("rhel7-fragmented", *ONLY_NETNS)
+    assert result.returncode == 1
+    assert "rhel7-fragmented/proc: no process with an ns/net link (is path.procfs a procfs?)" in result.stderr
+
+
+def test_interval_option_is_validated() -> None:
+    result = run_exporter("scrape", "--collector.netns.interval=soon", *ONLY_NETNS)
+    assert result.returncode == 2
+    assert "collector.netns.interval" in result.stderr
+
+
+def test_served_over_http_and_refreshed_in_the_background(exporter_factory) -> None:  # type: ignore[no-untyped-def]
+    exporter = exporter_factory(*fixture_flags("netns-bind-mounts"), *ONLY_NETNS, "--collector.netns.interval=200ms")
+    first = exporter.metrics()
+    assert promtool_check_metrics(first) == ""
+    assert value(first, "kmem_network_namespaces") == 4
+    passed = value(first, "kmem_background_pass_timestamp_seconds", collector="netns")
+    for _ in range(200):  # a later pass has a later timestamp; the scrape itself never waits for a pass
+        later = exporter.metrics()
+        if value(later, "kmem_background_pass_timestamp_seconds", collector="netns") > passed:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the background pass never ran again")
+    assert value(later, "kmem_network_namespaces") == 4
+
+
+# ---------------------------------------------------------------------------------------------------- live
+
+def exporter_count() -> float:
+    result = run_exporter("scrape", *ONLY_NETNS)
+    assert result.returncode == 0, result.stderr
+    assert promtool_check_metrics(result.stdout) == ""
+    return value(result.stdout, "kmem_network_namespaces")
+
+
+def independent_count() -> int:
+    """Network namespaces as util-linux sees them: lsns for processes' ones, findmnt for nsfs mounts (of this mount
+    namespace, which on this host is every process's)."""
+    lsns = subprocess.run([require_tool("lsns"), "-t", "net", "-n", "-o", "NS"], capture_output=True, text=True,
+                          check=True).stdout.split()
+    findmnt = subprocess.run([require_tool("findmnt"), "-n", "-t", "nsfs", "-o", "FSROOT"], capture_output=True,
+                             text=True).stdout
+    mounted = re.findall(r"net:\[(\d+)\]", findmnt)
+    return len(set(lsns) | set(mounted))
+
+
+@pytest.fixture
+def netns_names() -> Iterator[list[str]]:
+    """Names for `ip netns add`; whatever of them exists at the end is deleted."""
+    ip = require_tool("ip")
+    created = [f"kmemtest-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    yield created
+    for name in created:
+        subprocess.run([ip, "netns", "delete", name], capture_output=True)
+
+
+def wait_until_in_own_namespace(pid: int) -> None:
+    """Until `unshare` has made its new network namespace (it does so before it runs its command)."""
+    own = os.readlink("/proc/self/ns/net")
+    for _ in range(600):
+        if os.readlink(f"/proc/{pid}/ns/net") != own:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} never entered a network namespace of its own")
+
+
+@pytest.mark.live
+def test_live_count_follows_ip_netns(netns_names: list[str]) -> None:
+    assert is_root(), "the live netns test needs root (ip netns add)"
+    ip = require_tool("ip")
+    before = exporter_count()
+    assert before == independent_count()
+    for name in netns_names:
+        subprocess.run([ip, "netns", "add", name], check=True)
+    assert exporter_count() == before + 2 == independent_count()
+    # A namespace held only by a process counts too, and is gone with the process.
+    holder = subprocess.Popen([require_tool("unshare"), "--net", "sleep", "600"])
+    try:
+        wait_until_in_own_namespace(holder.pid)
+        assert exporter_count() == before + 3 == independent_count()
+    finally:
+        holder.kill()
+        holder.wait()
+    for name in netns_names:
+        subprocess.run([ip, "netns", "delete", name], check=True)
+    assert exporter_count() == before == independent_count()
+
+
+@pytest.mark.live
+def test_live_unprivileged_walk_reports_unreadable_processes() -> None:
+    assert is_root(), "this test drops from root to nobody"
+    setpriv = require_tool("setpriv")
+    result = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                             "exporter", "scrape", *ONLY_NETNS], capture_output=True, text=True, timeout=60,
+                            cwd=PROJECT)
+    assert result.returncode == 0, result.stderr
+    # nobody can read only its own processes' namespaces; root's processes are reported as unreadable.
+    assert value(result.stdout, "kmem_network_namespaces") >= 1
+    assert value(result.stdout, "kmem_network_namespaces_unreadable_processes") >= 1
+
+
+def test_readme_lists_every_netns_metric() -> None:
+    readme = (PROJECT / "README.md").read_text()
+    for name in NETNS_METRICS:
+        assert f"| `{name}` | gauge | |" in readme, name
+    assert "`--collector.netns.interval`" in readme

@@ -1,0 +1,125 @@
+"""The scrape coordinator on its own, with collectors defined here whose timing the test controls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Iterable
+
+import pytest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from exporter.collectors.base import Collector, CollectorError
+from exporter.config import Config
+from exporter.scrape import Scraper
+
+CONFIG = Config.from_values({})
+
+
+class Gate(Collector):
+    """Blocks in collect() until the test opens the gate; counts its calls."""
+
+    name = "gate"
+    description = "a collector the test holds up"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.calls = 0
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def collect(self) -> Iterable[Metric]:
+        self.calls += 1
+        self.entered.set()
+        self.gate.wait(timeout=60)
+        return [GaugeMetricFamily("kmem_test_gate", "Calls so far.", value=self.calls)]
+
+
+class Quick(Collector):
+    name = "quick"
+    description = "a collector that answers at once"
+
+    def collect(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily("kmem_test_quick", "Always 1.", value=1)]
+
+
+class Failing(Collector):
+    name = "failing"
+    description = "a collector whose failure the test sets"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.error: Exception | None = CollectorError("/proc/test: malformed: line 1")
+
+    def collect(self) -> Iterable[Metric]:
+        if self.error is not None:
+            raise self.error
+        return [GaugeMetricFamily("kmem_test_failing", "Always 1.", value=1)]
+
+
+def success(families: list[Metric]) -> dict[str, float]:
+    family = next(f for f in families if f.name == "kmem_collector_success")
+    return {s.labels["collector"]: s.value for s in family.samples}
+
+
+async def wait_for(event: threading.Event) -> None:
+    assert await asyncio.get_running_loop().run_in_executor(None, event.wait, 30), "the collector was never called"
+
+
+async def test_concurrent_scrapes_share_one_collection() -> None:
+    gate = Gate(CONFIG)
+    scraper = Scraper([gate, Quick(CONFIG)], timeout=60)
+    first = asyncio.create_task(scraper.scrape())
+    await wait_for(gate.entered)  # the collection is under way and held at the gate
+    second = asyncio.create_task(scraper.scrape())
+    await asyncio.sleep(0)  # let the second scrape reach the coordinator while the first is held
+    gate.gate.set()
+    one, two = await asyncio.gather(first, second)
+    assert gate.calls == 1
+    assert one is two
+    assert success(one) == {"gate": 1, "quick": 1}
+    third = await scraper.scrape()  # once finished, the next scrape collects afresh
+    assert gate.calls == 2 and third is not one
+    await scraper.stop()
+
+
+async def test_slow_collector_times_out_alone_and_is_not_piled_on() -> None:
+    gate = Gate(CONFIG)
+    scraper = Scraper([gate, Quick(CONFIG)], timeout=0.2)
+    families = await scraper.scrape()
+    assert success(families) == {"gate": 0, "quick": 1}
+    assert "kmem_test_quick" in {f.name for f in families}
+    assert "kmem_test_gate" not in {f.name for f in families}
+    # Still stuck: the next scrape does not start a second read of the same collector.
+    assert success(await scraper.scrape()) == {"gate": 0, "quick": 1}
+    assert gate.calls == 1
+    gate.gate.set()
+    await scraper._running["gate"]  # the stuck read, now finished
+    families = await scraper.scrape()
+    assert success(families) == {"gate": 1, "quick": 1}
+    assert gate.calls == 2
+    await scraper.stop()
+
+
+async def test_failure_is_logged_once_until_it_changes(caplog: pytest.LogCaptureFixture) -> None:
+    failing = Failing(CONFIG)
+    scraper = Scraper([failing, Quick(CONFIG)], timeout=10)
+    with caplog.at_level(logging.INFO, logger="exporter.scrape"):
+        for _ in range(3):
+            assert success(await scraper.scrape()) == {"failing": 0, "quick": 1}
+        failing.error = CollectorError("/proc/test: file not found")
+        await scraper.scrape()
+        failing.error = None
+        assert success(await scraper.scrape()) == {"failing": 1, "quick": 1}
+        failing.error = ValueError("a bug")
+        assert success(await scraper.scrape()) == {"failing": 0, "quick": 1}
+    messages = [r.getMessage() for r in caplog.records if r.name == "exporter.scrape"
+                and not r.getMessage().startswith("collector=failing raised")]
+    assert messages == [
+        "collector=failing failed: /proc/test: malformed: line 1",
+        "collector=failing failed: /proc/test: file not found",
+        "collector=failing recovered",
+        "collector=failing failed: unexpected error: ValueError('a bug')",
+    ]
+    await scraper.stop()

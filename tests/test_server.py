@@ -1,0 +1,189 @@
+"""The real exporter on a real loopback port, scraped over HTTP."""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+
+from conftest import FIXTURES, RunningExporter, fixture_flags, promtool_check_metrics
+from metrics_text import collector_success, only_collectors, series_values, value
+
+FOUR = only_collectors("buddyinfo", "vmstat", "sysctl", "kernel")
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+
+@pytest.fixture
+def fragmented(exporter_factory: Callable[..., RunningExporter]) -> RunningExporter:
+    return exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR)
+
+
+def test_text_format(fragmented: RunningExporter) -> None:
+    status, headers, body = fragmented.get("/metrics")
+    assert status == 200
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    text = body.decode()
+    assert promtool_check_metrics(text) == ""
+    assert collector_success(text) == {"buddyinfo": 1, "vmstat": 1, "sysctl": 1, "kernel": 1}
+    assert value(text, "kmem_buddy_free_blocks", node="0", zone="Normal", order="0") == 40153
+    assert value(text, "kmem_vmstat_compact_stall_total") == 184312
+
+
+def test_openmetrics(fragmented: RunningExporter) -> None:
+    status, headers, body = fragmented.get("/metrics", {"Accept": OPENMETRICS})
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    text = body.decode()
+    assert text.endswith("# EOF\n")
+    families = {f.name: f for f in parse_openmetrics(text)}  # the strict OpenMetrics parser
+    assert families["kmem_vmstat_compact_stall"].type == "counter"
+    assert families["kmem_vmstat_compact_stall"].samples[0].name == "kmem_vmstat_compact_stall_total"
+    assert families["kmem_vmstat_compact_stall"].samples[0].value == 184312
+    assert families["kmem_kernel"].type == "info"
+
+
+def test_gzip(fragmented: RunningExporter) -> None:
+    status, headers, body = fragmented.get("/metrics", {"Accept-Encoding": "gzip"})
+    assert status == 200
+    assert headers["Content-Encoding"] == "gzip"
+    text = gzip.decompress(body).decode()
+    _, plain_headers, plain = fragmented.get("/metrics")
+    assert "Content-Encoding" not in plain_headers
+    assert set(series_values(text)) == set(series_values(plain.decode()))
+    assert promtool_check_metrics(text) == ""
+
+
+def test_landing_page_lists_enabled_collectors(exporter_factory: Callable[..., RunningExporter]) -> None:
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *only_collectors("buddyinfo", "kernel"))
+    status, headers, body = exporter.get("/")
+    page = body.decode()
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "<li>buddyinfo</li>" in page and "<li>kernel</li>" in page
+    assert "<li>vmstat</li>" not in page
+    assert 'href="/metrics"' in page
+
+
+def test_health_ready_and_unknown_path(fragmented: RunningExporter) -> None:
+    assert fragmented.get("/-/healthy")[0] == 200
+    assert fragmented.get("/-/ready")[::2] == (200, b"OK\n")
+    assert fragmented.get("/nothing-here")[0] == 404
+    assert fragmented.get("/metrics/")[0] == 404
+
+
+def test_custom_telemetry_path(exporter_factory: Callable[..., RunningExporter]) -> None:
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR, "--web.telemetry-path=/kmem/metrics")
+    status, _, body = exporter.get("/kmem/metrics")
+    assert status == 200 and collector_success(body.decode())["vmstat"] == 1
+    assert exporter.get("/metrics")[0] == 404
+    assert 'href="/kmem/metrics"' in exporter.get("/")[2].decode()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_cleanly(exporter_factory: Callable[..., RunningExporter], sig: int) -> None:
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR)
+    assert exporter.get("/metrics")[0] == 200
+    assert exporter.stop(sig) == 0  # stop() waits at most 30 s
+    assert "Traceback" not in exporter.log()
+
+
+def test_broken_tree_fails_one_collector_and_logs_once(exporter_factory: Callable[..., RunningExporter]) -> None:
+    exporter = exporter_factory(*fixture_flags("broken-vmstat-truncated"), *FOUR)
+    for _ in range(3):
+        assert collector_success(exporter.metrics()) == {"buddyinfo": 1, "vmstat": 0, "sysctl": 1, "kernel": 1}
+    path = FIXTURES / "broken-vmstat-truncated" / "proc" / "vmstat"
+    failures = [line for line in exporter.log().splitlines() if "collector=vmstat failed" in line]
+    assert len(failures) == 1
+    assert f"{path}: malformed: line 96: expected 'NAME VALUE', got 'compact_st'" in failures[0]
+
+
+def fifo_tree(tmp_path: Path) -> tuple[list[str], Path]:
+    """A copy of rhel7-fragmented whose proc/vmstat is a FIFO: the vmstat collector blocks until the test writes."""
+    proc = tmp_path / "proc"
+    shutil.copytree(FIXTURES / "rhel7-fragmented" / "proc", proc)
+    fifo = proc / "vmstat"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    return [f"--path.procfs={proc}", f"--path.sysfs={tmp_path / 'sys'}"], fifo
+
+
+def open_writer_when_read(fifo: Path) -> int:
+    """The write end of the FIFO once the exporter has opened it for reading (ENXIO until then)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as err:
+            if err.errno != errno.ENXIO:
+                raise
+        time.sleep(0.01)
+    raise AssertionError(f"the exporter never opened {fifo}")
+
+
+def threads_opening_fifo(exporter: RunningExporter) -> int:
+    """How many of the exporter's threads wait in the kernel for a FIFO's writer (wchan `wait_for_partner`)."""
+    tasks = Path(f"/proc/{exporter.process.pid}/task")
+    return sum((task / "wchan").read_text() == "wait_for_partner" for task in tasks.iterdir())
+
+
+def wait_for_log(exporter: RunningExporter, text: str) -> None:
+    deadline = time.monotonic() + 30
+    while text not in exporter.log():
+        assert time.monotonic() < deadline, f"{text!r} never logged: {exporter.log()}"
+        time.sleep(0.01)
+
+
+class Scrape(threading.Thread):
+    def __init__(self, exporter: RunningExporter) -> None:
+        super().__init__(daemon=True)
+        self.exporter = exporter
+        self.result: tuple[int, dict[str, str], bytes] | None = None
+        self.start()
+
+    def run(self) -> None:
+        self.result = self.exporter.get("/metrics")
+
+
+def test_concurrent_scrapes_share_one_collection(exporter_factory: Callable[..., RunningExporter],
+                                                 tmp_path: Path) -> None:
+    flags, fifo = fifo_tree(tmp_path)
+    exporter = exporter_factory(*flags, *only_collectors("buddyinfo", "vmstat"), "--log.level=debug",
+                                "--collector.timeout=60s")
+    first = Scrape(exporter)
+    writer = open_writer_when_read(fifo)  # the first scrape's vmstat read is now held open
+    second = Scrape(exporter)
+    wait_for_log(exporter, "scrape joins the collection in progress")
+    os.write(writer, (FIXTURES / "rhel7-fragmented" / "proc" / "vmstat").read_bytes())
+    os.close(writer)
+    first.join(30)
+    second.join(30)
+    assert first.result is not None and second.result is not None
+    assert first.result[0] == second.result[0] == 200
+    assert first.result[2] == second.result[2]  # one collection: even the durations are the same
+    text = first.result[2].decode()
+    assert collector_success(text) == {"buddyinfo": 1, "vmstat": 1}
+    assert value(text, "kmem_vmstat_compact_stall_total") == 184312
+    assert threads_opening_fifo(exporter) == 0  # vmstat was read once; no second read waits
+
+
+def test_collector_timeout_fails_that_collector_only(exporter_factory: Callable[..., RunningExporter],
+                                                     tmp_path: Path) -> None:
+    flags, _ = fifo_tree(tmp_path)
+    exporter = exporter_factory(*flags, *only_collectors("buddyinfo", "vmstat"), "--collector.timeout=500ms")
+    text = exporter.metrics()  # nobody writes to proc/vmstat: the read blocks past the timeout
+    assert collector_success(text) == {"buddyinfo": 1, "vmstat": 0}
+    assert value(text, "kmem_buddy_free_blocks", node="0", zone="Normal", order="0") == 40153
+    assert "collector=vmstat failed: timed out after 0.5s" in exporter.log()
+    assert collector_success(exporter.metrics()) == {"buddyinfo": 1, "vmstat": 0}
+    assert "collector=vmstat failed: the previous collection is still running" in exporter.log()
+    # The read is still stuck; SIGTERM must end the exporter all the same.
+    assert threads_opening_fifo(exporter) == 1
+    assert exporter.stop() == 0

@@ -1,0 +1,79 @@
+"""The vm sysctl parser and collector: present files exported, absent ones skipped, bad ones failing alone."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conftest import FIXTURES, run_exporter, scrape_fixture
+from metrics_text import collector_success, series_values, only_collectors
+from exporter.sources import ParseError
+from exporter.sources.sysctl import parse_sysctl_int
+
+ONLY_SYSCTL = only_collectors("sysctl")
+
+
+def sysctls(exposition: str) -> dict[str, float]:
+    return {dict(labels)["sysctl"]: v for (name, labels), v in series_values(exposition).items()
+            if name == "kmem_vm_sysctl"}
+
+
+def test_parse_sysctl_int() -> None:
+    assert parse_sysctl_int("67584\n") == 67584
+    assert parse_sysctl_int(" -1 \n") == -1
+    for bad in ("", "\n", "10 20\n", "abc\n"):
+        with pytest.raises(ParseError, match="expected a single integer"):
+            parse_sysctl_int(bad)
+
+
+@given(st.text())
+def test_random_text_raises_only_parse_error(text: str) -> None:
+    try:
+        parse_sysctl_int(text)
+    except ParseError:
+        pass
+
+
+def test_rhel7_has_only_the_3_10_sysctls() -> None:
+    result = scrape_fixture("rhel7-fragmented", *ONLY_SYSCTL)
+    assert result.returncode == 0, result.stderr
+    assert sysctls(result.stdout) == {"extfrag_threshold": 500, "min_free_kbytes": 67584, "vfs_cache_pressure": 100,
+                                      "zone_reclaim_mode": 0}
+
+
+def test_6_18_has_all_seven() -> None:
+    result = scrape_fixture("live-6.18", *ONLY_SYSCTL)
+    assert result.returncode == 0, result.stderr
+    assert sysctls(result.stdout) == {
+        "compaction_proactiveness": 20, "extfrag_threshold": 500, "min_free_kbytes": 67584,
+        "vfs_cache_pressure": 100, "watermark_boost_factor": 15000, "watermark_scale_factor": 10,
+        "zone_reclaim_mode": 0,
+    }
+
+
+def copy_proc(tmp_path: Path) -> Path:
+    proc = tmp_path / "proc"
+    shutil.copytree(FIXTURES / "live-6.18" / "proc", proc)
+    return proc
+
+
+def test_malformed_sysctl_fails_the_collector_naming_the_file(tmp_path: Path) -> None:
+    proc = copy_proc(tmp_path)
+    (proc / "sys" / "vm" / "min_free_kbytes").write_text("lots\n")
+    result = run_exporter("scrape", f"--path.procfs={proc}", *only_collectors("sysctl", "vmstat"))
+    assert result.returncode == 1
+    assert collector_success(result.stdout) == {"sysctl": 0, "vmstat": 1}
+    assert f"{proc / 'sys' / 'vm' / 'min_free_kbytes'}: malformed: expected a single integer, got 'lots\\n'" \
+        in result.stderr
+
+
+def test_missing_vm_directory_fails(tmp_path: Path) -> None:
+    proc = copy_proc(tmp_path)
+    shutil.rmtree(proc / "sys" / "vm")
+    result = run_exporter("scrape", f"--path.procfs={proc}", *ONLY_SYSCTL)
+    assert result.returncode == 1
+    assert f"{proc / 'sys' / 'vm'}: directory not found" in result.stderr
