@@ -296,11 +296,13 @@ def fragmentation() -> Json:
         "ops", min_=0), 12, 9)
     page.add(timeseries(
         "Allocation stalls (direct reclaim)",
-        "Allocations per second that entered direct reclaim, per zone type (one counter on kernels before 4.8). "
-        "A few are normal under memory pressure; a sustained rate means kswapd cannot keep free memory above the "
-        "watermarks and processes wait.",
-        [target(f'rate({{__name__=~"kmem_vmstat_allocstall(_[a-z0-9]+)?_total", {INSTANCE}}}[$__rate_interval])',
-                "{{__name__}}")], "ops", min_=0), 12, 9)
+        "Allocations per second that entered direct reclaim: one counter on kernels before 4.8, one per zone type "
+        "later. A few are normal under memory pressure; a sustained rate means kswapd cannot keep free memory "
+        "above the watermarks and processes wait.",
+        [target(f"rate(kmem_vmstat_allocstall{suffix}_total{{{INSTANCE}}}[$__rate_interval])", legend)
+         for suffix, legend in (("", "all zones (before 4.8)"), ("_dma", "DMA"), ("_dma32", "DMA32"),
+                                ("_normal", "Normal"), ("_movable", "Movable"))],
+        "ops", min_=0), 12, 9)
     page.add(timeseries(
         "Allocation failures in the kernel log",
         "Allocation failures and stalls the kernel logged, per event and order, counted since the exporter "

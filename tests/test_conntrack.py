@@ -17,7 +17,7 @@ CONNTRACK_METRICS = ("kmem_nf_conntrack_slab_caches", "kmem_nf_conntrack_slab_ob
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("nf_conntrack", True),  # 4.x and later: one cache
+    ("nf_conntrack", True),  # newer kernels: a single cache
     ("nf_conntrack_ffff8803f0b7ba80", True),  # early RHEL 7: one per namespace, named after its address
     ("nf_conntrack_12", True),  # later: named after a counter
     ("nf_conntrack_expect", False),  # expectations, not connections

@@ -28,6 +28,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -41,7 +42,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import yaml
 
-from conftest import FIXTURES, PROJECT, RunningExporter, free_port, require_tool, scrape_fixture, start_exporter
+from conftest import FIXTURES, PROJECT, RunningExporter, fixture_flags, free_port, require_tool, start_exporter
 
 pytestmark = pytest.mark.e2e
 
@@ -249,10 +250,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         started.append(alertmanager)
 
         hosts = {host: host_tree(host, tmp / host) for host in HOSTS}
-        for host, root in hosts.items():
+
+        def start(host: str) -> None:
+            root = hosts[host]
             exporters[host] = start_exporter(
                 [f"--path.procfs={root / 'proc'}", f"--path.sysfs={root / 'sys'}",
                  f"--path.kmsg={root / 'dev' / 'kmsg'}"], tmp / f"exporter-{host}.log")
+
+        with ThreadPoolExecutor(max_workers=len(HOSTS)) as pool:
+            list(pool.map(start, HOSTS))
 
         prom_port = free_port()
         config = {
@@ -320,22 +326,28 @@ def fill(expr: str, instance: str) -> str:
     return expr.replace("$instance", instance)
 
 
+# Scrapes every tree given as a JSON list of flag lists, in one interpreter (the `scrape` subcommand's own code),
+# and prints each exposition's metric names.
+SCRAPE_ALL = """
+import asyncio, json, re, sys
+from exporter.cli import parse_args, scrape_once
+names = set()
+for flags in json.loads(sys.argv[1]):
+    _, config = parse_args(["scrape", *flags])
+    body, _ = asyncio.run(scrape_once(config))
+    names |= {re.split(r"[{ ]", line, 1)[0] for line in body.decode().splitlines() if line and line[0] != "#"}
+print(json.dumps(sorted(names)))
+"""
+
+
 @pytest.fixture(scope="module")
 def emitted_names() -> set[str]:
     """Every metric name the exporter emits on some fixture tree (the broken-* ones excepted)."""
     trees = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir() and not p.name.startswith("broken-"))
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        outputs = list(pool.map(lambda host: scrape_fixture(host).stdout, trees))
-    names = set()
-    for output in outputs:
-        for line in output.splitlines():
-            if line.startswith("# TYPE "):
-                name, kind = line.split()[2:4]
-                names.add(name + "_total" if kind == "counter" and not name.endswith("_total") else name)
-                if kind == "info":
-                    names.add(name + "_info")
-            elif line and not line.startswith("#"):
-                names.add(re.split(r"[{ ]", line, 1)[0])
+    result = subprocess.run([sys.executable, "-c", SCRAPE_ALL, json.dumps([fixture_flags(t) for t in trees])],
+                            capture_output=True, text=True, timeout=300, cwd=PROJECT)
+    assert result.returncode == 0, result.stderr
+    names = set(json.loads(result.stdout))
     assert "kmem_buddy_free_blocks" in names and "kmem_memcg_cgroups" in names
     return names
 

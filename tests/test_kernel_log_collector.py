@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -109,8 +111,6 @@ def test_without_cap_syslog_the_collector_says_so() -> None:
     assert Path("/proc/sys/kernel/dmesg_restrict").read_text().strip() == "1"
     setpriv = shutil.which("setpriv")
     assert setpriv, "setpriv (util-linux) is needed to drop CAP_SYSLOG"
-    import subprocess
-    import sys
     result = subprocess.run([setpriv, "--bounding-set=-syslog", "--inh-caps=-syslog", sys.executable, "-m",
                              "exporter", "scrape", "--path.kmsg=/dev/kmsg", *only_collectors("kernel_log")],
                             capture_output=True, text=True, timeout=60, cwd=PROJECT)

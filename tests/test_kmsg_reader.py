@@ -209,6 +209,28 @@ def test_reader_down_while_backing_off_and_stop_still_works(readers: list[KmsgRe
     assert reader._thread is None
 
 
+def test_log_gone_after_a_failure_keeps_the_reader_down_until_it_is_back(tmp_path: Path,
+                                                                         readers: list[KmsgReader]) -> None:
+    path = tmp_path / "kmsg"
+    path.touch()
+    script = ScriptedKmsg([record(1), OSError(errno.ENODEV, "No such device")])
+    collected = Collected()
+    reader = KmsgReader(path, collected, read=script, initial_backoff=0.01, max_backoff=0.05)
+    reader.open()
+    path.unlink()
+    reader.start()
+    readers.append(reader)
+    wait_until(lambda: (reader.state().error or "").endswith("--no-collector.kernel_log)"), "the open to fail")
+    state = reader.state()
+    assert not state.up
+    assert state.error == describe_open_error(path, FileNotFoundError())
+    assert state.restarts >= 1
+    path.touch()
+    wait_until(lambda: reader.state().up, "the reader to be up again")
+    assert reader.state().error is None
+    assert collected.seqs == [1]
+
+
 def test_bug_in_the_handler_restarts_the_reader(readers: list[KmsgReader]) -> None:
     seen: list[int] = []
 

@@ -232,6 +232,16 @@ def test_always_mode_reads_no_slabinfo(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == []
 
 
+def test_kernel_without_kmem_accounting_reads_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 3.10 kernel built without CONFIG_MEMCG_KMEM has no memory.kmem.* files: nothing to probe, none enabled."""
+    root = copy_fixture("rhel7-healthy", tmp_path)
+    for slabinfo in (root / "sys/fs/cgroup/memory").rglob("memory.kmem.slabinfo"):
+        slabinfo.unlink()
+    calls = inject_read_errors(monkeypatch, {})
+    result = refresh(root)
+    assert (result.mode, result.visible, result.kmem_enabled, calls) == ("per-cgroup", 34, 0, [])
+
+
 # --- directories that vanish during the walk ---
 
 def test_cgroup_removed_before_its_slabinfo_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

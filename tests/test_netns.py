@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, PROJECT, fixture_flags, is_root, promtool_check_metrics, require_tool, run_exporter, scrape_fixture
+from conftest import (FIXTURES, PROJECT, fixture_flags, is_root, promtool_check_metrics, require_tool, run_exporter,
+                      scrape_fixture)
 from metrics_text import collector_success, only_collectors, value
 from exporter.collectors.netns import NetnsWalk, walk_network_namespaces
 from exporter.sources import ParseError

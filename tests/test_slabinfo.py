@@ -296,6 +296,21 @@ def test_collector_memcg_children() -> None:
     assert value(unfolded, "kmem_slab_objects_active", cache="dentry(1234:docker-abc.scope)") == 84
 
 
+def test_series_stay_bounded_with_thousands_of_per_instance_caches(tmp_path: Path) -> None:
+    lines = slabinfo("live-6.18").splitlines()
+    for i in range(3000):
+        lines.append(f"dentry({1000 + i}:docker-{i:012x}.scope) 21 21 192 21 1 : tunables 0 0 0 : slabdata 1 1 0")
+        lines.append(f"nf_conntrack_ffff88{i:010x} 25 25 320 25 2 : tunables 0 0 0 : slabdata 1 1 0")
+    (tmp_path / "slabinfo").write_text("\n".join(lines) + "\n")
+    result = run_exporter("scrape", f"--path.procfs={tmp_path}", *ONLY_SLABINFO)
+    assert result.returncode == 0, result.stderr
+    caches = {dict(labels)["cache"] for (name, labels) in series_values(result.stdout) if name == "kmem_slab_caches"}
+    assert len(caches) == 235  # the host's own caches, no more
+    assert value(result.stdout, "kmem_slab_caches", cache="dentry") == 3001
+    assert value(result.stdout, "kmem_slab_caches", cache="nf_conntrack") == 3001
+    assert value(result.stdout, "kmem_slab_objects_active", cache="dentry") == 42741 + 3000 * 21
+
+
 def test_include_and_exclude_match_the_exported_name_fully() -> None:
     def caches(*flags: str) -> set[str]:
         out = scrape_fixture("slab-memcg", *ONLY_SLABINFO, *flags).stdout
@@ -332,7 +347,7 @@ def test_missing_file_names_the_path(tmp_path: Path) -> None:
     assert f"{tmp_path}/slabinfo: file not found" in result.stderr
 
 
-# ---------------------------------------------------------------------------------------------------- live and privileges
+# ------------------------------------------------------------------------------------------------ live and privileges
 
 @pytest.mark.live
 def test_live_host() -> None:

@@ -15,8 +15,8 @@ from exporter.sources.sysctl import parse_sysctl_int
 
 
 def is_conntrack_cache(name: str) -> bool:
-    """`nf_conntrack` (one cache, 4.x and later), `nf_conntrack_<address>` or `nf_conntrack_<number>` (one per network
-    namespace, 3.10). Not `nf_conntrack_expect`, and not a memory cgroup's copy of one of them."""
+    """`nf_conntrack` (a single cache on newer kernels), `nf_conntrack_<address>` or `nf_conntrack_<number>` (one per
+    network namespace on 3.10 and other older kernels). Not `nf_conntrack_expect`, and not a memory cgroup's copy of one of them."""
     return family_name(name) == "nf_conntrack" and not is_memcg_copy(name)
 
 

@@ -11,13 +11,14 @@ Every event's series exists from the start at 0, so that `increase()` sees the f
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporter.collectors.base import Collector, CollectorError, read_optional
-from exporter.collectors.kmsg_reader import KmsgReader, describe_open_error
+from exporter.collectors.kmsg_reader import KmsgReader, ReadFunction, describe_open_error
 from exporter.sources import ParseError
 from exporter.sources.buddyinfo import parse_buddyinfo
 from exporter.sources.kernel_log_patterns import EVENTS, EVENTS_WITH_ORDER, match_event
@@ -46,11 +47,11 @@ class KernelLogCollector(Collector):
     name = "kernel_log"
     description = "allocation failures, OOM kills and related kernel messages counted from /dev/kmsg"
 
-    def __init__(self, config: "Config") -> None:
+    def __init__(self, config: "Config", read: ReadFunction = os.read) -> None:
         super().__init__(config)
         self._lock = threading.Lock()
         self._counts: dict[EventKey, int] = {}
-        self._reader = KmsgReader(config.kmsg, self._count)
+        self.reader = KmsgReader(config.kmsg, self.count_record, read=read)
         self._open_error: Optional[str] = "the kernel log reader has not started"
 
     def _kernel_orders(self) -> int:
@@ -65,21 +66,21 @@ class KernelLogCollector(Collector):
         with self._lock:
             self._counts = initial_counts(self._kernel_orders())
         try:
-            self._reader.open()
+            self.reader.open()
         except OSError as err:
             self._open_error = describe_open_error(self.config.kmsg, err)
             return
         self._open_error = None
-        self._reader.start()
+        self.reader.start()
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._start)
 
     async def stop(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._reader.stop)
+        await asyncio.get_running_loop().run_in_executor(None, self.reader.stop)
 
-    def _count(self, record: KmsgRecord) -> None:
-        """Called by the reader thread for every record."""
+    def count_record(self, record: KmsgRecord) -> None:
+        """Count one record if it is a kernel message the pattern table knows (called by the reader thread)."""
         if not record.from_kernel:
             return
         event = match_event(record.text)
@@ -93,7 +94,7 @@ class KernelLogCollector(Collector):
             raise CollectorError(self._open_error)
         with self._lock:
             counts = dict(self._counts)
-        state = self._reader.state()
+        state = self.reader.state()
         events = CounterMetricFamily(
             "kmem_kernel_log_events",
             "Kernel messages counted since the exporter started, by event: page_allocation_failure, "

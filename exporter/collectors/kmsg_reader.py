@@ -145,7 +145,10 @@ class KmsgReader:
                         self.open()
                         log.info("reading %s again", self.path)
                     except OSError as err:
-                        self._set_error(describe_open_error(self.path, err))
+                        reason = describe_open_error(self.path, err)
+                        if reason != self.state().error:
+                            log.warning("%s; trying again in %gs", reason, backoff)
+                        self._set_error(reason)
                         self._stopping.wait(backoff)
                         backoff = min(backoff * 2, self.max_backoff)
                         continue

@@ -66,8 +66,8 @@ def _mounted(path: Path) -> set[int]:
 def walk_network_namespaces(procfs: Path) -> NetnsWalk:
     """Distinct network namespaces of all processes plus those bind-mounted in any of their mount namespaces.
 
-    Processes are visited in PID order; each mount namespace's mount table is read once, from its lowest PID. Processes that exit during
-    the walk are skipped; processes whose namespaces may not be read are skipped and counted.
+    Processes are visited in PID order; each mount namespace's mount table is read once, from its lowest PID.
+    Processes that exit during the walk are skipped; those whose namespaces may not be read are skipped and counted.
     """
     try:
         pids = sorted((entry.name for entry in os.scandir(procfs) if entry.name.isdigit()), key=int)

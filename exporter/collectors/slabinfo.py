@@ -1,4 +1,7 @@
-"""Slab caches from /proc/slabinfo: objects, slabs and bytes per cache, per-instance caches folded into families."""
+"""Slab caches from /proc/slabinfo: objects, slabs and bytes per cache, per-instance caches folded into families.
+
+`read_slab_caches` is shared with the conntrack collector, which counts its caches in the same file.
+"""
 
 from __future__ import annotations
 
@@ -69,6 +72,7 @@ class SlabinfoCollector(Collector):
 
 
 def slab_metrics(families: Iterable[SlabFamily], page_size: int) -> Iterable[Metric]:
+    """One gauge family per column, each with a series per exported cache name."""
     families = list(families)
     for suffix, help_text, value in _SERIES:
         metric = GaugeMetricFamily(f"kmem_slab_{suffix}", help_text, labels=["cache"])

@@ -2,14 +2,14 @@
 
     slabinfo - version: 2.1
     # name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> ...
-    nf_conntrack_ffff8803f0b7ba80     25     25    320   25    2 : tunables    0    0    0 : slabdata      1      1      0
+    nf_conntrack_ffff8803f0b7ba80     25     25    320   25    2 : tunables    0    0    0 : slabdata    1    1    0
     dentry             94813 107840    192   20    1 : tunables  120   60    8 : slabdata   5392   5392    204
 
 SLUB prints the tunables as 0, SLAB prints its real ones; the layout is otherwise the same. A name longer than the
 17-character column pushes the numbers right, so a line is split on whitespace: the last fifteen fields have a fixed
 shape and everything before them is the name. Kernels built with CONFIG_DEBUG_SLAB say `2.1 (statistics)` and append
-`: globalstat ...` and `: cpustat ...` sections, which are accepted and ignored. Versions 2.0 and 1.x (2.4 and early
-2.6 kernels) lay the columns out differently and are refused.
+`: globalstat ...` and `: cpustat ...` sections, which are accepted and ignored. The older layouts, versions 2.0 and
+1.x (2.4 and the first 2.6 kernels), are refused.
 """
 
 from __future__ import annotations
@@ -115,8 +115,7 @@ def parse_slabinfo(text: str) -> list[SlabCache]:
     if header is None:
         raise ParseError(f"line 1: expected 'slabinfo - version: 2.1', got {lines[0][:80]!r}")
     if header.group(1) != _SUPPORTED_VERSION:
-        raise ParseError(f"slabinfo version {header.group(1)} is not supported (only {_SUPPORTED_VERSION}, which every "
-                         f"kernel since 2.6.10 prints)")
+        raise ParseError(f"slabinfo version {header.group(1)} is not supported (only {_SUPPORTED_VERSION})")
     caches = []
     for number, line in enumerate(lines[1:], 2):
         if not line.strip() or line.startswith("#"):
