@@ -1,12 +1,13 @@
-# syntax=docker/dockerfile:1
 # kmem-exporter container image.
 #
-#   docker build -t kmem-exporter .
-#   docker run -d --pid=host -p 9792:9792 -v /proc:/host/proc:ro -v /sys:/host/sys:ro kmem-exporter
+#   docker build -t kmem-exporter:0.1.0 .
+#
+# Run it as the README's Deployment section shows: the host's /proc, /sys, debugfs and /dev/kmsg under /host,
+# where the default flags in CMD look for them (the flags, not the image, decide what is read). The default user
+# is nobody, which serves only the collectors that need no privilege (README, "Privileges").
 #
 # PYTHON_IMAGE is any Debian-like image with python3 (with venv and pip in the build stage). Without a registry,
-# deploy/image/local-base.sh builds one with debootstrap. The flags in CMD, not the image, decide what is read:
-# the host's /proc, /sys, debugfs, cgroupfs and /dev/kmsg are expected under /host.
+# deploy/image/local-base.sh builds one with debootstrap.
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build

@@ -7,6 +7,12 @@ temporary directory, then times full passes of the walk in both modes: `always` 
 measured with tracemalloc in a separate pass, so that tracing does not inflate the times.
 
     python benchmarks/memcg_walk.py [--cgroups 65535] [--files minimal|real] [--passes 3] [--dir /tmp]
+    python benchmarks/memcg_walk.py --live-cgroups 2000      # as root, on this machine's cgroup v1 memory hierarchy
+
+`--live-cgroups N` instead creates N real (empty) memory cgroups in the same layout under
+/sys/fs/cgroup/memory/kmem-exporter-bench-<id>, times the walk over that subtree on the real cgroup filesystem,
+prints the figures scaled to 65,535 cgroups, and removes the cgroups again. Real cgroups cost kernel memory, so
+keep N to a few thousand.
 
 `--files real` puts the 31 control files of a real v1 memory cgroup in every directory (2 million files for the
 full tree: slower to generate, closer to what a real listing costs); `minimal` puts only the files the walk looks at.
@@ -97,13 +103,42 @@ def traced_peak(walk: Callable[[], WalkCounts]) -> int:
         tracemalloc.stop()
 
 
+def live_benchmark(total: int, passes: int) -> None:
+    """Time the walk over `total` real memory cgroups created for the purpose, then remove them."""
+    memory = Path("/sys/fs/cgroup/memory")
+    root = memory / f"kmem-exporter-bench-{os.getpid()}"
+    root.mkdir()
+    created: list[Path] = []
+    try:
+        started = time.perf_counter()
+        for relative in cgroup_dirs(total):
+            (root / relative).mkdir()
+            created.append(root / relative)
+        print(f"created {total} real memory cgroups under {root} ({time.perf_counter() - started:.1f}s)")
+        for mode, probe in (("always", False), ("per-cgroup", True)):
+            times, counts = timed(passes, lambda: walk_memory_cgroups(root, probe_kmem=probe))
+            scale = MEMORY_CGROUP_ID_LIMIT / counts.visible
+            print(f"mode={mode:<10} visible={counts.visible} pass_seconds min={min(times):.3f} "
+                  f"median={statistics.median(times):.3f}; scaled to {MEMORY_CGROUP_ID_LIMIT} cgroups: "
+                  f"median={statistics.median(times) * scale:.2f}s")
+    finally:
+        for path in reversed(created):
+            path.rmdir()
+        root.rmdir()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cgroups", type=int, default=MEMORY_CGROUP_ID_LIMIT, help="cgroups in the tree, root included")
     parser.add_argument("--files", choices=("minimal", "real"), default="minimal", help="control files per cgroup")
     parser.add_argument("--passes", type=int, default=3, help="timed passes per mode")
     parser.add_argument("--dir", default=None, help="where to create the temporary tree (default: $TMPDIR)")
+    parser.add_argument("--live-cgroups", type=int, default=0,
+                        help="time the walk on N real memory cgroups of this machine instead (root only)")
     args = parser.parse_args()
+    if args.live_cgroups:
+        live_benchmark(args.live_cgroups, args.passes)
+        return
 
     workdir = Path(tempfile.mkdtemp(prefix="memcg-walk-", dir=args.dir))
     try:

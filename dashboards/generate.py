@@ -110,6 +110,27 @@ def bargauge(title: str, description: str, targets: list[Json], unit: str, *, st
     return _panel("bargauge", title, description, targets, defaults, options)
 
 
+def heatmap(title: str, description: str, targets: list[Json], unit: str, *, y_label: str) -> Json:
+    """Each series is one row (bucket), named by its legend; numeric names are sorted numerically by Grafana."""
+    for query in targets:
+        query["format"] = "time_series"
+    defaults = {"unit": unit, "custom": {"scaleDistribution": {"type": "linear"},
+                                         "hideFrom": {"legend": False, "tooltip": False, "viz": False}}}
+    options = {
+        "calculate": False,
+        "cellGap": 1,
+        "color": {"mode": "scheme", "scheme": "Spectral", "scale": "exponential", "exponent": 0.2, "steps": 64,
+                  "reverse": True, "fill": "dark-orange"},
+        "filterValues": {"le": 1e-9},  # zero cells stay empty
+        "legend": {"show": True},
+        "rowsFrame": {"layout": "unknown", "value": "free blocks"},
+        "showValue": "never",
+        "tooltip": {"mode": "single", "yHistogram": False, "showColorScale": True},
+        "yAxis": {"axisPlacement": "left", "axisLabel": y_label, "reverse": False},
+    }
+    return _panel("heatmap", title, description, targets, defaults, options)
+
+
 def _panel(kind: str, title: str, description: str, targets: list[Json], defaults: Json, options: Json) -> Json:
     for ref, query in zip("ABCDEFGH", targets):
         query["refId"] = ref
@@ -258,6 +279,13 @@ def fragmentation() -> Json:
         "of caches.",
         [target(f"kmem_buddy_largest_free_order{{{ZONE}}}", "node {{node}} {{zone}}")], "none", min_=-1, max_=11,
         threshold_steps=thresholds(("transparent", None), ("red", 4))), 12, 9)
+    page.add(heatmap(
+        "Free blocks by order over time (heatmap)",
+        "One row per order (0 at the bottom), one column per interval; the colour is the number of free blocks "
+        "on an exponential scale, and an empty cell means none. A healthy host is coloured up to the top rows; "
+        "on a fragmented host the upper rows are empty while the bottom ones glow.",
+        [target(f"sum by (order) (kmem_buddy_free_blocks{{{ZONE}}})", "{{order}}")], "short", y_label="order"),
+        24, 8)
 
     page.row("Fragmentation indices")
     page.add(timeseries(

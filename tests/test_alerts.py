@@ -164,3 +164,14 @@ def test_runbook_links_resolve() -> None:
     links = set(re.findall(r"\]\(#([^)]+)\)", text))
     assert links, "the runbooks link to their remedies"
     assert links - github_anchors(text) == set()
+
+
+@pytest.mark.parametrize("remedy", [
+    "echo 1 > /proc/sys/vm/compact_memory", "echo 3 > /proc/sys/vm/drop_caches", "vm.min_free_kbytes",
+    "vm.watermark_scale_factor", "vm.extfrag_threshold", "cgroup.memory=nokmem", "-tags=nokmem",
+    "docker-ce **18.09.1 or later**", "3.10.0-1075.el7",
+])
+def test_runbooks_give_each_remedy_with_its_cost(remedy: str) -> None:
+    remedies = RUNBOOKS.read_text().split("\n## Remedies\n", 1)[1]
+    section = next(s for s in remedies.split("\n### ") if remedy in s)
+    assert "**Cost:**" in section, remedy

@@ -26,22 +26,21 @@ def nothing_listens(port: int) -> bool:
 
 
 def test_file_beats_default(exporter_factory: Callable[..., RunningExporter], tmp_path: Path) -> None:
-    config = write_config(tmp_path, "web.telemetry-path: /from-file\ncollector.vmstat: false\n")
-    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *only_collectors("buddyinfo", "kernel"),
-                                f"--config.file={config}")
+    config = write_config(tmp_path, "web.telemetry-path: /from-file\n")
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR, f"--config.file={config}")
     status, _, body = exporter.get("/from-file")
     assert status == 200
     assert exporter.get("/metrics")[0] == 404
-    assert collector_success(body.decode()) == {"buddyinfo": 1, "kernel": 1}
+    assert collector_success(body.decode()) == {"buddyinfo": 1, "vmstat": 1, "sysctl": 1, "kernel": 1}
 
 
-def test_file_enables_what_the_default_would_not(exporter_factory: Callable[..., RunningExporter],
-                                                 tmp_path: Path) -> None:
-    flags = [f for f in FOUR if f != "--no-collector.vmstat" and f != "--collector.vmstat"]
+def test_collector_switches_flag_beats_file_beats_default(exporter_factory: Callable[..., RunningExporter],
+                                                          tmp_path: Path) -> None:
+    # vmstat and sysctl are enabled by default; the file turns both off; a flag turns sysctl back on.
+    others = [flag for flag in only_collectors("buddyinfo", "kernel") if not flag.endswith(("vmstat", "sysctl"))]
     config = write_config(tmp_path, "collector.vmstat: false\ncollector.sysctl: false\n")
-    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *flags, "--collector.sysctl",
-                                f"--config.file={config}")
-    # vmstat: off in the file, no flag -> off. sysctl: off in the file, on by flag -> on.
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *others, f"--config.file={config}",
+                                "--collector.sysctl")
     assert collector_success(exporter.metrics()) == {"buddyinfo": 1, "sysctl": 1, "kernel": 1}
     page = exporter.get("/")[2].decode()
     assert "<li>sysctl</li>" in page and "<li>vmstat</li>" not in page

@@ -58,7 +58,7 @@ def test_checked_in_json_is_what_the_generator_makes() -> None:
     module = generator()
     for name, build in module.DASHBOARDS.items():
         assert (DASHBOARDS / name).read_text() == module.render(build), f"{name} is stale: run dashboards/generate.py"
-    result = subprocess.run([str(PROJECT / ".venv/bin/python"), str(DASHBOARDS / "generate.py"), "--check"],
+    result = subprocess.run([sys.executable, str(DASHBOARDS / "generate.py"), "--check"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
 

@@ -25,7 +25,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
