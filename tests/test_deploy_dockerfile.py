@@ -25,7 +25,8 @@ DOCKERFILE = PROJECT / "Dockerfile"
 
 def instructions(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    joined = re.sub(r"\\\n\s*", " ", "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#")))
+    kept = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n\s*", " ", "\n".join(kept))
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in joined.splitlines() if line.strip()]
 
 
@@ -126,9 +127,10 @@ def test_oci_labels() -> None:
 
 
 def test_dockerignore_lets_in_only_what_the_build_copies() -> None:
-    lines = [l for l in (PROJECT / ".dockerignore").read_text().splitlines() if l and not l.startswith("#")]
+    lines = [line for line in (PROJECT / ".dockerignore").read_text().splitlines()
+             if line and not line.startswith("#")]
     assert lines[0] == "*"
-    included = {l[1:].rstrip("/") for l in lines if l.startswith("!")}
+    included = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     sources = set()
     for copy in instruction("COPY", stage=1):
         sources |= set(copy.split()[:-1])

@@ -184,12 +184,12 @@ def inject_read_errors(monkeypatch: pytest.MonkeyPatch, failing: dict[str, int])
     real_read = memcg_walk.read_slabinfo_head
     calls: list[str] = []
 
-    def read(path: str) -> bytes:
+    def read(parent_fd: int, name: str, path: str) -> bytes:
         calls.append(path)
         for suffix, code in failing.items():
             if Path(path).parent.as_posix().endswith(suffix):
                 raise OSError(code, os.strerror(code), path)
-        return real_read(path)
+        return real_read(parent_fd, name, path)
 
     monkeypatch.setattr(memcg_walk, "read_slabinfo_head", read)
     return calls
@@ -226,6 +226,16 @@ def test_other_read_errors_fail_the_pass(monkeypatch: pytest.MonkeyPatch) -> Non
         refresh(FIXTURES / "rhel7-healthy")
 
 
+def test_walk_closes_every_directory_it_opens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also when a pass fails half-way."""
+    open_fds = len(os.listdir("/proc/self/fd"))
+    memcg_walk.walk_memory_cgroups(FIXTURES / "rhel7-healthy/sys/fs/cgroup/memory", probe_kmem=True)
+    inject_read_errors(monkeypatch, {"kubepods/besteffort": errno.EACCES})
+    with pytest.raises(CollectorError):
+        memcg_walk.walk_memory_cgroups(FIXTURES / "rhel7-healthy/sys/fs/cgroup/memory", probe_kmem=True)
+    assert len(os.listdir("/proc/self/fd")) == open_fds
+
+
 def test_always_mode_reads_no_slabinfo(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = inject_read_errors(monkeypatch, {})
     assert refresh(FIXTURES / "live-6.18").kmem_enabled == 9
@@ -250,12 +260,12 @@ def test_cgroup_removed_before_its_slabinfo_is_read(tmp_path: Path, monkeypatch:
     real_read = memcg_walk.read_slabinfo_head
     removed: list[str] = []
 
-    def remove_then_read(path: str) -> bytes:
+    def remove_then_read(parent_fd: int, name: str, path: str) -> bytes:
         directory = Path(path).parent
         if len(removed) < 3 and re.fullmatch(r"[0-9a-f]{64}", directory.name):
             shutil.rmtree(directory)
             removed.append(path)
-        return real_read(path)
+        return real_read(parent_fd, name, path)
 
     monkeypatch.setattr(memcg_walk, "read_slabinfo_head", remove_then_read)
     counts = memcg_walk.walk_memory_cgroups(root / "sys/fs/cgroup/memory", probe_kmem=True)
@@ -267,14 +277,15 @@ def test_directory_removed_before_it_is_listed(tmp_path: Path, monkeypatch: pyte
     """A pod's directory is removed (for real) after the walk found it and before the walk lists it."""
     root = copy_fixture("rhel7-healthy", tmp_path)
     pod = pod_dirs(root, "burstable")[0]
-    real_scandir = memcg_walk.scandir
+    real_read = memcg_walk.read_slabinfo_head
 
-    def scandir(path: str) -> "os._ScandirIterator[str]":  # type: ignore[name-defined]
-        if Path(path) == pod:
+    def read_then_remove(parent_fd: int, name: str, path: str) -> bytes:
+        head = real_read(parent_fd, name, path)
+        if Path(path).parent == pod:
             shutil.rmtree(pod)
-        return real_scandir(path)
+        return head
 
-    monkeypatch.setattr(memcg_walk, "scandir", scandir)
+    monkeypatch.setattr(memcg_walk, "read_slabinfo_head", read_then_remove)
     counts = memcg_walk.walk_memory_cgroups(root / "sys/fs/cgroup/memory", probe_kmem=True)
     assert not pod.exists()
     # the pod was seen (and accounts kernel memory), its two containers never were; one directory vanished

@@ -6,7 +6,8 @@
 # The root filesystem is made with debootstrap from the Debian mirror this machine's apt already uses, gets this
 # machine's extra CA certificates (so pip works behind a TLS-inspecting proxy), is cached as a tarball under
 # $KMEM_IMAGE_CACHE (default /var/cache/kmem-exporter), and is committed into buildah's local store. An image that
-# is already there is kept. Needs root, debootstrap and buildah. Then:
+# is already there is kept (`buildah rmi IMAGE` to make it again; delete the tarball to debootstrap again).
+# Needs root, debootstrap and buildah. Then:
 #
 #   buildah build --build-arg PYTHON_IMAGE=localhost/kmem-exporter-base:bookworm -t kmem-exporter .
 set -euo pipefail
@@ -36,8 +37,12 @@ mirror() {
 
 if [ ! -s "$TARBALL" ]; then
     MIRROR=$(mirror)
+    if [ -z "$MIRROR" ]; then  # refresh apt once in case its lists are missing
+        apt-get update -qq >&2
+        MIRROR=$(mirror)
+    fi
     if [ -z "$MIRROR" ]; then
-        log "no apt source for $SUITE main in /etc/apt (run apt-get update first)"
+        log "no apt source for $SUITE main in /etc/apt/sources.list*"
         exit 1
     fi
     mkdir -p "$CACHE"
@@ -61,6 +66,6 @@ container=$(buildah from scratch)
 trap 'buildah rm "$container" >/dev/null 2>&1 || true' EXIT
 buildah add "$container" "$TARBALL" / >/dev/null
 buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    --env PIP_CERT=/etc/ssl/certs/ca-certificates.crt --cmd /usr/bin/python3 "$container"
+    --cmd /usr/bin/python3 "$container"
 buildah commit --quiet "$container" "$IMAGE" >/dev/null
 log "built $IMAGE"

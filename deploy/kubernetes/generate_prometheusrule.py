@@ -1,4 +1,4 @@
-"""Write deploy/kubernetes/prometheusrule.yaml: the rule groups of alerts/*.yaml as a Prometheus Operator PrometheusRule.
+"""Write deploy/kubernetes/prometheusrule.yaml: the rule groups of alerts/*.yaml as a Prometheus Operator rule.
 
     python deploy/kubernetes/generate_prometheusrule.py           # rewrite the file
     python deploy/kubernetes/generate_prometheusrule.py --check    # exit 1 when the file is out of date
@@ -73,7 +73,8 @@ def render(alerts: Path = ALERTS) -> str:
         },
         "spec": {"groups": rule_groups(alerts)},
     }
-    return HEADER + yaml.dump(rule, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120, allow_unicode=True)
+    body = yaml.dump(rule, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120, allow_unicode=True)
+    return HEADER + body
 
 
 def main() -> int:

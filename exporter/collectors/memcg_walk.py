@@ -1,6 +1,6 @@
 """The walk over a memory cgroup tree: how many memory cgroups are visible, and how many account kernel memory.
 
-Bounded memory: the walk holds one open directory iterator per level of the tree (depth-first), never a list of
+Bounded memory: the walk holds one open directory (and its iterator) per level of the tree (depth-first), never a list of
 paths, so a 65,535-cgroup tree costs no more than a small one. Directories removed while the walk runs are normal
 on a busy node: they are counted as vanished, not reported as errors.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-from os import scandir
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -30,23 +29,24 @@ class WalkCounts:
     vanished: int = 0  # directories or files removed while the walk ran
 
 
-def read_slabinfo_head(path: str) -> bytes:
-    """Open a cgroup's memory.kmem.slabinfo and read its first byte. The only place that file is read.
+def read_slabinfo_head(parent_fd: int, name: str, path: str) -> bytes:
+    """Open memory.kmem.slabinfo of cgroup `name` in the open directory `parent_fd` and read its first byte. The
+    only place that file is read; `path` is the same file's full path, for messages.
 
     On kernels before 4.6 the read fails with EIO when the cgroup does not account kernel memory; the open does not.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(f"{name}/{KMEM_SLABINFO}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=parent_fd)
     try:
         return os.read(fd, 1)
     finally:
         os.close(fd)
 
 
-def kmem_accounting_on(path: str) -> Optional[bool]:
+def kmem_accounting_on(parent_fd: int, name: str, path: str) -> Optional[bool]:
     """True when the cgroup accounts kernel memory, False when its slabinfo read fails with EIO, None when the cgroup
     was removed meanwhile. Any other failure is a CollectorError naming the path."""
     try:
-        read_slabinfo_head(path)
+        read_slabinfo_head(parent_fd, name, path)
     except OSError as err:
         if err.errno == errno.EIO:
             return False
@@ -68,36 +68,39 @@ def walk_memory_cgroups(root: Path, member_file: Optional[str] = None, probe_kme
 
     A directory's link count is 2 plus its number of subdirectories (cgroupfs keeps it so, like most filesystems),
     so a cgroup with a link count of 2 is a leaf and is not listed: on a container host most cgroups are leaves,
-    and listing one costs a few dozen directory entries.
+    and listing one costs a few dozen directory entries. Every lookup is made relative to the open parent
+    directory: on cgroupfs resolving a whole path costs several times more than one name.
     """
     counts = WalkCounts(visible=1)
     probe_kmem = probe_kmem and (root / KMEM_SLABINFO).exists()
+    stack: list[tuple[str, int, "os._ScandirIterator[str]"]] = []  # (path, directory fd, its listing)
     try:
-        stack = [(str(root), scandir(root))]
+        _push(stack, str(root), os.open(root, _DIRECTORY_FLAGS))
     except OSError as err:
         raise CollectorError(describe_os_error(root, err)) from None
     try:
         while stack:
-            path, entries = stack[-1]
+            path, fd, entries = stack[-1]
             descended = False
             try:
                 for entry in entries:
                     if not entry.is_dir(follow_symlinks=False):
                         continue
-                    child = entry.path
+                    name = entry.name
+                    child = f"{path}/{name}"
                     try:
-                        links = entry.stat(follow_symlinks=False).st_nlink
+                        links = os.stat(name, dir_fd=fd, follow_symlinks=False).st_nlink
                         if member_file is not None:
-                            os.stat(f"{child}/{member_file}")
+                            os.stat(f"{name}/{member_file}", dir_fd=fd)
                     except OSError as err:
                         if err.errno not in _VANISHED:
                             raise CollectorError(describe_os_error(Path(child), err)) from None
-                        if not _exists(child):
+                        if not _exists(fd, name):
                             counts.vanished += 1
                         continue  # no memory controller here, nor below
                     counts.visible += 1
                     if probe_kmem:
-                        accounting = kmem_accounting_on(f"{child}/{KMEM_SLABINFO}")
+                        accounting = kmem_accounting_on(fd, name, f"{child}/{KMEM_SLABINFO}")
                         if accounting is None:
                             counts.vanished += 1
                             continue
@@ -105,7 +108,7 @@ def walk_memory_cgroups(root: Path, member_file: Optional[str] = None, probe_kme
                     if links == 2:
                         continue  # a leaf: nothing to list
                     try:
-                        stack.append((child, scandir(child)))
+                        _push(stack, child, os.open(name, _DIRECTORY_FLAGS, dir_fd=fd))
                     except OSError as err:
                         if err.errno not in _VANISHED:
                             raise CollectorError(describe_os_error(Path(child), err)) from None
@@ -118,16 +121,33 @@ def walk_memory_cgroups(root: Path, member_file: Optional[str] = None, probe_kme
                     raise CollectorError(describe_os_error(Path(path), err)) from None
                 counts.vanished += 1
             if not descended:
-                stack.pop()[1].close()
+                _pop(stack)
     finally:
-        for _, entries in stack:
-            entries.close()
+        while stack:
+            _pop(stack)
     return counts
 
 
-def _exists(path: str) -> bool:
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def _push(stack: list[tuple[str, int, "os._ScandirIterator[str]"]], path: str, fd: int) -> None:
     try:
-        os.lstat(path)
+        stack.append((path, fd, os.scandir(fd)))
+    except OSError:
+        os.close(fd)
+        raise
+
+
+def _pop(stack: list[tuple[str, int, "os._ScandirIterator[str]"]]) -> None:
+    _, fd, entries = stack.pop()
+    entries.close()
+    os.close(fd)
+
+
+def _exists(parent_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
     except OSError:
         return False
     return True

@@ -15,7 +15,6 @@ import signal
 import stat
 import subprocess
 import time
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -35,7 +34,8 @@ IMAGE = "localhost/kmem-exporter:test"
 def run(*command: str, timeout: float = 1200, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        output = f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        pytest.fail(f"{' '.join(command)} exited {result.returncode}:\n{output}")
     return result
 
 
@@ -51,6 +51,7 @@ def buildah() -> str:
 def image(buildah: str) -> dict:
     """Build the image from the working tree and return `buildah inspect` of it."""
     run(str(PROJECT / "deploy" / "image" / "local-base.sh"), BASE_IMAGE)
+    run(buildah, "rmi", "--force", IMAGE, check=False)  # the previous run's image would be left untagged
     run(buildah, "build", "--isolation", "chroot", "--format", "docker", "--layers=false",
         "--build-arg", f"PYTHON_IMAGE={BASE_IMAGE}", "--build-arg", f"VERSION={__version__}",
         "--tag", IMAGE, str(PROJECT))
@@ -127,7 +128,7 @@ def test_scrape_as_the_default_user(buildah: str, container: str, image: dict) -
 def bounding_set() -> list[str]:
     """The capabilities this process may hold, as CAP_* names (`setpriv --dump`)."""
     dump = run(require_tool("setpriv"), "--dump").stdout
-    (line,) = [l for l in dump.splitlines() if l.startswith("Capability bounding set:")]
+    (line,) = [entry for entry in dump.splitlines() if entry.startswith("Capability bounding set:")]
     return [f"CAP_{name.upper()}" for name in line.split(":", 1)[1].strip().split(",")]
 
 
