@@ -155,9 +155,13 @@ def load_file(path: str) -> dict[str, object]:
     unknown = sorted(set(data) - set(SETTINGS_BY_KEY))
     if unknown:
         raise ConfigError(f"config.file {path!r}: unknown setting {unknown[0]!r}")
-    if any(v is None for v in data.values()):
-        empty = next(k for k, v in data.items() if v is None)
-        raise ConfigError(f"config.file {path!r}: setting {empty!r} has no value")
+    for key, raw in data.items():
+        if raw is None:
+            raise ConfigError(f"config.file {path!r}: setting {key!r} has no value")
+        try:
+            SETTINGS_BY_KEY[key].value(raw)
+        except SettingError as err:
+            raise ConfigError(f"config.file {path!r}: {err}") from None
     return data
 
 

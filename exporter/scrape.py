@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
@@ -16,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
 from exporter import __version__
 from exporter.collectors.base import Collector, CollectorError
+from exporter.threads import run_in_daemon_thread
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,7 @@ class Scraper:
         if previous is not None and not previous.done():
             # A read stuck in the kernel keeps its thread; don't pile more threads onto it.
             return CollectorOutcome(collector.name, (), 0.0, "the previous collection is still running")
-        loop = asyncio.get_running_loop()
-        future = _run_in_daemon_thread(loop, collector)
+        future = run_in_daemon_thread(lambda: _run_collector(collector), f"collect-{collector.name}")
         self._running[collector.name] = future
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.timeout)
@@ -85,26 +84,6 @@ class Scraper:
         elif outcome.error != previous:
             log.error("collector=%s failed: %s", outcome.name, outcome.error)
             self._reported_errors[outcome.name] = outcome.error
-
-
-def _run_in_daemon_thread(loop: asyncio.AbstractEventLoop, collector: Collector) -> "asyncio.Future[CollectorOutcome]":
-    """Run one collection in its own daemon thread: a read stuck in the kernel then cannot keep the process from
-    exiting (a thread pool's workers are joined at exit). At most one such thread per collector exists at a time."""
-    future: asyncio.Future[CollectorOutcome] = loop.create_future()
-
-    def deliver(outcome: CollectorOutcome) -> None:
-        if not future.done():
-            future.set_result(outcome)
-
-    def work() -> None:
-        outcome = _run_collector(collector)
-        try:
-            loop.call_soon_threadsafe(deliver, outcome)
-        except RuntimeError:  # the loop has closed: the exporter is shutting down
-            pass
-
-    threading.Thread(target=work, name=f"collect-{collector.name}", daemon=True).start()
-    return future
 
 
 def _run_collector(collector: Collector) -> CollectorOutcome:

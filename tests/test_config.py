@@ -72,10 +72,10 @@ def test_vmstat_fields_from_file(tmp_path: Path) -> None:
 # (case, file content, message, whether the message names the file as well as the setting)
 BAD_FILES = [
     ("unknown key", "web.listen-adress: ':9792'\n", "unknown setting 'web.listen-adress'", True),
-    ("wrong type", "collector.timeout: true\n", "collector.timeout: expected a duration", False),
-    ("wrong type for a switch", "collector.vmstat: 3\n", "collector.vmstat: expected true or false, got 3", False),
+    ("wrong type", "collector.timeout: true\n", "collector.timeout: expected a duration", True),
+    ("wrong type for a switch", "collector.vmstat: 3\n", "collector.vmstat: expected true or false, got 3", True),
     ("bad regex", 'collector.vmstat.fields: "("\n', "collector.vmstat.fields: invalid regular expression '('",
-     False),
+     True),
     ("not a mapping", "- path.procfs: /proc\n", "expected a mapping of setting names to values", True),
     ("not YAML", "path.procfs: [\n", "not valid YAML", True),
     ("empty value", "path.procfs:\n", "setting 'path.procfs' has no value", True),

@@ -13,6 +13,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter.settings import Setting, parse_duration
 from exporter.sources import ParseError
+from exporter.threads import run_in_daemon_thread
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -141,15 +142,13 @@ class BackgroundCollector(Collector, Generic[T]):
         self._finished_at = time.time()
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.refresh_once)
+        await run_in_daemon_thread(self.refresh_once, f"refresh-{self.name}")
         self._task = asyncio.create_task(self._loop(), name=f"{self.name}-refresh")
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.interval)
-            await loop.run_in_executor(None, self.refresh_once)
+            await run_in_daemon_thread(self.refresh_once, f"refresh-{self.name}")
 
     async def stop(self) -> None:
         if self._task is not None:
