@@ -61,6 +61,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("path.kmsg", parse_str, "/dev/kmsg", "Kernel log device.", "PATH"),
     Setting("collector.timeout", parse_duration, "10s",
             "A collector still running after this long fails the scrape for itself only.", "DURATION"),
+    Setting("collector.disable-defaults", parse_bool, False,
+            "Disable every collector that is not enabled explicitly with --collector.<name>."),
     Setting("log.level", _parse_log_level, "info", f"Only log messages of this level or above: {', '.join(LOG_LEVELS)}.",
             "LEVEL"),
 )
@@ -76,6 +78,7 @@ def _collector_switches() -> tuple[Setting, ...]:
 
 
 COLLECTOR_OPTIONS: tuple[Setting, ...] = tuple(option for cls in COLLECTORS.values() for option in cls.options)
+COLLECTOR_SWITCHES = frozenset(f"collector.{name}" for name in COLLECTORS)
 ALL_SETTINGS: tuple[Setting, ...] = CORE_SETTINGS + _collector_switches() + COLLECTOR_OPTIONS
 SETTINGS_BY_KEY: Mapping[str, Setting] = MappingProxyType({s.key: s for s in ALL_SETTINGS})
 
@@ -115,10 +118,13 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown setting {unknown[0]!r}")
         resolved: dict[str, object] = {}
-        for setting in ALL_SETTINGS:
+        for setting in ALL_SETTINGS:  # collector.disable-defaults comes before the switches it changes
             raw = values.get(setting.key)
+            default = setting.default
+            if setting.key in COLLECTOR_SWITCHES and resolved["collector.disable-defaults"]:
+                default = False
             try:
-                resolved[setting.key] = setting.value(setting.default if raw is None else raw)
+                resolved[setting.key] = setting.value(default if raw is None else raw)
             except SettingError as err:
                 raise ConfigError(str(err)) from None
         sysfs = Path(str(resolved["path.sysfs"]))

@@ -55,7 +55,7 @@ def only_collectors(*enabled: str) -> list[str]:
     """Flags that enable exactly these collectors."""
     unknown = set(enabled) - set(COLLECTORS)
     assert not unknown, f"no such collectors: {unknown}"
-    return [f"--collector.{name}" if name in enabled else f"--no-collector.{name}" for name in COLLECTORS]
+    return ["--collector.disable-defaults", *(f"--collector.{name}" for name in enabled)]
 
 
 def all_collectors() -> list[str]:

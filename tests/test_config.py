@@ -8,6 +8,7 @@ from typing import Callable
 
 import pytest
 
+from exporter.collectors import COLLECTORS
 from conftest import RunningExporter, fixture_flags, free_port, run_exporter
 from metrics_text import collector_success, only_collectors
 
@@ -37,13 +38,24 @@ def test_file_beats_default(exporter_factory: Callable[..., RunningExporter], tm
 def test_collector_switches_flag_beats_file_beats_default(exporter_factory: Callable[..., RunningExporter],
                                                           tmp_path: Path) -> None:
     # vmstat and sysctl are enabled by default; the file turns both off; a flag turns sysctl back on.
-    others = [flag for flag in only_collectors("buddyinfo", "kernel") if not flag.endswith(("vmstat", "sysctl"))]
+    others = [f"--no-collector.{name}" for name in COLLECTORS if name not in ("buddyinfo", "kernel", "vmstat", "sysctl")]
     config = write_config(tmp_path, "collector.vmstat: false\ncollector.sysctl: false\n")
     exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *others, f"--config.file={config}",
                                 "--collector.sysctl")
     assert collector_success(exporter.metrics()) == {"buddyinfo": 1, "sysctl": 1, "kernel": 1}
     page = exporter.get("/")[2].decode()
     assert "<li>sysctl</li>" in page and "<li>vmstat</li>" not in page
+
+
+def test_disable_defaults_leaves_only_explicitly_enabled_collectors(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "collector.disable-defaults: true\ncollector.kernel: true\n")
+    result = run_exporter("scrape", *fixture_flags("rhel7-fragmented"), f"--config.file={config}", "--collector.sysctl")
+    assert result.returncode == 0, result.stderr
+    assert collector_success(result.stdout) == {"kernel": 1, "sysctl": 1}
+    # The flag beats the file: every default collector is back, except the one switched off explicitly.
+    result = run_exporter("scrape", *fixture_flags("rhel7-fragmented"), f"--config.file={config}",
+                          "--no-collector.disable-defaults", "--no-collector.vmstat")
+    assert set(collector_success(result.stdout)) == set(COLLECTORS) - {"vmstat"}
 
 
 def test_flag_beats_file(exporter_factory: Callable[..., RunningExporter], tmp_path: Path) -> None:
