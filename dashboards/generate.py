@@ -248,7 +248,9 @@ def fragmentation() -> Json:
         "Order-$order allocation possible",
         "Per zone: is there a free block of order $order or higher (2^$order contiguous pages)? \"no\" means an "
         "allocation of that order has to wait for compaction or reclaim and may fail, like the order:6 "
-        "allocations that stop container starts on RHEL 7. Choose the order in the `order` variable.",
+        "allocations that stop container starts on RHEL 7. Choose the order in the `order` variable. The DMA "
+        "zone (16 MiB for old devices) usually says yes but serves only GFP_DMA allocations: what counts is "
+        "DMA32 and Normal.",
         [target(f"kmem_buddy_largest_free_order{{{ZONE}}} >= bool $order", "node {{node}} {{zone}}")],
         "none", steps=thresholds(("red", None), ("green", 1)),
         mappings=value_mapping({0: ("no", "red"), 1: ("yes", "green")}), color_mode="background"), 8, 5)
@@ -333,9 +335,9 @@ def fragmentation() -> Json:
         "ops", min_=0), 12, 9)
     page.add(timeseries(
         "Allocation failures in the kernel log",
-        "Allocation failures and stalls the kernel logged, per event and order, counted since the exporter "
-        "started (increase per interval, as bars). Any bar is bad: something in the kernel did not get its "
-        "memory; order 4-6 points at fragmentation, order 0 at memory pressure.",
+        "Allocation failures and stalls the kernel logged, per event and order: each bar is the number in the "
+        "rate interval before it, so one event shows in a few neighbouring bars. Any bar is bad: something in "
+        "the kernel did not get its memory; order 4-6 points at fragmentation, order 0 at memory pressure.",
         [target(f'sum by (event, order) (increase(kmem_kernel_log_events_total{{{INSTANCE}, '
                 f'event=~"page_allocation_failure|page_allocation_stall|slub_allocation_failure"}}'
                 f'[$__rate_interval]))', "{{event}} order {{order}}")], "short", bars=True, min_=0), 12, 9)
@@ -404,9 +406,10 @@ def slab_conntrack() -> Json:
         [target(f"topk(15, kmem_slab_caches{{{INSTANCE}}})", "{{cache}}", instant=True)], "none"), 12, 12)
     page.add(timeseries(
         "Top slab caches over time",
-        "Memory held by the 10 largest slab caches over time. Bad: a cache that grows steadily and never shrinks "
-        "(a leak), or one that grows with container churn.",
-        [target(f"topk(10, kmem_slab_bytes{{{INSTANCE}}})", "{{cache}}")], "bytes", min_=0), 12, 9)
+        "Memory held over time by the 10 slab caches that are largest at the end of the time range. Bad: a "
+        "cache that grows steadily and never shrinks (a leak), or one that grows with container churn.",
+        [target(f"kmem_slab_bytes{{{INSTANCE}}} and on (cache) topk(10, kmem_slab_bytes{{{INSTANCE}}} @ end())",
+                "{{cache}}")], "bytes", min_=0), 12, 9)
     page.add(timeseries(
         "nf_conntrack slab objects",
         "Objects in all nf_conntrack caches: active (tracked connections) and allocated. Many allocated but few "
@@ -431,9 +434,10 @@ def memcg() -> Json:
     page.add(stat(
         "Time until IDs run out",
         "At the rate of the last 6 hours (the slope predict_linear uses), how long until memory cgroups in use "
-        "reach the limit. Shown as 1 year when they are not growing. Red below 1 day, orange below 1 week.",
-        [target(f"clamp_max((kmem_memcg_id_limit{{{INSTANCE}}} - kmem_memcg_cgroups{{{INSTANCE}}}) / "
-                f"clamp_min(deriv(kmem_memcg_cgroups{{{INSTANCE}}}[6h]), 0), 31536000)", "time left")],
+        "reach the limit: IDs left divided by new cgroups per second. Shown as 1 year when the count is flat or "
+        "falling, 0 when no ID is left. Red below 1 day, orange below 1 week.",
+        [target(f"clamp_max(clamp_min(kmem_memcg_id_limit{{{INSTANCE}}} - kmem_memcg_cgroups{{{INSTANCE}}}, 0) / "
+                f"clamp_min(deriv(kmem_memcg_cgroups{{{INSTANCE}}}[6h]), 1e-9), 31536000)", "time left")],
         "s", steps=thresholds(("red", None), ("orange", 86400), ("green", 604800)), color_mode="background"), 6, 6)
     page.add(stat(
         "kmem accounting",
@@ -478,7 +482,7 @@ def memcg() -> Json:
         "last 6 hours. Bad: the prediction line at or above the limit (the exhaustion alert fires then).",
         [target(f"kmem_memcg_cgroups{{{INSTANCE}}}", "in use"),
          target(f"kmem_memcg_id_limit{{{INSTANCE}}}", "limit"),
-         target(f"predict_linear(kmem_memcg_cgroups{{{INSTANCE}}}[6h], 86400)", "predicted in 24 h")],
+         target(f"clamp_min(predict_linear(kmem_memcg_cgroups{{{INSTANCE}}}[6h], 86400), 0)", "predicted in 24 h")],
         "none", min_=0), 12, 9)
     page.add(timeseries(
         "Visible, dying and kmem-enabled cgroups",

@@ -173,3 +173,30 @@ def test_queries_parse(tmp_path: Path) -> None:
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+
+
+def test_time_until_memcg_ids_run_out_on_growing_flat_full_and_falling_counts(tmp_path: Path) -> None:
+    """promtool evaluates the panel's own query on four hosts: growing by one cgroup a second, flat below the
+    limit, flat at the limit, and falling. Flat and falling show the 1-year cap, a full host 0 (not NaN)."""
+    board = load(DASHBOARDS / "memcg.json")
+    [expr] = [e for title, e in queries(board) if title == "Time until IDs run out"]
+    counts = {"growing": "10000+60x400", "flat": "60000x400", "full": "65535x400", "falling": "60000-10x400"}
+    expected = {"growing": 65535 - (10000 + 60 * 360), "flat": 31536000, "full": 0, "falling": 31536000}
+    series = []
+    for host, values in counts.items():
+        series.append({"series": f'kmem_memcg_cgroups{{instance="{host}",job="kmem"}}', "values": values})
+        series.append({"series": f'kmem_memcg_id_limit{{instance="{host}",job="kmem"}}', "values": "65535x400"})
+    tests = [{
+        "interval": "1m",
+        "input_series": series,
+        "promql_expr_test": [{
+            "expr": f"round({expr.replace('$instance', host)})",
+            "eval_time": "360m",
+            "exp_samples": [{"labels": f'{{instance="{host}",job="kmem"}}', "value": value}],
+        } for host, value in expected.items()],
+    }]
+    test_file = tmp_path / "time_left_test.yaml"
+    test_file.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m", "tests": tests}))
+    result = subprocess.run([require_tool("promtool"), "test", "rules", str(test_file)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
