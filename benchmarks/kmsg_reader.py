@@ -21,8 +21,6 @@ import asyncio
 import errno
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,12 +28,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from exporter_process import PROJECT, cpu_seconds, start_serving, stop
+
+sys.path.insert(0, str(PROJECT))
 
 from exporter.collectors.kernel_log import KernelLogCollector  # noqa: E402
 from exporter.config import Config  # noqa: E402
-
-PROJECT = Path(__file__).resolve().parent.parent
 
 # A mix shaped like a busy container host's kernel log: ordinary messages, a few events, some user-space lines.
 TEXTS = [
@@ -109,18 +107,6 @@ def bench_record_per_read(records: list[bytes]) -> tuple[float, float]:
     return wall, cpu
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def metric(url: str, name: str) -> float:
     with urllib.request.urlopen(url, timeout=30) as response:
         text = response.read().decode()
@@ -146,22 +132,12 @@ def flood(seconds: float, limit: int) -> int:
 
 
 def bench_live(seconds: float, limit: int) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/metrics"
     only = [f"--no-collector.{name}" for name in ("pagetypeinfo", "extfrag", "zoneinfo", "vmstat", "sysctl",
                                                   "kernel", "slabinfo", "conntrack", "netns", "memcg")]
-    process = subprocess.Popen([sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}",
-                                "--path.kmsg=/dev/kmsg", *only], cwd=PROJECT, stderr=subprocess.DEVNULL)
+    process, base = start_serving(["--path.kmsg=/dev/kmsg", *only], stderr=subprocess.DEVNULL)
+    url = base + "/metrics"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                read_before = metric(url, "kmem_kernel_log_records_read_total")
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.1)
+        read_before = metric(url, "kmem_kernel_log_records_read_total")
         lost_before = metric(url, "kmem_kernel_log_records_lost_total")
         cpu_before = cpu_seconds(process.pid)
         started = time.perf_counter()
@@ -180,8 +156,7 @@ def bench_live(seconds: float, limit: int) -> None:
         lost = metric(url, "kmem_kernel_log_records_lost_total") - lost_before
         events = metric(url, 'kmem_kernel_log_events_total{event="page_allocation_failure",order="6"}')
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        stop(process)
     print(f"live /dev/kmsg flood: {written} records written in {flood_wall:.1f} s ({written / flood_wall:,.0f}/s)")
     print(f"  exporter read {read:,.0f} records (the flood and any other kernel messages), lost {lost:,.0f} "
           f"(overwritten by the kernel before they were read), counted {events:.0f} kernel events "

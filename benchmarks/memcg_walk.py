@@ -32,23 +32,16 @@ import tracemalloc
 from pathlib import Path
 from typing import Callable, Iterator
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(PROJECT), str(PROJECT / "tests" / "fixtures")]
 
+from construct_memcg import V1_CHILD  # noqa: E402
 from exporter.collectors.memcg_walk import WalkCounts, walk_memory_cgroups  # noqa: E402
 
 MEMORY_CGROUP_ID_LIMIT = 65535
 
-# The control files of a non-root cgroup v1 memory cgroup (3.10 and 6.x list the same names).
-V1_FILES_REAL = (
-    "cgroup.clone_children", "cgroup.event_control", "cgroup.procs", "memory.failcnt", "memory.force_empty",
-    "memory.kmem.failcnt", "memory.kmem.limit_in_bytes", "memory.kmem.max_usage_in_bytes", "memory.kmem.slabinfo",
-    "memory.kmem.tcp.failcnt", "memory.kmem.tcp.limit_in_bytes", "memory.kmem.tcp.max_usage_in_bytes",
-    "memory.kmem.tcp.usage_in_bytes", "memory.kmem.usage_in_bytes", "memory.limit_in_bytes",
-    "memory.max_usage_in_bytes", "memory.memsw.failcnt", "memory.memsw.limit_in_bytes",
-    "memory.memsw.max_usage_in_bytes", "memory.memsw.usage_in_bytes", "memory.move_charge_at_immigrate",
-    "memory.numa_stat", "memory.oom_control", "memory.pressure_level", "memory.soft_limit_in_bytes", "memory.stat",
-    "memory.swappiness", "memory.usage_in_bytes", "memory.use_hierarchy", "notify_on_release", "tasks",
-)
+# The control files of a non-root cgroup v1 memory cgroup (3.10 and 6.x list the same names), as in the fixtures.
+V1_FILES_REAL = V1_CHILD
 V1_FILES_MINIMAL = ("cgroup.procs", "memory.kmem.slabinfo", "memory.usage_in_bytes")
 
 

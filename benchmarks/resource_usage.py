@@ -10,52 +10,11 @@ set size and the CPU time used per scrape and per second of wall time (backgroun
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def memory_kib(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak RSS) of a process, in KiB."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0])
-    return fields
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process and its threads."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"exporter exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/-/ready", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit("exporter did not become ready")
+from exporter_process import cpu_seconds, memory_kib, start_serving, stop
 
 
 def main() -> None:
@@ -67,13 +26,9 @@ def main() -> None:
     args = parser.parse_args()
 
     root = Path(args.root)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "exporter", "serve", f"--web.listen-address=127.0.0.1:{port}",
-               f"--path.procfs={root / 'proc'}", f"--path.sysfs={root / 'sys'}", "--log.level=error", *args.extra]
-    process = subprocess.Popen(command, cwd=Path(__file__).parent.parent, stdout=subprocess.DEVNULL)
+    process, url = start_serving([f"--path.procfs={root / 'proc'}", f"--path.sysfs={root / 'sys'}", "--log.level=error",
+                                  *args.extra])
     try:
-        wait_ready(url, process)
         started_memory = memory_kib(process.pid)
         cpu_before, wall_before = cpu_seconds(process.pid), time.monotonic()
         size = 0
@@ -84,8 +39,7 @@ def main() -> None:
         cpu_used, wall = cpu_seconds(process.pid) - cpu_before, time.monotonic() - wall_before
         final_memory = memory_kib(process.pid)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop(process)
 
     print(f"root: {root}  scrapes: {args.scrapes} every {args.interval:g}s  exposition: {size} bytes")
     print(f"rss after start: {started_memory['VmRSS'] / 1024:.1f} MiB")

@@ -12,8 +12,6 @@ resident memory (VmRSS from /proc/<pid>/status) and the CPU seconds it used for 
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,32 +20,11 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
-PROJECT = Path(__file__).resolve().parent.parent
+from exporter_process import PROJECT, cpu_seconds, memory_kib, start_serving, stop
+
 sys.path.insert(0, str(PROJECT))
 
 from exporter.collectors import COLLECTORS  # noqa: E402
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process (all its threads)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def root_flags(root: str) -> list[str]:
@@ -57,25 +34,6 @@ def root_flags(root: str) -> list[str]:
     if not (path / "proc").is_dir():
         sys.exit(f"{root}: not a fixture tree (no proc/ directory)")
     return [f"--path.procfs={path / 'proc'}", f"--path.sysfs={path / 'sys'}", f"--path.kmsg={path / 'dev' / 'kmsg'}"]
-
-
-def start_exporter(flags: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "exporter", "serve", f"--web.listen-address=127.0.0.1:{port}",
-                                "--log.level=error", *flags], cwd=PROJECT, stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"the exporter exited with status {process.returncode}")
-        try:
-            with urllib.request.urlopen(base + "/-/ready", timeout=5) as response:
-                if response.status == 200:
-                    return process, base + "/metrics"
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    sys.exit("the exporter did not become ready within 60 s")
 
 
 def scrape(url: str) -> tuple[float, bytes]:
@@ -110,7 +68,8 @@ def main() -> None:
         flags = root_flags(args.root) + args.flags
         if args.all_collectors:
             flags += [f"--collector.{name}" for name in COLLECTORS]
-        process, url = start_exporter(flags)
+        process, base = start_serving(["--log.level=error", *flags])
+        url = base + "/metrics"
         pid, target = process.pid, f"root {args.root}" + (" (all collectors)" if args.all_collectors else "")
     try:
         for _ in range(args.warmup):
@@ -121,11 +80,10 @@ def main() -> None:
             latency, body = scrape(url)
             latencies.append(latency)
         cpu_used = cpu_seconds(pid) - cpu_before if pid and cpu_before is not None else None
-        rss = rss_kib(pid) if pid else None
+        rss = memory_kib(pid)["VmRSS"] if pid else None
     finally:
         if process is not None:
-            process.terminate()
-            process.wait(timeout=30)
+            stop(process)
 
     lines = body.decode().splitlines()
     series = sum(1 for line in lines if line and not line.startswith("#"))

@@ -12,8 +12,6 @@ from exporter.config import Config, ConfigError, parse_args
 from exporter.scrape import Scraper
 from exporter.server import render, serve
 
-log = logging.getLogger("exporter")
-
 
 class _LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:

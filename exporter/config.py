@@ -30,7 +30,7 @@ class ConfigError(Exception):
 
 def _parse_listen_address(value: object) -> str:
     address = parse_str(value)
-    host, sep, port = address.rpartition(":")
+    _, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise SettingError(f"expected [host]:port, got {address!r}")
     return address
@@ -63,18 +63,18 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "A collector still running after this long fails the scrape for itself only.", "DURATION"),
     Setting("collector.disable-defaults", parse_bool, False,
             "Disable every collector that is not enabled explicitly with --collector.<name>."),
-    Setting("log.level", _parse_log_level, "info", f"Only log messages of this level or above: {', '.join(LOG_LEVELS)}.",
-            "LEVEL"),
+    Setting("log.level", _parse_log_level, "info",
+            f"Only log messages of this level or above: {', '.join(LOG_LEVELS)}.", "LEVEL"),
 )
 
 
 def _collector_switches() -> tuple[Setting, ...]:
-    enables = tuple(
+    return tuple(
         Setting(f"collector.{name}", parse_bool, cls.default_enabled,
-                f"Enable the {name} collector: {cls.description} (default: {'enabled' if cls.default_enabled else 'disabled'}).")
+                f"Enable the {name} collector: {cls.description} "
+                f"(default: {'enabled' if cls.default_enabled else 'disabled'}).")
         for name, cls in COLLECTORS.items()
     )
-    return enables
 
 
 COLLECTOR_OPTIONS: tuple[Setting, ...] = tuple(option for cls in COLLECTORS.values() for option in cls.options)
@@ -188,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(f"--{setting.key}", dest=setting.key, action=argparse.BooleanOptionalAction,
                                 default=None, help=setting.help)
         else:
+            help_text = f"{setting.help} (default: {setting.default})" if setting.default else setting.help
             parser.add_argument(f"--{setting.key}", dest=setting.key, metavar=setting.metavar, default=None,
-                                help=f"{setting.help} (default: {setting.default})" if setting.default else setting.help)
+                                help=help_text)
     return parser
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.samples import Sample
 
 from exporter import __version__
 from exporter.collectors.base import Collector, CollectorError
@@ -114,9 +115,8 @@ def merge_families(families: Iterable[Metric]) -> list[Metric]:
     return sorted(merged.values(), key=lambda f: f.name)
 
 
-def _sample_order(sample: object) -> tuple[object, ...]:
-    labels = sample.labels  # type: ignore[attr-defined]
-    return (sample.name, tuple((k, _natural(v)) for k, v in sorted(labels.items())))  # type: ignore[attr-defined]
+def _sample_order(sample: Sample) -> tuple[object, ...]:
+    return (sample.name, tuple((k, _natural(v)) for k, v in sorted(sample.labels.items())))
 
 
 def _natural(value: str) -> tuple[int, object]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import Sequence
+from typing import AsyncIterator, Sequence
 
 from aiohttp import web
 from prometheus_client.core import Metric
@@ -67,7 +67,7 @@ def make_app(config: Config, scraper: Scraper) -> web.Application:
             return web.Response(status=503, text="starting\n")
         return web.Response(text="OK\n")
 
-    async def lifecycle(app: web.Application) -> object:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await scraper.start()
         app[READY_KEY].append(True)
         log.info("ready; collectors: %s", ", ".join(config.enabled_collectors) or "none")

@@ -17,9 +17,7 @@ def parse_duration(value: object) -> float:
     """Seconds from a Prometheus-style duration (`30s`, `1m30s`, `500ms`) or a plain number of seconds."""
     if isinstance(value, bool):
         raise SettingError(f"expected a duration such as 30s, got {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+    if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip())):
         seconds = float(value)
     elif isinstance(value, str) and re.fullmatch(r"((\d+(\.\d+)?)(ms|s|m|h))+", value.strip()):
         seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", value))
@@ -52,16 +50,6 @@ def parse_str(value: object) -> str:
     if not isinstance(value, str):
         raise SettingError(f"expected a string, got {value!r}")
     return value
-
-
-def parse_int(value: object) -> int:
-    if isinstance(value, bool):
-        raise SettingError(f"expected an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-        return int(value)
-    raise SettingError(f"expected an integer, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ when the interpreter exits, so one such read would keep the exporter from shutti
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from typing import Callable, TypeVar
 
@@ -18,21 +19,18 @@ def run_in_daemon_thread(function: Callable[[], T], name: str) -> "asyncio.Futur
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
-    def deliver(outcome: T, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is None:
-            future.set_result(outcome)
-        else:
-            future.set_exception(error)
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():  # the awaiting coroutine may have given up (cancelled)
+            outcome()
 
     def work() -> None:
+        outcome: Callable[[], None]
         try:
-            outcome, error = function(), None
+            outcome = functools.partial(future.set_result, function())
         except BaseException as err:  # delivered to the awaiting coroutine, which decides
-            outcome, error = None, err
+            outcome = functools.partial(future.set_exception, err)
         try:
-            loop.call_soon_threadsafe(deliver, outcome, error)
+            loop.call_soon_threadsafe(settle, outcome)
         except RuntimeError:  # the loop has closed: the exporter is shutting down
             pass
 

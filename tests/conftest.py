@@ -36,6 +36,13 @@ def fixture_flags(host: str) -> list[str]:
     ]
 
 
+def copy_proc(host: str, tmp_path: Path) -> Path:
+    """A copy of a fixture tree's proc/ at `tmp_path/proc`, to change for one test (links copied as links)."""
+    proc = tmp_path / "proc"
+    shutil.copytree(fixture_root(host) / "proc", proc, symlinks=True)
+    return proc
+
+
 def require_tool(name: str) -> str:
     """The path of an external tool; a test that needs one fails (never skips) when it is missing.
     `make test` installs every tool the tests use."""
@@ -54,6 +61,18 @@ def run_exporter(*args: str, timeout: float = 60) -> subprocess.CompletedProcess
 def scrape_fixture(host: str, *extra: str) -> subprocess.CompletedProcess[str]:
     """`kmem-exporter scrape` on a fixture tree."""
     return run_exporter("scrape", *fixture_flags(host), *extra)
+
+
+def scrape_ok(*args: str) -> str:
+    """The exposition printed by `kmem-exporter scrape ARGS`, which must succeed (exit 0)."""
+    result = run_exporter("scrape", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def scrape_fixture_ok(host: str, *extra: str) -> str:
+    """The exposition of a scrape of a fixture tree, which must succeed (exit 0)."""
+    return scrape_ok(*fixture_flags(host), *extra)
 
 
 def promtool_check_metrics(exposition: str) -> str:
@@ -101,11 +120,11 @@ class RunningExporter:
 def start_exporter(args: Sequence[str], log_path: Path) -> RunningExporter:
     """Start the real exporter on a free loopback port and wait until it is ready."""
     port = free_port()
-    log_file = open(log_path, "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}", *args],
-        stdout=log_file, stderr=subprocess.STDOUT, text=True, cwd=PROJECT,
-    )
+    with open(log_path, "w") as log_file:  # the exporter writes to its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}", *args],
+            stdout=log_file, stderr=subprocess.STDOUT, text=True, cwd=PROJECT,
+        )
     exporter = RunningExporter(process, f"http://127.0.0.1:{port}", log_path)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

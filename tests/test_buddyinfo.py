@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from conftest import FIXTURES
 from exporter.sources import ParseError
 from exporter.sources.buddyinfo import ZoneFreeBlocks, parse_buddyinfo
+from fuzzing import cut_and_mutated, parse_or_none
 
 
 def parse_tree(host: str) -> list[ZoneFreeBlocks]:
@@ -86,25 +87,17 @@ SAMPLES = [(FIXTURES / host / "proc" / "buddyinfo").read_text()
            for host in ("live-6.18", "rhel7-fragmented", "numa4", "arm64-64k-14orders")]
 
 
-def only_parse_errors(parser, text: str) -> None:  # type: ignore[no-untyped-def]
-    try:
-        parser(text)
-    except ParseError:
-        pass
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.text())
 def test_fuzz_random_text(text: str) -> None:
-    only_parse_errors(parse_buddyinfo, text)
+    parse_or_none(parse_buddyinfo, text)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(SAMPLES), st.integers(min_value=0), st.integers(min_value=0), st.text(max_size=5))
 def test_fuzz_truncated_and_mutated(sample: str, cut: int, at: int, insert: str) -> None:
-    only_parse_errors(parse_buddyinfo, sample[: cut % (len(sample) + 1)])
-    at %= len(sample) + 1
-    only_parse_errors(parse_buddyinfo, sample[:at] + insert + sample[at + 1:])
+    for text in cut_and_mutated(sample, cut, at, insert):
+        parse_or_none(parse_buddyinfo, text)
 
 
 def test_number_too_long_for_the_kernel_is_a_parse_error() -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import re
 import sys
 from pathlib import Path
 
-from conftest import FIXTURES, PROJECT, promtool_check_metrics, run_exporter, scrape_fixture
+from conftest import PROJECT, copy_proc, promtool_check_metrics, run_exporter, scrape_fixture
 from metrics_text import collector_success, only_collectors
 from exporter import __version__
 from exporter.collectors import COLLECTORS
@@ -33,8 +32,7 @@ def test_scrape_exits_1_when_a_collector_fails() -> None:
 
 
 def test_scrape_exits_despite_a_read_stuck_in_the_kernel(tmp_path: Path) -> None:
-    proc = tmp_path / "proc"
-    shutil.copytree(FIXTURES / "rhel7-fragmented" / "proc", proc)
+    proc = copy_proc("rhel7-fragmented", tmp_path)
     (proc / "vmstat").unlink()
     os.mkfifo(proc / "vmstat")  # nobody ever writes: opening it blocks forever
     result = run_exporter("scrape", f"--path.procfs={proc}", *FOUR, "--collector.timeout=500ms", timeout=60)

@@ -9,7 +9,7 @@ from typing import Callable
 import pytest
 
 from exporter.collectors import COLLECTORS
-from conftest import RunningExporter, fixture_flags, free_port, run_exporter
+from conftest import RunningExporter, fixture_flags, free_port, run_exporter, scrape_ok
 from metrics_text import collector_success, only_collectors
 
 FOUR = only_collectors("buddyinfo", "vmstat", "sysctl", "kernel")
@@ -75,9 +75,8 @@ def test_flag_beats_file(exporter_factory: Callable[..., RunningExporter], tmp_p
 
 def test_vmstat_fields_from_file(tmp_path: Path) -> None:
     config = write_config(tmp_path, 'collector.vmstat.fields: "oom_kill|allocstall_normal"\n')
-    result = run_exporter("scrape", *fixture_flags("live-6.18"), *only_collectors("vmstat"), f"--config.file={config}")
-    assert result.returncode == 0, result.stderr
-    vmstat = sorted(line.split()[0] for line in result.stdout.splitlines() if line.startswith("kmem_vmstat_"))
+    out = scrape_ok(*fixture_flags("live-6.18"), *only_collectors("vmstat"), f"--config.file={config}")
+    vmstat = sorted(line.split()[0] for line in out.splitlines() if line.startswith("kmem_vmstat_"))
     assert vmstat == ["kmem_vmstat_allocstall_normal_total", "kmem_vmstat_oom_kill_total"]
 
 

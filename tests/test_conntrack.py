@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, PROJECT, is_root, promtool_check_metrics, run_exporter, scrape_fixture
+from conftest import (PROJECT, copy_proc, is_root, promtool_check_metrics, run_exporter, scrape_fixture,
+                      scrape_fixture_ok, scrape_ok)
 from metrics_text import collector_success, names, only_collectors, value
 from exporter.collectors.conntrack import is_conntrack_cache
 
@@ -42,11 +42,9 @@ def test_is_conntrack_cache(name: str, expected: bool) -> None:
 ])
 def test_conntrack_on_fixtures(host: str, caches: int, active: int, total: int, entries: int | None,
                                limit: int | None) -> None:
-    result = scrape_fixture(host, *ONLY_CONNTRACK)
-    assert result.returncode == 0, result.stderr
-    assert collector_success(result.stdout) == {"conntrack": 1}
-    assert promtool_check_metrics(result.stdout) == ""
-    out = result.stdout
+    out = scrape_fixture_ok(host, *ONLY_CONNTRACK)
+    assert collector_success(out) == {"conntrack": 1}
+    assert promtool_check_metrics(out) == ""
     assert value(out, "kmem_nf_conntrack_slab_caches") == caches
     assert value(out, "kmem_nf_conntrack_slab_objects_active") == active
     assert value(out, "kmem_nf_conntrack_slab_objects") == total
@@ -65,8 +63,7 @@ def test_memcg_copies_are_not_counted() -> None:
 
 
 def test_bad_sysctl_fails_the_collector_with_the_path(tmp_path: Path) -> None:
-    proc = tmp_path / "proc"
-    shutil.copytree(FIXTURES / "rhel7-fragmented" / "proc", proc)
+    proc = copy_proc("rhel7-fragmented", tmp_path)
     (proc / "sys" / "net" / "netfilter" / "nf_conntrack_count").write_text("lots\n")
     result = run_exporter("scrape", f"--path.procfs={proc}", *only_collectors("conntrack", "slabinfo"))
     assert result.returncode == 1
@@ -77,14 +74,13 @@ def test_bad_sysctl_fails_the_collector_with_the_path(tmp_path: Path) -> None:
 @pytest.mark.live
 def test_live_host() -> None:
     assert is_root(), "the live conntrack test needs root (/proc/slabinfo is mode 0400)"
-    result = run_exporter("scrape", *ONLY_CONNTRACK)
-    assert result.returncode == 0, result.stderr
-    assert promtool_check_metrics(result.stdout) == ""
+    out = scrape_ok(*ONLY_CONNTRACK)
+    assert promtool_check_metrics(out) == ""
     # Counted independently: the lines of /proc/slabinfo whose name is exactly nf_conntrack (this is a 6.18 kernel).
     lines = [line.split() for line in Path("/proc/slabinfo").read_text().splitlines()[2:]]
-    assert value(result.stdout, "kmem_nf_conntrack_slab_caches") == sum(f[0] == "nf_conntrack" for f in lines) == 1
+    assert value(out, "kmem_nf_conntrack_slab_caches") == sum(f[0] == "nf_conntrack" for f in lines) == 1
     limit = int(Path("/proc/sys/net/netfilter/nf_conntrack_max").read_text())
-    assert value(result.stdout, "kmem_nf_conntrack_entries_limit") == limit
+    assert value(out, "kmem_nf_conntrack_entries_limit") == limit
 
 
 def test_readme_lists_every_conntrack_metric() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import PROJECT, fixture_flags, is_root, promtool_check_metrics, require_tool
 from deploy_paths import Privilege, privileges_table
+from metrics_text import collector_success
 
 from exporter.collectors import COLLECTORS
 
@@ -36,11 +37,6 @@ def scrape_as_nobody(capabilities: set[str]) -> tuple[str, str]:
         capture_output=True, text=True, timeout=120, cwd=PROJECT)
     assert result.stdout, result.stderr
     return result.stdout, result.stderr
-
-
-def collector_success(exposition: str) -> dict[str, float]:
-    return {m.group(1): float(m.group(2))
-            for m in re.finditer(r'^kmem_collector_success\{collector="([^"]+)"\} (\S+)$', exposition, re.M)}
 
 
 def dmesg_restricted() -> bool:
@@ -95,7 +91,8 @@ def test_nothing_is_needed_for_the_others() -> None:
     """With no capability at all, the collectors whose row says `nothing` still succeed."""
     exposition, stderr = scrape_as_nobody(set())
     success = collector_success(exposition)
-    assert {name for name, row in table().items() if not row.capabilities} <= {n for n, ok in success.items() if ok}
+    assert {name for name, row in table().items() if not row.capabilities} <= {n for n, ok in success.items() if ok}, \
+        stderr
 
 
 def test_fixture_tree_needs_no_privilege() -> None:

@@ -13,17 +13,15 @@ The hosts:
 - memcg-near-exhausted: a RHEL 7 node with 64000 of 65535 memory cgroups in use.
 - live-6.18: this machine's own files (a modern kernel).
 
-The fixture trees carry no process table (/proc/<pid>), which the netns collector walks. Each host here is the
-fixture tree plus a small process table written by this test (real `ns/net`, `ns/mnt` link and mountinfo formats):
-the host's init in one network namespace and its running containers in their own, so that live network namespaces
-are defined by the test: 2 on the fragmented node (8 conntrack caches: 6 leaked), 3 on the healthy one (3 caches).
+Each exporter reads its host's fixture tree as it is, process table included (the netns collector walks it): 2 live
+network namespaces on the fragmented node (8 conntrack caches: 6 leaked), 3 on the healthy one (3 caches). Only the
+kernel log is the test's own: an empty file per host, into which the test writes records.
 """
 
 from __future__ import annotations
 
 import http.server
 import json
-import os
 import re
 import signal
 import subprocess
@@ -48,7 +46,7 @@ pytestmark = pytest.mark.e2e
 ALERTS = PROJECT / "alerts"
 DASHBOARDS = PROJECT / "dashboards"
 HOSTS = ["rhel7-fragmented", "rhel7-healthy", "memcg-near-exhausted", "live-6.18"]
-# Network namespaces of each host's processes: the host's own, then one per running container.
+# Live network namespaces in each host's process table (tests/fixtures/README.md, "Process tables").
 NETWORK_NAMESPACES = {"rhel7-fragmented": 2, "rhel7-healthy": 3, "memcg-near-exhausted": 2, "live-6.18": 1}
 FILLED = {"$__rate_interval": "1m", "$node": ".*", "$zone": ".*", "$order": "6"}
 KERNEL_LOG_ALERTS = {"KmemPageAllocationFailure", "KmemSlabCacheCreationFailure"}
@@ -98,38 +96,6 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
                 return last
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
-def write_process_table(proc: Path, namespaces: int) -> None:
-    """PID 1 in the host's namespaces, and one container process per further network namespace."""
-    host_mounts = ("22 27 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:13 - proc proc rw\n"
-                   "27 1 8:1 / / rw,relatime shared:1 - xfs /dev/mapper/rhel-root rw,attr2,inode64,noquota\n")
-    container_mounts = ("1391 1390 0:160 / / rw,relatime - overlay overlay rw,lowerdir=/var/lib/docker/overlay2/l/A,"
-                        "upperdir=/var/lib/docker/overlay2/a/diff,workdir=/var/lib/docker/overlay2/a/work\n"
-                        "1392 1391 0:163 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw\n")
-    for index in range(namespaces):
-        pid = proc / str(1 if index == 0 else 20000 + index)
-        (pid / "ns").mkdir(parents=True)
-        os.symlink(f"net:[{4026531993 + 10 * index}]", pid / "ns" / "net")
-        os.symlink(f"mnt:[{4026531840 + 10 * index}]", pid / "ns" / "mnt")
-        (pid / "mountinfo").write_text(host_mounts if index == 0 else container_mounts)
-
-
-def host_tree(host: str, root: Path) -> Path:
-    """The fixture tree of `host` (linked, not copied) plus a process table and a kernel log file of its own."""
-    fixture = FIXTURES / host
-    root.mkdir()
-    for entry in fixture.iterdir():
-        if entry.name not in ("proc", "dev"):
-            os.symlink(entry, root / entry.name)
-    (root / "proc").mkdir()
-    for entry in (fixture / "proc").iterdir():
-        if not entry.name.isdigit() and entry.name != "self":
-            os.symlink(entry, root / "proc" / entry.name)
-    write_process_table(root / "proc", NETWORK_NAMESPACES[host])
-    (root / "dev").mkdir()
-    (root / "dev" / "kmsg").write_bytes(b"")  # the reader starts at its end; the test appends records
-    return root
 
 
 class WebhookReceiver(http.server.ThreadingHTTPServer):
@@ -207,7 +173,7 @@ class Stack:
     prometheus: Server
     alertmanager: Server
     webhooks: WebhookReceiver
-    hosts: dict[str, Path]
+    kmsg: dict[str, Path]  # each host's kernel log
     exporters: dict[str, RunningExporter] = field(default_factory=dict)
 
     def query(self, expr: str) -> list[dict[str, Any]]:
@@ -248,13 +214,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             am_port, tmp / "alertmanager.log", "/-/ready")
         started.append(alertmanager)
 
-        hosts = {host: host_tree(host, tmp / host) for host in HOSTS}
+        kmsg = {host: tmp / f"kmsg-{host}" for host in HOSTS}
+        for path in kmsg.values():
+            path.write_bytes(b"")  # the reader starts at its end; the test appends records
 
         def start(host: str) -> None:
-            root = hosts[host]
-            exporters[host] = start_exporter(
-                [f"--path.procfs={root / 'proc'}", f"--path.sysfs={root / 'sys'}",
-                 f"--path.kmsg={root / 'dev' / 'kmsg'}"], tmp / f"exporter-{host}.log")
+            exporters[host] = start_exporter([*fixture_flags(host), f"--path.kmsg={kmsg[host]}"],
+                                             tmp / f"exporter-{host}.log")
 
         with ThreadPoolExecutor(max_workers=len(HOSTS)) as pool:
             list(pool.map(start, HOSTS))
@@ -276,7 +242,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
              f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
             prom_port, tmp / "prometheus.log", "/-/ready")
         started.append(prometheus)
-        stack = Stack(prometheus, alertmanager, webhooks, hosts, exporters)
+        stack = Stack(prometheus, alertmanager, webhooks, kmsg, exporters)
 
         def scraped_three_times() -> bool:
             counts = stack.query("count_over_time(kmem_exporter_build_info[1m])")
@@ -386,6 +352,11 @@ def test_every_collector_succeeds_on_every_host(stack: Stack) -> None:
     assert [(r["metric"]["instance"], r["metric"]["collector"]) for r in failing] == []
 
 
+def test_each_host_has_the_network_namespaces_of_its_process_table(stack: Stack) -> None:
+    found = {r["metric"]["instance"]: float(r["value"][1]) for r in stack.query("kmem_network_namespaces")}
+    assert found == NETWORK_NAMESPACES
+
+
 def test_every_dashboard_query_runs_and_returns_data(stack: Stack) -> None:
     empty = []
     for board, title, expr in dashboard_queries():
@@ -443,7 +414,7 @@ def test_a_kernel_allocation_failure_fires_and_reaches_alertmanager_routed_by_se
     """The incident's kernel records (page allocation failure order 6, the nf_conntrack cache that could not be
     created) appended to the fragmented host's kernel log, as the kernel would write them."""
     records = (FIXTURES / "rhel7-fragmented" / "dev" / "kmsg").read_bytes()
-    with open(stack.hosts["rhel7-fragmented"] / "dev" / "kmsg", "ab") as kmsg:
+    with open(stack.kmsg["rhel7-fragmented"], "ab") as kmsg:
         kmsg.write(records)
 
     def firing() -> set:

@@ -12,12 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, PROJECT, is_root, promtool_check_metrics, run_exporter, scrape_fixture
+from conftest import (FIXTURES, PROJECT, is_root, promtool_check_metrics, scrape_fixture,
+                      scrape_fixture_ok, scrape_ok)
 from exporter.sources import ParseError
 from exporter.sources.buddyinfo import ZoneFreeBlocks, parse_buddyinfo
 from exporter.sources.extfrag import (ContigPageInfo, ZoneIndex, compute_indices, fill_contig_page_info,
                                       format_value, fragmentation_index, parse_index_file, render_index_file,
                                       unusable_free_index)
+from fuzzing import cut_and_mutated, parse_or_none
 from metrics_text import collector_success, only_collectors, series_values, value
 
 ONLY = only_collectors("buddyinfo", "extfrag")
@@ -61,10 +63,7 @@ def test_parse_malformed(text: str, message: str) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text())
 def test_fuzz_random_text(text: str) -> None:
-    try:
-        parse_index_file(text)
-    except ParseError:
-        pass
+    parse_or_none(parse_index_file, text)
 
 
 @settings(max_examples=300, deadline=None)
@@ -72,12 +71,8 @@ def test_fuzz_random_text(text: str) -> None:
                         read(LIVE / "sys/kernel/debug/extfrag/unusable_index")]),
        st.integers(min_value=0), st.integers(min_value=0), st.text(max_size=5))
 def test_fuzz_truncated_and_mutated(sample: str, cut: int, at: int, insert: str) -> None:
-    at %= len(sample) + 1
-    for text in (sample[: cut % (len(sample) + 1)], sample[:at] + insert + sample[at + 1:]):
-        try:
-            parse_index_file(text)
-        except ParseError:
-            pass
+    for text in cut_and_mutated(sample, cut, at, insert):
+        parse_or_none(parse_index_file, text)
 
 
 # The kernel's arithmetic.
@@ -165,14 +160,13 @@ def test_computed_equals_the_kernels_output_live(debugfs: Path) -> None:
 
 
 def test_collector_live_reads_debugfs(debugfs: Path) -> None:
-    result = run_exporter("scrape", *ONLY)
-    assert result.returncode == 0, result.stderr
-    assert value(result.stdout, "kmem_extfrag_source_info", source="debugfs") == 1
+    out = scrape_ok(*ONLY)
+    assert value(out, "kmem_extfrag_source_info", source="debugfs") == 1
     zones = [(z.node, z.zone) for z in parse_buddyinfo(read(Path("/proc/buddyinfo")))]
     exported = {(dict(labels)["node"], dict(labels)["zone"])
-                for name, labels in series_values(result.stdout) if name == "kmem_extfrag_index"}
+                for name, labels in series_values(out) if name == "kmem_extfrag_index"}
     assert exported == set(zones)
-    assert promtool_check_metrics(result.stdout) == ""
+    assert promtool_check_metrics(out) == ""
 
 
 def test_collector_live_without_root_computes(debugfs: Path) -> None:
@@ -189,9 +183,7 @@ def test_collector_live_without_root_computes(debugfs: Path) -> None:
 # The collector on fixture trees.
 
 def test_collector_on_live_tree_reads_debugfs() -> None:
-    result = scrape_fixture("live-6.18", *ONLY)
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+    out = scrape_fixture_ok("live-6.18", *ONLY)
     assert value(out, "kmem_extfrag_source_info", source="debugfs") == 1
     assert value(out, "kmem_extfrag_index", node="0", zone="Normal", order="10") == -1
     assert value(out, "kmem_unusable_index", node="0", zone="Normal", order="10") == 0.095
@@ -203,9 +195,7 @@ def test_collector_on_live_tree_reads_debugfs() -> None:
 def test_collector_computes_when_debugfs_is_incomplete() -> None:
     """rhel7-fragmented has only the sample's extfrag_index, read at another moment: both indices are computed
     from buddyinfo instead, so they agree with each other and with the free block counts."""
-    result = scrape_fixture("rhel7-fragmented", *ONLY)
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+    out = scrape_fixture_ok("rhel7-fragmented", *ONLY)
     assert value(out, "kmem_extfrag_source_info", source="computed") == 1
     assert ("kmem_extfrag_source_info", (("source", "debugfs"),)) not in series_values(out)
     assert value(out, "kmem_extfrag_index", node="0", zone="Normal", order="4") == 0.922  # the file says -1.000
@@ -226,12 +216,11 @@ def test_collector_computes_when_debugfs_is_incomplete() -> None:
     ("arm64-64k-14orders", {("0", "Normal", "13"): -1, ("0", "Normal", "12"): -1}),
 ])
 def test_collector_on_constructed_trees(host: str, series: dict[tuple[str, str, str], float]) -> None:
-    result = scrape_fixture(host, *ONLY)
-    assert result.returncode == 0, result.stderr
-    assert collector_success(result.stdout) == {"buddyinfo": 1, "extfrag": 1}
+    out = scrape_fixture_ok(host, *ONLY)
+    assert collector_success(out) == {"buddyinfo": 1, "extfrag": 1}
     for (node, zone, order), expected in series.items():
-        assert value(result.stdout, "kmem_extfrag_index", node=node, zone=zone, order=order) == expected
-    assert promtool_check_metrics(result.stdout) == ""
+        assert value(out, "kmem_extfrag_index", node=node, zone=zone, order=order) == expected
+    assert promtool_check_metrics(out) == ""
 
 
 def test_collector_fails_on_a_truncated_debugfs_file() -> None:
@@ -239,7 +228,7 @@ def test_collector_fails_on_a_truncated_debugfs_file() -> None:
     assert result.returncode == 1
     assert collector_success(result.stdout) == {"buddyinfo": 1, "extfrag": 0}
     path = FIXTURES / "broken-fragmentation-files/sys/kernel/debug/extfrag/unusable_index"
-    assert f"{path}: malformed: zones list different numbers of orders (truncated line?)" in result.stderr
+    assert f"{path}: malformed: zones list different numbers of orders: [3, 11] (truncated line?)" in result.stderr
     assert promtool_check_metrics(result.stdout) == ""
 
 

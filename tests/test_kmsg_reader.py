@@ -200,7 +200,7 @@ def test_read_failure_restarts_and_resumes_after_the_last_record(readers: list[K
 
 def test_reader_down_while_backing_off_and_stop_still_works(readers: list[KmsgReader]) -> None:
     script = ScriptedKmsg([record(1), OSError(errno.EIO, "Input/output error")])
-    reader, collected = start_reader(readers, CHAR_DEVICE, read=script, initial_backoff=3600.0)
+    reader, _ = start_reader(readers, CHAR_DEVICE, read=script, initial_backoff=3600.0)
     wait_until(lambda: not reader.state().up, "the reader to go down")
     state = reader.state()
     assert state.error is not None and state.error.startswith("/dev/null: read failed: EIO")

@@ -14,7 +14,8 @@ from typing import Optional
 
 import pytest
 
-from conftest import FIXTURES, PROJECT, fixture_flags, promtool_check_metrics, run_exporter, scrape_fixture
+from conftest import (FIXTURES, PROJECT, fixture_flags, promtool_check_metrics, run_exporter, scrape_fixture,
+                      scrape_fixture_ok)
 from metrics_text import collector_success, only_collectors, series_values, value
 from exporter.collectors import memcg as memcg_module
 from exporter.collectors import memcg_walk
@@ -50,9 +51,7 @@ def copy_fixture(host: str, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("host", sorted(EXPECTED))
 def test_scrape_fixture(host: str) -> None:
-    result = scrape_fixture(host, *ONLY_MEMCG)
-    assert result.returncode == 0, result.stderr
-    exposition = result.stdout
+    exposition = scrape_fixture_ok(host, *ONLY_MEMCG)
     hierarchy, mode, in_use, visible, dying, kmem = EXPECTED[host]
     assert value(exposition, "kmem_memcg_cgroups") == in_use
     assert value(exposition, "kmem_memcg_id_limit") == 65535

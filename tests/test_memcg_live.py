@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import is_root, promtool_check_metrics, require_tool, run_exporter
+from conftest import is_root, promtool_check_metrics, require_tool, scrape_ok
 from metrics_text import only_collectors, value
 from exporter.collectors.memcg_walk import walk_memory_cgroups
 from exporter.sources.cgroups import parse_proc_cgroups
@@ -48,9 +48,7 @@ def snapshot() -> tuple[int, int]:
 
 
 def scrape_live() -> str:
-    result = run_exporter("scrape", *only_collectors("memcg"))
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return scrape_ok(*only_collectors("memcg"))
 
 
 def counts(exposition: str) -> tuple[int, int, int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import gzip
 import os
-import shutil
 import signal
 import threading
 import time
@@ -15,7 +14,7 @@ from typing import Callable
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
-from conftest import FIXTURES, RunningExporter, fixture_flags, promtool_check_metrics
+from conftest import FIXTURES, RunningExporter, copy_proc, fixture_flags, promtool_check_metrics
 from metrics_text import collector_success, only_collectors, series_values, value
 
 FOUR = only_collectors("buddyinfo", "vmstat", "sysctl", "kernel")
@@ -107,8 +106,7 @@ def test_broken_tree_fails_one_collector_and_logs_once(exporter_factory: Callabl
 
 def fifo_tree(tmp_path: Path) -> tuple[list[str], Path]:
     """A copy of rhel7-fragmented whose proc/vmstat is a FIFO: the vmstat collector blocks until the test writes."""
-    proc = tmp_path / "proc"
-    shutil.copytree(FIXTURES / "rhel7-fragmented" / "proc", proc)
+    proc = copy_proc("rhel7-fragmented", tmp_path)
     fifo = proc / "vmstat"
     fifo.unlink()
     os.mkfifo(fifo)

@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, PROJECT, is_root, promtool_check_metrics, require_tool, run_exporter, scrape_fixture
+from conftest import (FIXTURES, PROJECT, is_root, promtool_check_metrics, require_tool, run_exporter, scrape_fixture,
+                      scrape_fixture_ok, scrape_ok)
+from fuzzing import parse_or_none
 from metrics_text import collector_success, only_collectors, series_values, types, value
 from exporter.sources import ParseError
 from exporter.sources.slabinfo import SlabCache, SlabFamily, family_name, fold_caches, parse_slabinfo
@@ -149,29 +151,19 @@ def test_parse_truncated_fixture() -> None:
 
 @given(st.text())
 def test_random_text_raises_only_parse_error(text: str) -> None:
-    try:
-        parse_slabinfo(text)
-    except ParseError:
-        pass
+    parse_or_none(parse_slabinfo, text)
 
 
 @given(st.text(alphabet=" \n:0123456789abcdef_-()tunablesdt", max_size=400))
 def test_slabinfo_like_text_raises_only_parse_error(body: str) -> None:
-    try:
-        parse_slabinfo(HEADER + body)
-    except ParseError:
-        pass
+    parse_or_none(parse_slabinfo, HEADER + body)
 
 
 @given(st.sampled_from(["live-6.18", "slab-2.6.30", "rhel7-fragmented", "slab-memcg"]), st.data())
 def test_truncated_real_files_raise_only_parse_error(host: str, data: st.DataObject) -> None:
     text = slabinfo(host)
-    cut = data.draw(st.integers(min_value=0, max_value=len(text)))
-    try:
-        caches = parse_slabinfo(text[:cut])
-    except ParseError:
-        return
-    assert len(caches) <= len(parse_slabinfo(text))
+    caches = parse_or_none(parse_slabinfo, text[:data.draw(st.integers(min_value=0, max_value=len(text)))])
+    assert caches is None or len(caches) <= len(parse_slabinfo(text))
 
 
 # ---------------------------------------------------------------------------------------------------- folding
@@ -249,11 +241,10 @@ def test_folded_geometry_is_the_largest_and_bytes_use_each_caches_own() -> None:
 @pytest.mark.parametrize("host", ["rhel7-fragmented", "rhel7-healthy", "live-6.18", "slab-2.6.30", "synology-ds918",
                                   "slab-duplicates", "slab-memcg"])
 def test_collector_exposition_is_clean(host: str) -> None:
-    result = scrape_fixture(host, *ONLY_SLABINFO)
-    assert result.returncode == 0, result.stderr
-    assert collector_success(result.stdout) == {"slabinfo": 1}
-    assert promtool_check_metrics(result.stdout) == ""
-    exposed = types(result.stdout)
+    out = scrape_fixture_ok(host, *ONLY_SLABINFO)
+    assert collector_success(out) == {"slabinfo": 1}
+    assert promtool_check_metrics(out) == ""
+    exposed = types(out)
     assert {name: exposed.get(name) for name in SLAB_METRICS} == {name: "gauge" for name in SLAB_METRICS}
 
 
@@ -281,11 +272,10 @@ def test_collector_without_folding() -> None:
 
 
 def test_collector_duplicates_give_one_series() -> None:
-    result = scrape_fixture("slab-duplicates", *ONLY_SLABINFO)
-    assert result.returncode == 0, result.stderr
-    assert value(result.stdout, "kmem_slab_caches", cache="mlx5_fs_ftes") == 2
-    assert value(result.stdout, "kmem_slab_objects", cache="mlx5_fs_ftes") == 440
-    assert value(result.stdout, "kmem_slab_bytes", cache="mlx5_fs_ftes") == 10 * 8 * PAGE
+    out = scrape_fixture_ok("slab-duplicates", *ONLY_SLABINFO)
+    assert value(out, "kmem_slab_caches", cache="mlx5_fs_ftes") == 2
+    assert value(out, "kmem_slab_objects", cache="mlx5_fs_ftes") == 440
+    assert value(out, "kmem_slab_bytes", cache="mlx5_fs_ftes") == 10 * 8 * PAGE
 
 
 def test_collector_memcg_children() -> None:
@@ -302,13 +292,12 @@ def test_series_stay_bounded_with_thousands_of_per_instance_caches(tmp_path: Pat
         lines.append(f"dentry({1000 + i}:docker-{i:012x}.scope) 21 21 192 21 1 : tunables 0 0 0 : slabdata 1 1 0")
         lines.append(f"nf_conntrack_ffff88{i:010x} 25 25 320 25 2 : tunables 0 0 0 : slabdata 1 1 0")
     (tmp_path / "slabinfo").write_text("\n".join(lines) + "\n")
-    result = run_exporter("scrape", f"--path.procfs={tmp_path}", *ONLY_SLABINFO)
-    assert result.returncode == 0, result.stderr
-    caches = {dict(labels)["cache"] for (name, labels) in series_values(result.stdout) if name == "kmem_slab_caches"}
+    out = scrape_ok(f"--path.procfs={tmp_path}", *ONLY_SLABINFO)
+    caches = {dict(labels)["cache"] for (name, labels) in series_values(out) if name == "kmem_slab_caches"}
     assert len(caches) == 235  # the host's own caches, no more
-    assert value(result.stdout, "kmem_slab_caches", cache="dentry") == 3001
-    assert value(result.stdout, "kmem_slab_caches", cache="nf_conntrack") == 3001
-    assert value(result.stdout, "kmem_slab_objects_active", cache="dentry") == 42741 + 3000 * 21
+    assert value(out, "kmem_slab_caches", cache="dentry") == 3001
+    assert value(out, "kmem_slab_caches", cache="nf_conntrack") == 3001
+    assert value(out, "kmem_slab_objects_active", cache="dentry") == 42741 + 3000 * 21
 
 
 def test_include_and_exclude_match_the_exported_name_fully() -> None:
@@ -352,14 +341,13 @@ def test_missing_file_names_the_path(tmp_path: Path) -> None:
 @pytest.mark.live
 def test_live_host() -> None:
     assert is_root(), "the live slabinfo tests need root (/proc/slabinfo is mode 0400)"
-    result = run_exporter("scrape", *ONLY_SLABINFO)
-    assert result.returncode == 0, result.stderr
-    assert promtool_check_metrics(result.stdout) == ""
+    out = scrape_ok(*ONLY_SLABINFO)
+    assert promtool_check_metrics(out) == ""
     # Every cache the kernel lists right now is exported (this kernel has no per-instance caches to fold).
     names = {line.split()[0] for line in Path("/proc/slabinfo").read_text().splitlines()[2:]}
-    exported = {dict(labels)["cache"] for (name, labels) in series_values(result.stdout) if name == "kmem_slab_caches"}
+    exported = {dict(labels)["cache"] for (name, labels) in series_values(out) if name == "kmem_slab_caches"}
     assert exported == names
-    assert value(result.stdout, "kmem_slab_pages_per_slab", cache="kmem_cache") >= 1
+    assert value(out, "kmem_slab_pages_per_slab", cache="kmem_cache") >= 1
 
 
 def _as_nobody(*extra: str) -> list[str]:

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, run_exporter, scrape_fixture
+from conftest import copy_proc, run_exporter, scrape_fixture_ok
+from fuzzing import parse_or_none
 from metrics_text import collector_success, series_values, only_collectors
 from exporter.sources import ParseError
 from exporter.sources.sysctl import parse_sysctl_int
@@ -32,37 +33,26 @@ def test_parse_sysctl_int() -> None:
 
 @given(st.text())
 def test_random_text_raises_only_parse_error(text: str) -> None:
-    try:
-        parse_sysctl_int(text)
-    except ParseError:
-        pass
+    parse_or_none(parse_sysctl_int, text)
 
 
 def test_rhel7_has_only_the_3_10_sysctls() -> None:
-    result = scrape_fixture("rhel7-fragmented", *ONLY_SYSCTL)
-    assert result.returncode == 0, result.stderr
-    assert sysctls(result.stdout) == {"extfrag_threshold": 500, "min_free_kbytes": 67584, "vfs_cache_pressure": 100,
+    out = scrape_fixture_ok("rhel7-fragmented", *ONLY_SYSCTL)
+    assert sysctls(out) == {"extfrag_threshold": 500, "min_free_kbytes": 67584, "vfs_cache_pressure": 100,
                                       "zone_reclaim_mode": 0}
 
 
 def test_6_18_has_all_seven() -> None:
-    result = scrape_fixture("live-6.18", *ONLY_SYSCTL)
-    assert result.returncode == 0, result.stderr
-    assert sysctls(result.stdout) == {
+    out = scrape_fixture_ok("live-6.18", *ONLY_SYSCTL)
+    assert sysctls(out) == {
         "compaction_proactiveness": 20, "extfrag_threshold": 500, "min_free_kbytes": 67584,
         "vfs_cache_pressure": 100, "watermark_boost_factor": 15000, "watermark_scale_factor": 10,
         "zone_reclaim_mode": 0,
     }
 
 
-def copy_proc(tmp_path: Path) -> Path:
-    proc = tmp_path / "proc"
-    shutil.copytree(FIXTURES / "live-6.18" / "proc", proc)
-    return proc
-
-
 def test_malformed_sysctl_fails_the_collector_naming_the_file(tmp_path: Path) -> None:
-    proc = copy_proc(tmp_path)
+    proc = copy_proc("live-6.18", tmp_path)
     (proc / "sys" / "vm" / "min_free_kbytes").write_text("lots\n")
     result = run_exporter("scrape", f"--path.procfs={proc}", *only_collectors("sysctl", "vmstat"))
     assert result.returncode == 1
@@ -72,7 +62,7 @@ def test_malformed_sysctl_fails_the_collector_naming_the_file(tmp_path: Path) ->
 
 
 def test_missing_vm_directory_fails(tmp_path: Path) -> None:
-    proc = copy_proc(tmp_path)
+    proc = copy_proc("live-6.18", tmp_path)
     shutil.rmtree(proc / "sys" / "vm")
     result = run_exporter("scrape", f"--path.procfs={proc}", *ONLY_SYSCTL)
     assert result.returncode == 1

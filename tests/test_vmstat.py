@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, run_exporter, scrape_fixture
+from conftest import FIXTURES, copy_proc, run_exporter, scrape_fixture, scrape_fixture_ok
+from fuzzing import parse_or_none
 from metrics_text import collector_success, names, only_collectors, types, value
 from exporter.sources import ParseError
 from exporter.sources.vmstat import is_gauge, parse_vmstat
@@ -59,19 +59,13 @@ def test_gauge_fields() -> None:
 
 @given(st.text())
 def test_random_text_raises_only_parse_error(text: str) -> None:
-    try:
-        parse_vmstat(text)
-    except ParseError:
-        pass
+    parse_or_none(parse_vmstat, text)
 
 
 @given(st.integers(min_value=0, max_value=len(read("live-6.18"))))
 def test_truncated_file_raises_only_parse_error(cut: int) -> None:
-    try:
-        fields = parse_vmstat(read("live-6.18")[:cut])
-    except ParseError:
-        return
-    assert all(isinstance(v, int) for v in fields.values())
+    fields = parse_or_none(parse_vmstat, read("live-6.18")[:cut])
+    assert fields is None or all(isinstance(v, int) for v in fields.values())
 
 
 RHEL7_DEFAULT = {f"kmem_vmstat_{field}_total" for field in (
@@ -84,43 +78,39 @@ RHEL7_DEFAULT = {f"kmem_vmstat_{field}_total" for field in (
 
 
 def test_default_fields_on_rhel7() -> None:
-    result = scrape_fixture("rhel7-fragmented", *ONLY_VMSTAT)
-    assert result.returncode == 0, result.stderr
-    exposed = {n for n in names(result.stdout) if n.startswith("kmem_vmstat_")}
+    out = scrape_fixture_ok("rhel7-fragmented", *ONLY_VMSTAT)
+    exposed = {n for n in names(out) if n.startswith("kmem_vmstat_")}
     assert exposed == RHEL7_DEFAULT
-    assert value(result.stdout, "kmem_vmstat_compact_stall_total") == 184312
-    assert value(result.stdout, "kmem_vmstat_allocstall_total") == 52817
-    assert types(result.stdout)["kmem_vmstat_compact_fail_total"] == "counter"
+    assert value(out, "kmem_vmstat_compact_stall_total") == 184312
+    assert value(out, "kmem_vmstat_allocstall_total") == 52817
+    assert types(out)["kmem_vmstat_compact_fail_total"] == "counter"
 
 
 def test_default_fields_on_6_18() -> None:
-    result = scrape_fixture("live-6.18", *ONLY_VMSTAT)
-    assert result.returncode == 0, result.stderr
-    exposed = names(result.stdout)
+    out = scrape_fixture_ok("live-6.18", *ONLY_VMSTAT)
+    exposed = names(out)
     for field in ("allocstall_dma32", "allocstall_normal", "allocstall_movable", "oom_kill", "compact_daemon_wake",
                   "thp_file_fallback", "drop_slab"):
         assert f"kmem_vmstat_{field}_total" in exposed
     for field in ("allocstall", "thp_fault_fallback_charge", "pgmigrate_success", "nr_free_pages"):
         assert f"kmem_vmstat_{field}_total" not in exposed
-    assert value(result.stdout, "kmem_vmstat_drop_slab_total") == 2
+    assert value(out, "kmem_vmstat_drop_slab_total") == 2
 
 
 def test_fields_option_replaces_default_and_makes_nr_fields_gauges() -> None:
-    result = scrape_fixture("rhel7-fragmented", *ONLY_VMSTAT, "--collector.vmstat.fields=nr_free_pages|compact_stall")
-    assert result.returncode == 0, result.stderr
-    assert {n for n in names(result.stdout) if n.startswith("kmem_vmstat_")} == {
+    out = scrape_fixture_ok("rhel7-fragmented", *ONLY_VMSTAT, "--collector.vmstat.fields=nr_free_pages|compact_stall")
+    assert {n for n in names(out) if n.startswith("kmem_vmstat_")} == {
         "kmem_vmstat_nr_free_pages", "kmem_vmstat_compact_stall_total"}
-    assert types(result.stdout)["kmem_vmstat_nr_free_pages"] == "gauge"
-    assert value(result.stdout, "kmem_vmstat_nr_free_pages") == 101637
+    assert types(out)["kmem_vmstat_nr_free_pages"] == "gauge"
+    assert value(out, "kmem_vmstat_nr_free_pages") == 101637
 
 
 def test_fields_option_matches_whole_names(tmp_path: Path) -> None:
     config = tmp_path / "config.yml"
     config.write_text('collector.vmstat.fields: "compact"\n')
-    result = scrape_fixture("rhel7-fragmented", *ONLY_VMSTAT, f"--config.file={config}")
-    assert result.returncode == 0, result.stderr
-    assert not {n for n in names(result.stdout) if n.startswith("kmem_vmstat_")}
-    assert collector_success(result.stdout)["vmstat"] == 1
+    out = scrape_fixture_ok("rhel7-fragmented", *ONLY_VMSTAT, f"--config.file={config}")
+    assert not {n for n in names(out) if n.startswith("kmem_vmstat_")}
+    assert collector_success(out)["vmstat"] == 1
 
 
 def test_truncated_vmstat_fails_vmstat_only() -> None:
@@ -140,8 +130,7 @@ def test_missing_vmstat_names_the_path(tmp_path: Path) -> None:
 
 
 def test_unreadable_vmstat_names_the_reason(tmp_path: Path) -> None:
-    proc = tmp_path / "proc"
-    shutil.copytree(FIXTURES / "rhel7-fragmented" / "proc", proc)
+    proc = copy_proc("rhel7-fragmented", tmp_path)
     (proc / "vmstat").unlink()
     (proc / "vmstat").mkdir()  # reading a directory fails with EISDIR even as root
     result = run_exporter("scrape", f"--path.procfs={proc}", *ONLY_VMSTAT)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, ClassVar, Generic, Iterable, Optional, TypeVar
 
@@ -13,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter.settings import Setting, parse_duration
 from exporter.sources import ParseError
+from exporter.sources.smaps import KERNEL_PAGE_SIZE_FIELD, parse_kernel_page_size
 from exporter.threads import run_in_daemon_thread
 
 if TYPE_CHECKING:
@@ -55,13 +58,43 @@ def read_optional(path: Path) -> Optional[str]:
         raise CollectorError(describe_os_error(path, err)) from None
 
 
-def parse_file(path: Path, parser: Callable[[str], T]) -> T:
-    """Read `path` and parse it; a parse error becomes a CollectorError naming the path."""
-    text = read_text(path)
+def parse_text(path: Path, text: str, parser: Callable[[str], T]) -> T:
+    """Parse `text`, read from `path`; a parse error becomes a CollectorError naming the path."""
     try:
         return parser(text)
     except ParseError as err:
         raise CollectorError(f"{path}: malformed: {err}") from None
+
+
+def parse_file(path: Path, parser: Callable[[str], T]) -> T:
+    """Read `path` and parse it; a parse error becomes a CollectorError naming the path."""
+    return parse_text(path, read_text(path), parser)
+
+
+def parse_optional(path: Path, parser: Callable[[str], T]) -> Optional[T]:
+    """Like parse_file, but None when the file does not exist."""
+    text = read_optional(path)
+    return None if text is None else parse_text(path, text, parser)
+
+
+def read_page_size(procfs: Path) -> int:
+    """The page size, in bytes, of the kernel whose procfs is at `procfs`.
+
+    It is the first `KernelPageSize:` line of `<procfs>/self/smaps`, the mappings of the process reading it (on a
+    real host the exporter itself, on that kernel; only the head of the file is read). When that file is absent or
+    has no such line, it is this process's page size.
+    """
+    path = procfs / "self" / "smaps"
+    try:
+        with path.open(encoding="utf-8", errors="replace") as smaps:
+            line = next((line for line in smaps if line.startswith(KERNEL_PAGE_SIZE_FIELD)), None)
+    except FileNotFoundError:
+        line = None
+    except OSError as err:
+        raise CollectorError(describe_os_error(path, err)) from None
+    if line is None:
+        return os.sysconf("SC_PAGE_SIZE")
+    return parse_text(path, line, parse_kernel_page_size)
 
 
 class Collector:
@@ -78,6 +111,11 @@ class Collector:
     def option(self, suffix: str) -> object:
         """The value of this collector's option `collector.<name>.<suffix>`."""
         return self.config.option(f"collector.{self.name}.{suffix}")
+
+    @cached_property
+    def page_size(self) -> int:
+        """The kernel's page size in bytes (see `read_page_size`), read at the first use."""
+        return read_page_size(self.config.procfs)
 
     def collect(self) -> Iterable[Metric]:
         raise NotImplementedError

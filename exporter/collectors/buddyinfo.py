@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -33,5 +32,5 @@ class BuddyinfoCollector(Collector):
                 free.add_metric([zone.node, zone.zone, str(order)], count)
             largest.add_metric([zone.node, zone.zone], zone.largest_free_order)
         page_size = GaugeMetricFamily("kmem_page_size_bytes", "The kernel's page size; a block of order N holds "
-                                      "page_size * 2^N bytes.", value=os.sysconf("SC_PAGE_SIZE"))
+                                      "page_size * 2^N bytes.", value=self.page_size)
         return [free, largest, page_size]

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector, CollectorError, read_optional
+from exporter.collectors.base import Collector, parse_optional
 from exporter.collectors.slabinfo import read_slab_caches
-from exporter.sources import ParseError
 from exporter.sources.slabinfo import SlabCache, family_name, is_memcg_copy
 from exporter.sources.sysctl import parse_sysctl_int
 
 
 def is_conntrack_cache(name: str) -> bool:
     """`nf_conntrack` (a single cache on newer kernels), `nf_conntrack_<address>` or `nf_conntrack_<number>` (one per
-    network namespace on 3.10 and other older kernels). Not `nf_conntrack_expect`, and not a memory cgroup's copy of one of them."""
+    network namespace on 3.10 and other older kernels). Not `nf_conntrack_expect`, and not a memory cgroup's copy of
+    one of them."""
     return family_name(name) == "nf_conntrack" and not is_memcg_copy(name)
 
 
@@ -28,8 +27,8 @@ class ConntrackCollector(Collector):
         caches = [c for c in read_slab_caches(self.config) if is_conntrack_cache(c.name)]
         yield from _cache_metrics(caches)
         netfilter = self.config.procfs / "sys" / "net" / "netfilter"
-        entries = self._sysctl(netfilter / "nf_conntrack_count")
-        limit = self._sysctl(netfilter / "nf_conntrack_max")
+        entries = parse_optional(netfilter / "nf_conntrack_count", parse_sysctl_int)
+        limit = parse_optional(netfilter / "nf_conntrack_max", parse_sysctl_int)
         if entries is not None:
             yield GaugeMetricFamily(
                 "kmem_nf_conntrack_entries",
@@ -40,16 +39,6 @@ class ConntrackCollector(Collector):
                 "kmem_nf_conntrack_entries_limit",
                 "Size limit of the conntrack table (nf_conntrack_max); new connections are dropped when it is "
                 "reached.", value=limit)
-
-    @staticmethod
-    def _sysctl(path: Path) -> Optional[int]:
-        text = read_optional(path)
-        if text is None:
-            return None
-        try:
-            return parse_sysctl_int(text)
-        except ParseError as err:
-            raise CollectorError(f"{path}: malformed: {err}") from None
 
 
 def _cache_metrics(caches: list[SlabCache]) -> Iterable[Metric]:

@@ -10,19 +10,18 @@ Every event's series exists from the start at 0, so that `increase()` sees the f
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector, CollectorError, read_optional
+from exporter.collectors.base import Collector, CollectorError, parse_optional
 from exporter.collectors.kmsg_reader import KmsgReader, ReadFunction, describe_open_error
-from exporter.sources import ParseError
 from exporter.sources.buddyinfo import parse_buddyinfo
 from exporter.sources.kernel_log_patterns import EVENTS, EVENTS_WITH_ORDER, match_event
 from exporter.sources.kmsg import KmsgRecord
+from exporter.threads import run_in_daemon_thread
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -57,10 +56,10 @@ class KernelLogCollector(Collector):
     def _kernel_orders(self) -> int:
         """How many orders this kernel's buddy allocator has."""
         try:
-            text = read_optional(self.config.procfs / "buddyinfo")
-            return len(parse_buddyinfo(text)[0].free_blocks) if text is not None else DEFAULT_ORDERS
-        except (CollectorError, ParseError):
+            zones = parse_optional(self.config.procfs / "buddyinfo", parse_buddyinfo)
+        except CollectorError:
             return DEFAULT_ORDERS
+        return DEFAULT_ORDERS if zones is None else len(zones[0].free_blocks)
 
     def _start(self) -> None:
         with self._lock:
@@ -74,10 +73,10 @@ class KernelLogCollector(Collector):
         self.reader.start()
 
     async def start(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._start)
+        await run_in_daemon_thread(self._start, f"start-{self.name}")
 
     async def stop(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.reader.stop)
+        await run_in_daemon_thread(self.reader.stop, f"stop-{self.name}")
 
     def count_record(self, record: KmsgRecord) -> None:
         """Count one record if it is a kernel message the pattern table knows (called by the reader thread)."""

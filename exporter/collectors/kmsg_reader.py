@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from exporter.collectors.base import describe_os_error
 from exporter.sources import ParseError
 from exporter.sources.kmsg import KmsgRecord, parse_record, split_records
 
@@ -52,7 +53,7 @@ def describe_open_error(path: Path, err: OSError) -> str:
     if isinstance(err, PermissionError):
         return (f"{path}: permission denied (reading the kernel log needs root, or CAP_SYSLOG when "
                 f"kernel.dmesg_restrict=1)")
-    return f"{path}: {errno.errorcode.get(err.errno or 0, 'error')}: {err.strerror or err}"
+    return describe_os_error(path, err)
 
 
 class KmsgReader:

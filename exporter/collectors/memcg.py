@@ -21,13 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional, TypeVar
+from typing import Iterable, Optional
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import BackgroundCollector, CollectorError, interval_option, parse_file, read_optional
+from exporter.collectors.base import BackgroundCollector, CollectorError, interval_option, parse_file, parse_optional
 from exporter.collectors.memcg_walk import V2_MEMORY_FILE, walk_memory_cgroups
-from exporter.sources import ParseError
 from exporter.sources.cgroups import Controller, parse_cgroup_stat, parse_controllers, parse_proc_cgroups
 from exporter.sources.kernel import kmem_disabled_at_boot, parse_release
 
@@ -52,20 +51,6 @@ class MemcgPass:
     kmem_enabled: int
 
 
-T = TypeVar("T")
-
-
-def _parse_optional(path: Path, parser: Callable[[str], T]) -> Optional[T]:
-    """Parse a file that may legitimately be absent (None then); a parse error names the path."""
-    text = read_optional(path)
-    if text is None:
-        return None
-    try:
-        return parser(text)
-    except ParseError as err:
-        raise CollectorError(f"{path}: malformed: {err}") from None
-
-
 class MemcgCollector(BackgroundCollector[MemcgPass]):
     name = "memcg"
     description = "memory cgroups in use, visible, dying and with kmem accounting (background walk of the cgroup tree)"
@@ -73,7 +58,7 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
 
     def refresh(self) -> MemcgPass:
         proc_cgroups = self.config.procfs / "cgroups"
-        controllers = _parse_optional(proc_cgroups, parse_proc_cgroups)
+        controllers = parse_optional(proc_cgroups, parse_proc_cgroups)
         memory: Optional[Controller] = (controllers or {}).get("memory")
         if memory is not None and not memory.enabled:
             raise CollectorError(f"{proc_cgroups}: the memory controller is disabled (cgroup_disable=memory)")
@@ -89,7 +74,7 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
             assert memory is not None
             dying: Optional[int] = max(0, memory.num_cgroups - counts.visible)
         else:
-            stat = _parse_optional(hierarchy.root / "cgroup.stat", parse_cgroup_stat)
+            stat = parse_optional(hierarchy.root / "cgroup.stat", parse_cgroup_stat)
             dying = None if stat is None else stat.dying("memory")
         if memory is not None:
             in_use = memory.num_cgroups
@@ -108,7 +93,7 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
                     f"hierarchy {memory.hierarchy}; point --path.cgroupfs at the directory that holds its mount)")
             return Hierarchy("v1", root)
         for root in (cgroupfs, cgroupfs / "unified"):
-            available = _parse_optional(root / "cgroup.controllers", parse_controllers)
+            available = parse_optional(root / "cgroup.controllers", parse_controllers)
             if available is not None and "memory" in available:
                 return Hierarchy("v2", root)
         raise CollectorError(f"{cgroupfs}: no memory cgroup hierarchy found (neither memory/ on cgroup v1 nor a "

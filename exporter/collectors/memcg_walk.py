@@ -1,8 +1,8 @@
 """The walk over a memory cgroup tree: how many memory cgroups are visible, and how many account kernel memory.
 
-Bounded memory: the walk holds one open directory (and its iterator) per level of the tree (depth-first), never a list of
-paths, so a 65,535-cgroup tree costs no more than a small one. Directories removed while the walk runs are normal
-on a busy node: they are counted as vanished, not reported as errors.
+Bounded memory: the walk holds one open directory (and its iterator) per level of the tree (depth-first), never a
+list of paths, so a 65,535-cgroup tree costs no more than a small one. Directories removed while the walk runs are
+normal on a busy node: they are counted as vanished, not reported as errors.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ V2_MEMORY_FILE = "memory.current"  # present in every non-root cgroup v2 directo
 
 # What the kernel answers for a cgroup directory or file that was removed meanwhile.
 _VANISHED = frozenset({errno.ENOENT, errno.ENODEV, errno.ESTALE, errno.ENOTDIR})
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 @dataclass
@@ -126,9 +127,6 @@ def walk_memory_cgroups(root: Path, member_file: Optional[str] = None, probe_kme
         while stack:
             _pop(stack)
     return counts
-
-
-_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 def _push(stack: list[tuple[str, int, "os._ScandirIterator[str]"]], path: str, fd: int) -> None:

@@ -10,8 +10,7 @@ from typing import Callable, Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import BackgroundCollector, CollectorError, describe_os_error, interval_option
-from exporter.sources import ParseError
+from exporter.collectors.base import BackgroundCollector, CollectorError, describe_os_error, interval_option, parse_text
 from exporter.sources.netns import mounted_network_namespaces, parse_namespace_link
 
 # A process that exits during the walk: its directory is gone (ENOENT), or it is a zombie whose namespaces are
@@ -50,17 +49,12 @@ def _read(path: Path, read: Callable[[Path], str]) -> str:
 
 
 def _namespace(path: Path, kind: str) -> int:
-    try:
-        return parse_namespace_link(_read(path, os.readlink), kind)
-    except ParseError as err:
-        raise CollectorError(f"{path}: malformed: {err}") from None
+    return parse_text(path, _read(path, os.readlink), lambda target: parse_namespace_link(target, kind))
 
 
 def _mounted(path: Path) -> set[int]:
-    try:
-        return mounted_network_namespaces(_read(path, lambda p: p.read_text(encoding="utf-8", errors="replace")))
-    except ParseError as err:
-        raise CollectorError(f"{path}: malformed: {err}") from None
+    text = _read(path, lambda p: p.read_text(encoding="utf-8", errors="replace"))
+    return parse_text(path, text, mounted_network_namespaces)
 
 
 def walk_network_namespaces(procfs: Path) -> NetnsWalk:

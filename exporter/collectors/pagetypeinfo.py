@@ -43,10 +43,10 @@ class PagetypeinfoCollector(Collector):
         for zone in info.pageblocks:
             for mtype, count in zone.pageblocks:
                 blocks.add_metric([zone.node, zone.zone, mtype], count)
-        order = GaugeMetricFamily(
+        pageblock_order = GaugeMetricFamily(
             "kmem_pageblock_order",
             "The order of a pageblock, the unit in which the kernel assigns memory to migrate types "
             "(9 on x86-64: 512 pages).",
             value=info.pageblock_order,
         )
-        return [free, blocks, order]
+        return [free, blocks, pageblock_order]

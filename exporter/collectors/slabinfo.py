@@ -5,9 +5,8 @@
 
 from __future__ import annotations
 
-import os
 import re
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -30,13 +29,13 @@ def _selected(name: str, include: Optional[re.Pattern[str]], exclude: Optional[r
     return exclude is None or not exclude.fullmatch(name)
 
 
-# (metric suffix, help, value of a SlabFamily)
-_SERIES = (
+# (metric suffix, help, value of a SlabFamily given the page size)
+_SERIES: tuple[tuple[str, str, Callable[[SlabFamily, int], int]], ...] = (
     ("objects_active", "Objects in use in the slab cache.", lambda f, page: f.active_objects),
     ("objects", "Objects the slab cache has room for (in use or free) in its allocated slabs.",
      lambda f, page: f.objects),
-    ("object_size_bytes", "Size of one object of the slab cache, including the allocator's padding (the largest "
-     "size when the series stands for several caches).", lambda f, page: f.object_size),
+    ("object_size_bytes", ("Size of one object of the slab cache, including the allocator's padding (the largest "
+                           "size when the series stands for several caches)."), lambda f, page: f.object_size),
     ("objects_per_slab", "Objects that fit in one slab of the cache.", lambda f, page: f.objects_per_slab),
     ("pages_per_slab", "Pages that make up one slab of the cache (a slab of 2^N pages needs an order-N allocation).",
      lambda f, page: f.pages_per_slab),
@@ -44,8 +43,8 @@ _SERIES = (
      lambda f, page: f.active_slabs),
     ("slabs", "Slabs allocated to the cache.", lambda f, page: f.slabs),
     ("bytes", "Memory the slab cache holds: slabs x pages per slab x page size.", lambda f, page: f.pages * page),
-    ("caches", "How many slab caches this series stands for: more than 1 when per-instance caches (per network "
-     "namespace, per memory cgroup) are folded into their family, or when the kernel lists a name twice.",
+    ("caches", ("How many slab caches this series stands for: more than 1 when per-instance caches (per network "
+                "namespace, per memory cgroup) are folded into their family, or when the kernel lists a name twice."),
      lambda f, page: f.caches),
 )
 
@@ -68,7 +67,7 @@ class SlabinfoCollector(Collector):
         include: Optional[re.Pattern[str]] = self.option("include")  # type: ignore[assignment]
         exclude: Optional[re.Pattern[str]] = self.option("exclude")  # type: ignore[assignment]
         selected = [f for f in families if _selected(f.name, include, exclude)]
-        return list(slab_metrics(selected, os.sysconf("SC_PAGE_SIZE")))
+        return list(slab_metrics(selected, self.page_size))
 
 
 def slab_metrics(families: Iterable[SlabFamily], page_size: int) -> Iterable[Metric]:

@@ -6,8 +6,7 @@ from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector, CollectorError, read_optional
-from exporter.sources import ParseError
+from exporter.collectors.base import Collector, CollectorError, parse_optional
 from exporter.sources.sysctl import parse_sysctl_int
 
 # Older kernels lack some of these (3.10 has no watermark_scale_factor, watermark_boost_factor or
@@ -38,12 +37,7 @@ class SysctlCollector(Collector):
             labels=["sysctl"],
         )
         for sysctl in SYSCTLS:
-            path = directory / sysctl
-            text = read_optional(path)
-            if text is None:
-                continue
-            try:
-                family.add_metric([sysctl], parse_sysctl_int(text))
-            except ParseError as err:
-                raise CollectorError(f"{path}: malformed: {err}") from None
+            value = parse_optional(directory / sysctl, parse_sysctl_int)
+            if value is not None:
+                family.add_metric([sysctl], value)
         return [family]

@@ -17,7 +17,8 @@ DEFAULT_FIELDS = (
 
 # What the fields that tell fragmentation and reclaim stories mean; other fields get a generic text.
 _HELP = {
-    "compact_stall": "Times an allocating task stalled to compact memory itself because no free block was large enough.",
+    "compact_stall": ("Times an allocating task stalled to compact memory itself because no free block was large "
+                      "enough."),
     "compact_fail": "Direct compactions that did not free a block large enough for the allocation.",
     "compact_success": "Direct compactions that freed a block large enough for the allocation.",
     "compact_migrate_scanned": "Pages compaction scanned for pages to move.",
@@ -52,21 +53,24 @@ _RECLAIMERS = {
 
 def field_help(field: str) -> str:
     """A HELP text for a vmstat field."""
-    text = _HELP.get(field)
+    return f"{_HELP.get(field) or _derived_help(field)} (/proc/vmstat {field})"
+
+
+def _derived_help(field: str) -> str:
+    """The HELP text of a field without its own, from the family its name belongs to."""
     kind, _, rest = field.partition("_")
-    if text is None and kind in ("pgscan", "pgsteal") and rest:
+    if kind in ("pgscan", "pgsteal") and rest:
         reclaimer, _, zone = rest.partition("_")  # 3.10 adds the zone: pgscan_kswapd_normal
         who = _RECLAIMERS.get(reclaimer, reclaimer)
-        text = f"Pages {'scanned' if kind == 'pgscan' else 'reclaimed'} by {who}" + (f" in zone {zone}." if zone else ".")
-    elif text is None and kind == "allocstall" and rest:
-        text = f"Times an allocating task stalled to reclaim memory itself (direct reclaim) for zone {rest}."
-    elif text is None and field.startswith("thp_") and field.endswith("_fallback"):
-        text = f"Transparent huge page allocations ({field[4:-9]}) that fell back to small pages."
-    elif text is None and is_gauge(field):
-        text = "Current value of this /proc/vmstat field (mostly a number of pages)."
-    elif text is None:
-        text = "Events of this kind since boot."
-    return f"{text} (/proc/vmstat {field})"
+        where = f" in zone {zone}" if zone else ""
+        return f"Pages {'scanned' if kind == 'pgscan' else 'reclaimed'} by {who}{where}."
+    if kind == "allocstall" and rest:
+        return f"Times an allocating task stalled to reclaim memory itself (direct reclaim) for zone {rest}."
+    if field.startswith("thp_") and field.endswith("_fallback"):
+        return f"Transparent huge page allocations ({field[4:-9]}) that fell back to small pages."
+    if is_gauge(field):
+        return "Current value of this /proc/vmstat field (mostly a number of pages)."
+    return "Events of this kind since boot."
 
 
 class VmstatCollector(Collector):

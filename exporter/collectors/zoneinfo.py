@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -17,7 +16,7 @@ class ZoneinfoCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         zones = parse_file(self.config.procfs / "zoneinfo", parse_zoneinfo)
-        page = os.sysconf("SC_PAGE_SIZE")
+        page = self.page_size
         free = GaugeMetricFamily(
             "kmem_zone_free_bytes",
             "Free memory in the zone (the kernel's 'pages free'), per NUMA node.",

@@ -9,12 +9,11 @@ configuration (11 on x86, 12 or 14 on arm64, 9 elsewhere) and is taken from the 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from exporter.sources import ParseError
+from exporter.sources.zone_rows import parse_zone_rows, zone_row_pattern
 
-_LINE = re.compile(r"Node\s+(\d+),\s+zone\s+(\S+)((?:\s+\d{1,20})+)\s*")  # counts fit an unsigned long
+_ROW = zone_row_pattern(r"\d{1,20}")  # counts fit an unsigned long
 
 
 @dataclass(frozen=True)
@@ -37,18 +36,5 @@ class ZoneFreeBlocks:
 
 
 def parse_buddyinfo(text: str) -> list[ZoneFreeBlocks]:
-    zones = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        match = _LINE.fullmatch(line)
-        if not match:
-            raise ParseError(f"line {number}: expected 'Node N, zone NAME COUNT...', got {line[:80]!r}")
-        node, zone, counts = match.groups()
-        zones.append(ZoneFreeBlocks(node, zone, tuple(int(c) for c in counts.split())))
-    if not zones:
-        raise ParseError("no zones found (empty file)")
-    orders = {len(z.free_blocks) for z in zones}
-    if len(orders) != 1:
-        raise ParseError(f"zones list different numbers of orders: {sorted(orders)} (truncated line?)")
-    return zones
+    return [ZoneFreeBlocks(node, zone, tuple(int(c) for c in counts))
+            for node, zone, counts in parse_zone_rows(text, _ROW, "COUNT...")]

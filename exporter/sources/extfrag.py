@@ -26,8 +26,9 @@ from typing import Iterable, NamedTuple
 
 from exporter.sources import ParseError
 from exporter.sources.buddyinfo import ZoneFreeBlocks
+from exporter.sources.zone_rows import parse_zone_rows, zone_row_pattern
 
-_LINE = re.compile(r"Node\s+(\d+),\s+zone\s+(\S+)((?:\s+-?\d{1,4}\.-?\d{3})+)\s*")
+_ROW = zone_row_pattern(r"-?\d{1,4}\.-?\d{3}")
 _VALUE = re.compile(r"(-?\d{1,4})\.(-?\d{3})")
 
 
@@ -58,19 +59,8 @@ def _parse_value(token: str) -> int:
 
 def parse_index_file(text: str) -> list[ZoneIndex]:
     """Parse extfrag_index or unusable_index (same layout)."""
-    zones = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        match = _LINE.fullmatch(line)
-        if not match:
-            raise ParseError(f"line {number}: expected 'Node N, zone NAME X.XXX...', got {line[:80]!r}")
-        node, zone, values = match.groups()
-        zones.append(ZoneIndex(node, zone, tuple(_parse_value(v) for v in values.split())))
-    if not zones:
-        raise ParseError("no zones found (empty file)")
-    if len({len(z.values) for z in zones}) != 1:
-        raise ParseError("zones list different numbers of orders (truncated line?)")
+    zones = [ZoneIndex(node, zone, tuple(_parse_value(v) for v in values))
+             for node, zone, values in parse_zone_rows(text, _ROW, "X.XXX...")]
     if len({(z.node, z.zone) for z in zones}) != len(zones):
         raise ParseError("a node and zone is listed twice")
     return zones

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from typing import Optional
 
 from exporter.sources import ParseError
+from exporter.sources.zone_rows import zone_row_pattern
 
 _BLOCK_ORDER = re.compile(r"Page block order:\s*(\d{1,3})\s*")
 _PAGES_PER_BLOCK = re.compile(r"Pages per block:\s*(\d{1,20})\s*")
 _FREE_HEADER = re.compile(r"Free pages count per migrate type at order((?:\s+\d{1,3})+)\s*")
 _FREE_ROW = re.compile(r"Node\s+(\d+),\s+zone\s+(\S+),\s+type\s+(\S+)((?:\s+>?\d{1,20})+)\s*")
 _TABLE_HEADER = re.compile(r"Number of (blocks type|mixed blocks)((?:\s+\S+)+?)\s*")
-_TABLE_ROW = re.compile(r"Node\s+(\d+),\s+zone\s+(\S+)((?:\s+\d{1,20})+)\s*")
+_TABLE_ROW = zone_row_pattern(r"\d{1,20}")  # the layout of a buddyinfo line
 
 CAP = 100000  # the kernel's limit on counted free-list entries (mm/vmstat.c, since 5.4)
 
