@@ -40,6 +40,7 @@ async def scrape_once(config: Config) -> tuple[bytes, bool]:
     scraper = build_scraper(config)
     await scraper.start()
     try:
+        await scraper.wait_ready()
         families = await scraper.scrape()
     finally:
         await scraper.stop()

@@ -40,6 +40,16 @@ class Scraper:
     async def start(self) -> None:
         await asyncio.gather(*(c.start() for c in self.collectors))
 
+    async def wait_ready(self) -> None:
+        """Wait until every collector has something to serve (background collectors: their first pass), but no
+        longer than the collector timeout; a collector still without a result then fails in the scrapes."""
+        waits = [asyncio.ensure_future(c.first_result()) for c in self.collectors]
+        if not waits:
+            return
+        _, pending = await asyncio.wait(waits, timeout=self.timeout)
+        for wait in pending:
+            wait.cancel()
+
     async def stop(self) -> None:
         await asyncio.gather(*(c.stop() for c in self.collectors), return_exceptions=True)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterator, Optional, Sequence
 
 from aiohttp import web
 from prometheus_client.core import Metric
@@ -16,8 +17,6 @@ from exporter.scrape import Scraper
 
 log = logging.getLogger(__name__)
 
-SCRAPER_KEY = web.AppKey("scraper", Scraper)
-READY_KEY = web.AppKey("ready", list)
 
 
 class _Snapshot:
@@ -38,8 +37,6 @@ def render(families: Sequence[Metric], accept: str) -> tuple[bytes, str]:
 
 def make_app(config: Config, scraper: Scraper) -> web.Application:
     app = web.Application()
-    app[SCRAPER_KEY] = scraper
-    app[READY_KEY] = []
 
     async def metrics(request: web.Request) -> web.Response:
         families = await scraper.scrape()
@@ -62,16 +59,24 @@ def make_app(config: Config, scraper: Scraper) -> web.Application:
     async def healthy(request: web.Request) -> web.Response:
         return web.Response(text="OK\n")
 
+    readiness: Optional["asyncio.Task[None]"] = None  # done once every collector has something to serve
+
     async def ready(request: web.Request) -> web.Response:
-        if not app[READY_KEY]:
+        if readiness is None or not readiness.done():
             return web.Response(status=503, text="starting\n")
         return web.Response(text="OK\n")
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await scraper.start()
-        app[READY_KEY].append(True)
+    async def become_ready() -> None:
+        await scraper.wait_ready()
         log.info("ready; collectors: %s", ", ".join(config.enabled_collectors) or "none")
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        # The port is bound after this part: nothing here may wait for a slow (or stuck) collector.
+        nonlocal readiness
+        await scraper.start()
+        readiness = asyncio.create_task(become_ready())
         yield
+        readiness.cancel()
         await scraper.stop()
 
     app.router.add_get(config.telemetry_path, metrics)

@@ -185,3 +185,43 @@ def test_collector_timeout_fails_that_collector_only(exporter_factory: Callable[
     # The read is still stuck; SIGTERM must end the exporter all the same.
     assert threads_opening_fifo(exporter) == 1
     assert exporter.stop() == 0
+
+
+def test_background_pass_stuck_at_start_neither_blocks_serving_nor_readiness_forever(
+        exporter_factory: Callable[..., RunningExporter], tmp_path: Path) -> None:
+    # memcg's first pass opens proc/cgroups, here a FIFO nobody writes to: the pass never finishes.
+    proc = copy_proc("rhel7-fragmented", tmp_path)
+    (proc / "cgroups").unlink()
+    os.mkfifo(proc / "cgroups")
+    flags = [f"--path.procfs={proc}", f"--path.sysfs={FIXTURES / 'rhel7-fragmented' / 'sys'}"]
+    started = time.monotonic()
+    # exporter_factory returns once /-/ready answers 200: after the collector timeout, not never.
+    exporter = exporter_factory(*flags, *only_collectors("buddyinfo", "memcg"), "--collector.timeout=1s")
+    assert time.monotonic() - started >= 1.0
+    text = exporter.metrics()
+    assert collector_success(text) == {"buddyinfo": 1, "memcg": 0}
+    assert "collector=memcg failed: the first background pass has not finished yet" in exporter.log()
+    assert threads_opening_fifo(exporter) == 1
+    assert exporter.stop() == 0
+
+
+def test_ready_waits_for_the_first_background_pass(exporter_factory: Callable[..., RunningExporter],
+                                                   tmp_path: Path) -> None:
+    proc = copy_proc("rhel7-fragmented", tmp_path)
+    cgroups = proc / "cgroups"
+    content = cgroups.read_bytes()
+    cgroups.unlink()
+    os.mkfifo(cgroups)
+    flags = [f"--path.procfs={proc}", f"--path.sysfs={FIXTURES / 'rhel7-fragmented' / 'sys'}"]
+    ready: list[RunningExporter] = []  # exporter_factory returns once /-/ready answers 200
+    starter = threading.Thread(daemon=True, target=lambda: ready.append(
+        exporter_factory(*flags, *only_collectors("buddyinfo", "memcg"), "--collector.timeout=60s")))
+    starter.start()
+    writer = open_writer_when_read(cgroups)  # the first pass is under way and held
+    time.sleep(0.5)
+    assert not ready, "the exporter said it was ready before its first background pass finished"
+    os.write(writer, content)
+    os.close(writer)
+    starter.join(30)
+    assert ready, "the exporter never became ready"
+    assert collector_success(ready[0].metrics()) == {"buddyinfo": 1, "memcg": 1}

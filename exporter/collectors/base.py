@@ -121,7 +121,11 @@ class Collector:
         raise NotImplementedError
 
     async def start(self) -> None:
-        """Begin background work, if the collector has any. Called once before the first scrape."""
+        """Begin background work, if the collector has any. Called once before the first scrape; it must not wait
+        for slow work (`first_result` does)."""
+
+    async def first_result(self) -> None:
+        """Wait until the collector has something to serve: at once, unless it works in the background."""
 
     async def stop(self) -> None:
         """End background work."""
@@ -151,6 +155,7 @@ class BackgroundCollector(Collector, Generic[T]):
         self._finished_at = 0.0
         self._duration = 0.0
         self._task: Optional[asyncio.Task[None]] = None
+        self._first_pass: Optional[asyncio.Event] = None
 
     def refresh(self) -> T:
         """The slow, blocking pass. Raises CollectorError on failure."""
@@ -180,13 +185,21 @@ class BackgroundCollector(Collector, Generic[T]):
         self._finished_at = time.time()
 
     async def start(self) -> None:
-        await run_in_daemon_thread(self.refresh_once, f"refresh-{self.name}")
+        self._first_pass = asyncio.Event()
         self._task = asyncio.create_task(self._loop(), name=f"{self.name}-refresh")
 
+    async def first_result(self) -> None:
+        if self._first_pass is not None:
+            await self._first_pass.wait()
+
     async def _loop(self) -> None:
+        assert self._first_pass is not None
         while True:
-            await asyncio.sleep(self.interval)
+            # A pass stuck in the kernel holds up this loop only: scrapes go on serving the last result, whose
+            # age kmem_background_pass_timestamp_seconds shows.
             await run_in_daemon_thread(self.refresh_once, f"refresh-{self.name}")
+            self._first_pass.set()
+            await asyncio.sleep(self.interval)
 
     async def stop(self) -> None:
         if self._task is not None:
