@@ -78,13 +78,15 @@ def generate_v1_tree(root: Path, total: int = MEMORY_CGROUP_ID_LIMIT, files: tup
     return total
 
 
-def timed(passes: int, walk: Callable[[], WalkCounts]) -> tuple[list[float], WalkCounts]:
-    times, counts = [], WalkCounts()
+def timed(passes: int, walk: Callable[[], WalkCounts]) -> tuple[list[float], list[float], WalkCounts]:
+    """Wall-clock and CPU (user + system) seconds of each of `passes` walks, and the last walk's counts."""
+    times, cpu, counts = [], [], WalkCounts()
     for _ in range(passes):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         counts = walk()
         times.append(time.perf_counter() - started)
-    return times, counts
+        cpu.append(time.process_time() - cpu_started)
+    return times, cpu, counts
 
 
 def traced_peak(walk: Callable[[], WalkCounts]) -> int:
@@ -109,11 +111,11 @@ def live_benchmark(total: int, passes: int) -> None:
             created.append(root / relative)
         print(f"created {total} real memory cgroups under {root} ({time.perf_counter() - started:.1f}s)")
         for mode, probe in (("always", False), ("per-cgroup", True)):
-            times, counts = timed(passes, lambda: walk_memory_cgroups(root, probe_kmem=probe))
+            times, cpu, counts = timed(passes, lambda: walk_memory_cgroups(root, probe_kmem=probe))
             scale = MEMORY_CGROUP_ID_LIMIT / counts.visible
             print(f"mode={mode:<10} visible={counts.visible} pass_seconds min={min(times):.3f} "
-                  f"median={statistics.median(times):.3f}; scaled to {MEMORY_CGROUP_ID_LIMIT} cgroups: "
-                  f"median={statistics.median(times) * scale:.2f}s")
+                  f"median={statistics.median(times):.3f} cpu_seconds median={statistics.median(cpu):.3f}; "
+                  f"scaled to {MEMORY_CGROUP_ID_LIMIT} cgroups: median={statistics.median(times) * scale:.2f}s")
     finally:
         for path in reversed(created):
             path.rmdir()
@@ -147,11 +149,11 @@ def main() -> None:
             "per-cgroup": lambda: walk_memory_cgroups(root, probe_kmem=True),
         }
         for mode, walk in modes.items():
-            times, counts = timed(args.passes, walk)
+            times, cpu, counts = timed(args.passes, walk)
             peak = traced_peak(walk)
             print(f"mode={mode:<10} visible={counts.visible} kmem_enabled={counts.kmem_enabled} "
                   f"pass_seconds min={min(times):.3f} median={statistics.median(times):.3f} max={max(times):.3f} "
-                  f"peak_python_alloc_kib={peak / 1024:.0f}")
+                  f"cpu_seconds median={statistics.median(cpu):.3f} peak_python_alloc_kib={peak / 1024:.0f}")
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(f"process peak RSS {rss_after} KiB (grew {rss_after - rss_before} KiB during the walks)")
     finally:

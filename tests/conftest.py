@@ -157,3 +157,18 @@ def exporter_factory(tmp_path: Path) -> Iterator:
 
 def is_root() -> bool:
     return os.geteuid() == 0
+
+
+@pytest.fixture
+def debugfs() -> Iterator[Path]:
+    """This machine's debugfs at /sys/kernel/debug, mounted for the test when it was not (unmounted afterwards)."""
+    if not is_root():
+        pytest.fail("mounting and reading debugfs needs root; run the tests as root (`make test`)")
+    root = Path("/sys/kernel/debug")
+    mounted = False
+    if not (root / "extfrag").is_dir():
+        subprocess.run([require_tool("mount"), "-t", "debugfs", "none", str(root)], check=True)
+        mounted = True
+    yield root
+    if mounted:
+        subprocess.run([require_tool("umount"), str(root)], check=True)

@@ -192,3 +192,33 @@ def test_runbooks_give_each_remedy_with_its_cost(remedy: str) -> None:
     remedies = RUNBOOKS.read_text().split("\n## Remedies\n", 1)[1]
     section = next(s for s in remedies.split("\n### ") if remedy in s)
     assert "**Cost:**" in section, remedy
+
+
+@pytest.mark.parametrize("order", ["6", "4"])
+def test_the_watched_fragmentation_order_is_set_in_one_rule(tmp_path: Path, order: str) -> None:
+    """KmemHighOrderFragmentation watches the order the kmem:fragmentation_alert_order rule records: the shipped 6,
+    and 4 when that rule (value and label) is changed. The same zone fires at the watched order only."""
+    default = 'expr: vector(6)\n        labels:\n          order: "6"'
+    original = (ALERTS / "fragmentation.yaml").read_text()
+    assert original.count(default) == 1
+    (tmp_path / "fragmentation.yaml").write_text(original.replace(default, default.replace("6", order)))
+    series = {
+        'kmem_buddy_largest_free_order{instance="host",job="kmem",node="0",zone="Normal"}': "3x30",
+        'kmem_extfrag_index{instance="host",job="kmem",node="0",zone="Normal",order="4"}': "0.8x30",
+        'kmem_extfrag_index{instance="host",job="kmem",node="0",zone="Normal",order="6"}': "0.95x30",
+    }
+    labels = (f'ALERTS{{alertname="KmemHighOrderFragmentation",alertstate="firing",instance="host",job="kmem",'
+              f'node="0",order="{order}",severity="warning",zone="Normal"}}')
+    unit_test = {
+        "rule_files": ["fragmentation.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [{"series": name, "values": values} for name, values in series.items()],
+            "promql_expr_test": [{"expr": 'ALERTS{alertname="KmemHighOrderFragmentation"}', "eval_time": "20m",
+                                  "exp_samples": [{"labels": labels, "value": 1}]}],
+        }],
+    }
+    (tmp_path / "order_test.yaml").write_text(yaml.safe_dump(unit_test))
+    result = run(require_tool("promtool"), "test", "rules", str(tmp_path / "order_test.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -123,6 +123,12 @@ def test_oci_labels() -> None:
     labels = " ".join(instruction("LABEL"))
     for key in ("title", "description", "version", "revision", "created", "licenses"):
         assert f"org.opencontainers.image.{key}=" in labels
+    # The keys whose value the OCI spec defines as a URL: none without a public address to give (the project has
+    # none), an absolute http(s) URL otherwise.
+    values = dict(item.split("=", 1) for item in shlex.split(labels))
+    for key in ("url", "documentation", "source"):
+        value = values.get(f"org.opencontainers.image.{key}")
+        assert value is None or re.fullmatch(r"https?://[^\s/]+\.[a-z]+(/\S*)?", value), (key, value)
     assert re.search(r"^ARG VERSION=(\S+)$", DOCKERFILE.read_text(), re.M).group(1) == __version__
 
 

@@ -1,4 +1,5 @@
-"""deploy/kubernetes: schema validation, flags and mounts against what the exporter reads, the Prometheus Operator
+"""deploy/kubernetes: schema validation (Kubernetes' schemas for the built-in objects, the Prometheus Operator's CRD
+types for PodMonitor and PrometheusRule), flags and mounts against what the exporter reads, the Prometheus Operator
 objects, and the PrometheusRule kept in step with alerts/."""
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import sys
 from pathlib import Path, PurePosixPath
 
 import kubernetes_validate
+import pydantic
 import pytest
 import yaml
+from cloudcoil.models.prometheus_operator import v1 as prometheus_operator
 
 from conftest import PROJECT, require_tool
 from deploy_paths import Mount, mismatches, parse_container_args, privileges_table
@@ -88,6 +91,39 @@ def test_the_validation_catches_a_broken_daemonset() -> None:
     broken["spec"]["template"]["spec"]["hostNetwork"] = "yes"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, VERSIONS[-1], strict=True)
+
+
+def crd_model(kind: str) -> type[pydantic.BaseModel]:
+    """The Prometheus Operator's own type for `kind`: PyPI's cloudcoil.models.prometheus_operator, generated from
+    the operator's CRD schemas (required fields, enums, patterns, types)."""
+    return {"PodMonitor": prometheus_operator.PodMonitor, "PrometheusRule": prometheus_operator.PrometheusRule}[kind]
+
+
+def validate_crd_object(obj: dict) -> None:
+    """Raises pydantic.ValidationError on a wrong value; fails on a field the schema does not know (the model
+    ignores it, as the API server prunes it, so the object would not come back as written)."""
+    model = crd_model(obj["kind"]).model_validate(obj)
+    assert model.model_dump(mode="json", by_alias=True, exclude_unset=True) == obj, "a field the CRD does not know"
+
+
+@pytest.mark.parametrize("kind", sorted(CRD_KINDS))
+def test_operator_objects_validate_against_the_crd_schemas(kind: str) -> None:
+    validate_crd_object(manifests()[kind])
+
+
+def test_the_crd_validation_catches_broken_operator_objects() -> None:
+    broken = copy.deepcopy(manifests()["PodMonitor"])
+    broken["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["action"] = "rename"
+    with pytest.raises(pydantic.ValidationError):
+        validate_crd_object(broken)
+    broken = copy.deepcopy(manifests()["PodMonitor"])
+    broken["spec"]["podMetricsEndpoints"][0]["portName"] = broken["spec"]["podMetricsEndpoints"][0].pop("port")
+    with pytest.raises(AssertionError, match="a field the CRD does not know"):
+        validate_crd_object(broken)
+    broken = copy.deepcopy(manifests()["PrometheusRule"])
+    broken["spec"]["groups"][0]["rules"][-1]["for"] = "a while"
+    with pytest.raises(pydantic.ValidationError):
+        validate_crd_object(broken)
 
 
 def test_every_default_collector_runs_in_exactly_one_container() -> None:

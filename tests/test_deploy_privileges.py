@@ -12,7 +12,7 @@ import pytest
 
 from conftest import PROJECT, fixture_flags, is_root, promtool_check_metrics, require_tool
 from deploy_paths import Privilege, privileges_table
-from metrics_text import collector_success
+from metrics_text import collector_success, series_values
 
 from exporter.collectors import COLLECTORS
 
@@ -65,9 +65,13 @@ def test_every_collector_has_a_row() -> None:
         assert (row.without == "—") == (not row.capabilities), name
 
 
-def test_the_listed_capabilities_are_enough() -> None:
+def test_the_listed_capabilities_are_enough(debugfs: Path) -> None:
     exposition, stderr = scrape_as_nobody(set(every_capability()))
     assert collector_success(exposition) == {name: 1.0 for name in COLLECTORS}, stderr
+    # The capabilities, not the uid, open the root-only debugfs directory.
+    sources = {dict(labels)["source"]: v for (name, labels), v in series_values(exposition).items()
+               if name == "kmem_extfrag_source_info"}
+    assert sources == {"debugfs": 1}, stderr
     assert promtool_check_metrics(exposition) == ""
 
 

@@ -260,8 +260,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 # --- metric names ----------------------------------------------------------------------------------------------
 
-NAME = re.compile(r"kmem_[a-z0-9_]+")
+# kmem_* metric names, and recording rules' level:kmem_metric:operations names (with colons).
+NAME = re.compile(r"(?<![\w:])(?:[a-z_]+:)?kmem[_:][a-z0-9_:]+")
 NAME_REGEX = re.compile(r'__name__=~"([^"]+)"')
+LABEL_VALUES = re.compile(r"label_values\((.+), *(\w+)\)")
 
 
 def names_in(text: str) -> tuple[set[str], set[str]]:
@@ -271,10 +273,17 @@ def names_in(text: str) -> tuple[set[str], set[str]]:
 
 
 def rule_texts() -> Iterator[tuple[str, str]]:
+    """(alert or recorded name, the text that may name metrics) of every rule."""
     for path in sorted(ALERTS.glob("*.yaml")):
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in group["rules"]:
-                yield rule["alert"], rule["expr"] + " ".join(rule.get("annotations", {}).values())
+                name = rule.get("alert") or rule["record"]
+                yield name, rule["expr"] + " ".join(rule.get("annotations", {}).values())
+
+
+def recorded_names() -> set[str]:
+    """The series names the recording rules in alerts/ create."""
+    return {name for name, _ in rule_texts() if ":" in name}
 
 
 def dashboard_queries() -> Iterator[tuple[str, str, str]]:
@@ -283,6 +292,16 @@ def dashboard_queries() -> Iterator[tuple[str, str, str]]:
         for panel in board["panels"]:
             for query in panel.get("targets", []):
                 yield path.stem, panel["title"], query["expr"]
+
+
+def variable_queries() -> Iterator[tuple[str, str, str, str]]:
+    """(dashboard, variable, series selector, label) of every `label_values(selector, label)` variable."""
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        for variable in json.loads(path.read_text())["templating"]["list"]:
+            if variable["type"] == "query":
+                match = LABEL_VALUES.fullmatch(variable["query"]["query"])
+                assert match, f"{path.stem} / {variable['name']}: not label_values(selector, label)"
+                yield path.stem, variable["name"], match.group(1), match.group(2)
 
 
 def fill(expr: str, instance: str) -> str:
@@ -320,18 +339,23 @@ def emitted_names() -> set[str]:
 def test_rules_and_dashboards_name_only_metrics_the_exporter_emits(emitted_names: set[str]) -> None:
     sources = [(f"alert {name}", text) for name, text in rule_texts()]
     sources += [(f"dashboard {board} / {title}", expr) for board, title, expr in dashboard_queries()]
+    sources += [(f"dashboard {board} / variable {name}", selector) for board, name, selector, _ in variable_queries()]
+    known = emitted_names | recorded_names()
     missing = []
     for where, text in sources:
         names, regexes = names_in(text)
-        missing += [f"{where}: {name}" for name in sorted(names - emitted_names)]
+        missing += [f"{where}: {name}" for name in sorted(names - known)]
         missing += [f"{where}: no metric matches {regex}" for regex in regexes
                     if not any(re.fullmatch(regex, name) for name in emitted_names)]
     assert missing == []
 
 
 def test_metric_name_check_notices_an_unknown_name(emitted_names: set[str]) -> None:
-    names, regexes = names_in('rate(kmem_vmstat_compact_stalls_total[5m]) + {__name__=~"kmem_nope_.*"}')
-    assert names - emitted_names == {"kmem_vmstat_compact_stalls_total"}
+    names, regexes = names_in('rate(kmem_vmstat_compact_stalls_total[5m]) + {__name__=~"kmem_nope_.*"} '
+                              '* on () kmem:fragmentation_alert_order + kmem:fragmentation_alert_ordr')
+    assert names - emitted_names - recorded_names() == {"kmem_vmstat_compact_stalls_total",
+                                                        "kmem:fragmentation_alert_ordr"}
+    assert "kmem:fragmentation_alert_order" in recorded_names()
     assert not any(re.fullmatch(regex, name) for regex in regexes for name in emitted_names)
 
 
@@ -364,6 +388,28 @@ def test_every_dashboard_query_runs_and_returns_data(stack: Stack) -> None:
         if not hosts_with_data:
             empty.append(f"{board} / {title}: {expr}")
     assert empty == []
+
+
+def test_every_dashboard_variable_query_returns_values(stack: Stack) -> None:
+    """Grafana fills a `label_values(selector, label)` variable from /api/v1/label/<label>/values?match[]=selector:
+    on every host (the instance variable set to it), each one lists values; the instance variable lists all hosts."""
+    empty = []
+    for board, name, selector, label in variable_queries():
+        for host in HOSTS:
+            query = urllib.parse.urlencode({"match[]": fill(selector, host)})
+            answer = http_json(f"{stack.prometheus.url}/api/v1/label/{label}/values?{query}")
+            assert answer["status"] == "success", answer
+            if not answer["data"]:
+                empty.append(f"{board} / {name} on {host}: {selector}")
+            if name == "instance":
+                assert sorted(answer["data"]) == sorted(HOSTS), board
+    assert empty == []
+
+
+def test_each_host_is_watched_at_the_default_fragmentation_order(stack: Stack) -> None:
+    watched = stack.query("kmem:fragmentation_alert_order:per_instance")
+    assert sorted((r["metric"]["instance"], r["metric"]["order"], r["value"][1]) for r in watched) == sorted(
+        (host, "6", "6") for host in HOSTS)
 
 
 def test_fragmentation_dashboard_answers_the_order_6_question(stack: Stack) -> None:

@@ -3,16 +3,16 @@ output, from fixtures and live on this machine), and the collector through the r
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import (FIXTURES, PROJECT, is_root, promtool_check_metrics, scrape_fixture,
+from conftest import (FIXTURES, PROJECT, promtool_check_metrics, require_tool, scrape_fixture,
                       scrape_fixture_ok, scrape_ok)
 from exporter.sources import ParseError
 from exporter.sources.buddyinfo import ZoneFreeBlocks, parse_buddyinfo
@@ -127,20 +127,6 @@ def test_computed_equals_the_debian9_sample() -> None:
 
 # Live on this machine.
 
-@pytest.fixture
-def debugfs() -> Iterator[Path]:
-    """This machine's debugfs, mounted for the test when it was not (and unmounted afterwards)."""
-    assert is_root(), "reading debugfs needs root; run the tests as root (`make test`)"
-    root = Path("/sys/kernel/debug")
-    mounted = False
-    if not (root / "extfrag").is_dir():
-        subprocess.run(["mount", "-t", "debugfs", "none", str(root)], check=True)
-        mounted = True
-    yield root
-    if mounted:
-        subprocess.run(["umount", str(root)], check=True)
-
-
 def consistent_read(debugfs: Path) -> tuple[str, str, str]:
     """buddyinfo, extfrag_index and unusable_index, retried until buddyinfo is the same before and after."""
     for _ in range(200):
@@ -152,6 +138,7 @@ def consistent_read(debugfs: Path) -> tuple[str, str, str]:
     pytest.fail("/proc/buddyinfo changed during every one of 200 attempts")
 
 
+@pytest.mark.live
 def test_computed_equals_the_kernels_output_live(debugfs: Path) -> None:
     buddyinfo, extfrag_text, unusable_text = consistent_read(debugfs)
     extfrag, unusable = compute_indices(parse_buddyinfo(buddyinfo))
@@ -159,6 +146,7 @@ def test_computed_equals_the_kernels_output_live(debugfs: Path) -> None:
     assert render_index_file(unusable, 1) == unusable_text
 
 
+@pytest.mark.live
 def test_collector_live_reads_debugfs(debugfs: Path) -> None:
     out = scrape_ok(*ONLY)
     assert value(out, "kmem_extfrag_source_info", source="debugfs") == 1
@@ -169,15 +157,29 @@ def test_collector_live_reads_debugfs(debugfs: Path) -> None:
     assert promtool_check_metrics(out) == ""
 
 
+@pytest.mark.live
 def test_collector_live_without_root_computes(debugfs: Path) -> None:
     """debugfs is 0700: as nobody the collector falls back to computing from /proc/buddyinfo."""
     result = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "exporter", "scrape",
-         *ONLY], capture_output=True, text=True, timeout=60, cwd=PROJECT)
+        [require_tool("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+         "exporter", "scrape", *ONLY], capture_output=True, text=True, timeout=60, cwd=PROJECT)
     assert result.returncode == 0, result.stderr
     assert collector_success(result.stdout) == {"buddyinfo": 1, "extfrag": 1}
     assert value(result.stdout, "kmem_extfrag_source_info", source="computed") == 1
     assert promtool_check_metrics(result.stdout) == ""
+
+
+@pytest.mark.live
+def test_collector_live_as_nobody_with_cap_dac_read_search_reads_debugfs(debugfs: Path) -> None:
+    """The capability, not the uid, is what lets the exporter into the root-only debugfs directory."""
+    caps = "-all,+dac_read_search"
+    result = subprocess.run(
+        [require_tool("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups", f"--inh-caps={caps}",
+         f"--ambient-caps={caps}", f"--bounding-set={caps}", "--", sys.executable, "-m", "exporter", "scrape",
+         *ONLY], capture_output=True, text=True, timeout=60, cwd=PROJECT)
+    assert result.returncode == 0, result.stderr
+    assert value(result.stdout, "kmem_extfrag_source_info", source="debugfs") == 1
+    assert ("kmem_extfrag_source_info", (("source", "computed"),)) not in series_values(result.stdout)
 
 
 # The collector on fixture trees.
@@ -230,6 +232,27 @@ def test_collector_fails_on_a_truncated_debugfs_file() -> None:
     path = FIXTURES / "broken-fragmentation-files/sys/kernel/debug/extfrag/unusable_index"
     assert f"{path}: malformed: zones list different numbers of orders: [3, 11] (truncated line?)" in result.stderr
     assert promtool_check_metrics(result.stdout) == ""
+
+
+def test_collector_fails_when_debugfs_cannot_be_read_for_another_reason(tmp_path: Path) -> None:
+    """Only an absent or forbidden file means "compute instead"; any other read error fails the collector."""
+    debugfs = tmp_path / "debug"
+    shutil.copytree(LIVE / "sys/kernel/debug", debugfs)
+    (debugfs / "extfrag/unusable_index").unlink()
+    (debugfs / "extfrag/unusable_index").mkdir()
+    result = scrape_fixture("live-6.18", f"--path.debugfs={debugfs}", *ONLY)
+    assert result.returncode == 1
+    assert collector_success(result.stdout) == {"buddyinfo": 1, "extfrag": 0}
+    assert f"{debugfs / 'extfrag/unusable_index'}: EISDIR: Is a directory" in result.stderr
+
+
+def test_collector_computes_when_a_debugfs_file_is_absent(tmp_path: Path) -> None:
+    debugfs = tmp_path / "debug"
+    shutil.copytree(LIVE / "sys/kernel/debug", debugfs)
+    (debugfs / "extfrag/extfrag_index").unlink()
+    out = scrape_fixture_ok("live-6.18", f"--path.debugfs={debugfs}", *ONLY)
+    assert value(out, "kmem_extfrag_source_info", source="computed") == 1
+    assert value(out, "kmem_unusable_index", node="0", zone="Normal", order="10") == 0.095  # same as the file
 
 
 @pytest.mark.parametrize("host, reason", [

@@ -4,7 +4,6 @@ kernel-facility records into, without a kernel log, without permission, and live
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +13,8 @@ from typing import Callable
 
 import pytest
 
-from conftest import (FIXTURES, PROJECT, fixture_flags, is_root, promtool_check_metrics, run_exporter, scrape_fixture_ok)
+from conftest import (FIXTURES, PROJECT, fixture_flags, is_root, promtool_check_metrics, require_tool, run_exporter,
+                      scrape_fixture_ok)
 from metrics_text import collector_success, only_collectors, series_values, types, value
 from exporter.sources.kernel_log_patterns import EVENTS, EVENTS_WITH_ORDER
 from test_kmsg_reader import write_kmsg
@@ -107,8 +107,7 @@ def test_missing_kernel_log_fails_only_this_collector(tmp_path: Path) -> None:
 def test_without_cap_syslog_the_collector_says_so() -> None:
     """kernel.dmesg_restrict=1 on this machine: root without CAP_SYSLOG may not open /dev/kmsg."""
     assert Path("/proc/sys/kernel/dmesg_restrict").read_text().strip() == "1"
-    setpriv = shutil.which("setpriv")
-    assert setpriv, "setpriv (util-linux) is needed to drop CAP_SYSLOG"
+    setpriv = require_tool("setpriv")
     result = subprocess.run([setpriv, "--bounding-set=-syslog", "--inh-caps=-syslog", sys.executable, "-m",
                              "exporter", "scrape", "--path.kmsg=/dev/kmsg", *only_collectors("kernel_log")],
                             capture_output=True, text=True, timeout=60, cwd=PROJECT)
@@ -196,6 +195,44 @@ def test_live_kmsg_reads_written_records_but_counts_no_kernel_event(exporter_fac
     finally:
         os.close(fd)
     assert prios == [(1 << 3) | 4, (1 << 3) | 3, (1 << 3) | 3, (1 << 3) | 0, (1 << 3) | 4]
+
+
+@pytest.mark.live
+def test_reader_down_and_back_up_in_metrics(exporter_factory) -> None:  # type: ignore[no-untyped-def]
+    """The real server reads a stand-in log that really fails: a cgroup's cgroup.procs (a kernfs file, empty, so the
+    reader waits at its end like on a quiet /dev/kmsg). Removing the cgroup makes the next read() fail with ENODEV and
+    the path vanish: the reader is down and retries; creating the cgroup again lets it open the path again."""
+    assert is_root(), "creating a cgroup needs root"
+    unified = Path("/sys/fs/cgroup/unified")
+    assert (unified / "cgroup.procs").is_file(), f"{unified} is not a cgroup v2 hierarchy on this machine"
+    cgroup = unified / f"kmem-exporter-test-{uuid.uuid4().hex[:12]}"
+    cgroup.mkdir()
+    try:
+        exporter = exporter_factory(*fixture_flags("live-6.18"), f"--path.kmsg={cgroup / 'cgroup.procs'}",
+                                    *ONLY_KERNEL_LOG)
+        up = exporter.metrics()
+        assert value(up, "kmem_kernel_log_reader_up") == 1
+        assert value(up, "kmem_kernel_log_reader_restarts_total") == 0
+
+        cgroup.rmdir()
+        down = wait_for(exporter.metrics, lambda e: value(e, "kmem_kernel_log_reader_restarts_total") >= 1,
+                        "a failed attempt to open the log again")
+        assert value(down, "kmem_kernel_log_reader_up") == 0
+        assert collector_success(down) == {"kernel_log": 1.0}  # the counters are still served
+        assert promtool_check_metrics(down) == ""
+        assert f"{cgroup / 'cgroup.procs'}: read failed: ENODEV" in exporter.log()
+        assert f"{cgroup / 'cgroup.procs'}: not found" in exporter.log()
+
+        cgroup.mkdir()
+        back = wait_for(exporter.metrics, lambda e: value(e, "kmem_kernel_log_reader_up") == 1,
+                        "the reader to open the log again")
+        restarts = "kmem_kernel_log_reader_restarts_total"
+        assert value(back, restarts) > value(down, restarts)
+        assert f"reading {cgroup / 'cgroup.procs'} again" in exporter.log()
+        assert promtool_check_metrics(back) == ""
+    finally:
+        if cgroup.exists():
+            cgroup.rmdir()
 
 
 def test_readme_lists_every_kernel_log_metric() -> None:

@@ -154,16 +154,40 @@ def test_memory_controller_disabled(tmp_path: Path) -> None:
         refresh(root)
 
 
+def boot_with_nokmem(root: Path) -> None:
+    cmdline = root / "proc/cmdline"
+    cmdline.write_text(cmdline.read_text().rstrip("\n") + " cgroup.memory=nosocket,nokmem\n")
+
+
 @pytest.mark.parametrize("host, mode, kmem", [("cgroup2-6.18", "disabled", 0), ("live-6.18", "disabled", 0),
                                               ("rhel7-healthy", "per-cgroup", 33)])
 def test_nokmem_boot(tmp_path: Path, host: str, mode: str, kmem: int) -> None:
     """cgroup.memory=nokmem turns accounting off on 4.6+ and v2. On 3.10 the per-cgroup probe keeps telling the
-    truth whatever the command line says (early 3.10 kernels ignore the option)."""
+    truth whatever the command line says: here cgroups account kernel memory, so the kernel (one before RHEL 7.7)
+    ignored the option."""
     root = copy_fixture(host, tmp_path)
-    cmdline = root / "proc/cmdline"
-    cmdline.write_text(cmdline.read_text().rstrip("\n") + " cgroup.memory=nosocket,nokmem\n")
+    boot_with_nokmem(root)
     result = refresh(root)
     assert (result.mode, result.kmem_enabled) == (mode, kmem)
+
+
+def test_nokmem_honoured_on_3_10_is_disabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RHEL 7.7+ backported cgroup.memory=nokmem to 3.10: no cgroup can switch accounting on, so every slabinfo
+    read fails with EIO. The probe still runs (it is what tells an honouring kernel from one that ignores the
+    option), and finding no cgroup accounting kernel memory, the mode says disabled."""
+    root = copy_fixture("rhel7-healthy", tmp_path)
+    boot_with_nokmem(root)
+    calls = inject_read_errors(monkeypatch, {"": errno.EIO})
+    result = refresh(root)
+    assert (result.mode, result.kmem_enabled, result.visible, result.dying) == ("disabled", 0, 34, 3)
+    assert len(calls) == 33
+
+
+def test_3_10_without_nokmem_and_no_kmem_cgroup_stays_per_cgroup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the option, a 3.10 host whose cgroups all have accounting off could still switch it on."""
+    inject_read_errors(monkeypatch, {"": errno.EIO})
+    result = refresh(FIXTURES / "rhel7-healthy")
+    assert (result.mode, result.kmem_enabled) == ("per-cgroup", 0)
 
 
 def test_kernel_4_6_is_always(tmp_path: Path) -> None:

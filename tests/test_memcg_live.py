@@ -12,7 +12,7 @@ import os
 import subprocess
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -97,31 +97,88 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
     require_root()
     mountpoint = tmp_path / "tmpfs"
     mountpoint.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "kmem-exporter-test", str(mountpoint)], check=True)
+    subprocess.run([require_tool("mount"), "-t", "tmpfs", "-o", "size=64m", "kmem-exporter-test", str(mountpoint)],
+                   check=True)
     try:
         yield mountpoint
     finally:
-        subprocess.run(["umount", str(mountpoint)], check=True)
+        subprocess.run([require_tool("umount"), str(mountpoint)], check=True)
+
+
+def cgroup_directories() -> frozenset[str]:
+    """The memory cgroup directories by path, found independently of the exporter."""
+    return frozenset(dirpath for dirpath, _, _ in os.walk(MEMORY))
+
+
+def stable_window() -> tuple[int, frozenset[str], str]:
+    """A live scrape taken while /proc/cgroups and the set of cgroup directories stayed the same, with both."""
+    for _ in range(ATTEMPTS):
+        in_use, dirs = memory_cgroups_in_use(), cgroup_directories()
+        exposition = scrape_live()
+        if (memory_cgroups_in_use(), cgroup_directories()) == (in_use, dirs):
+            return in_use, dirs, exposition
+    pytest.fail(f"memory cgroups changed during each of {ATTEMPTS} scrapes")
+
+
+def observe(change: Callable[[], None], undo: Callable[[], None], added: set[Path], removed: set[Path],
+            in_use_change: range) -> tuple[str, str, frozenset[str]]:
+    """Expositions before and after `change`, taken when the only cgroups created or removed in between were
+    `added` and `removed` (retried, with `undo`, when another process changed the tree meanwhile or the kernel
+    freed a dying cgroup), and the directories after."""
+    for _ in range(ATTEMPTS):
+        in_use_before, dirs_before, before = stable_window()
+        change()
+        in_use_after, dirs_after, after = stable_window()
+        only_ours = (dirs_after - dirs_before == {str(p) for p in added}
+                     and dirs_before - dirs_after == {str(p) for p in removed})
+        if only_ours and in_use_after - in_use_before in in_use_change:
+            return before, after, dirs_after
+        undo()
+    pytest.fail(f"other cgroups changed around each of {ATTEMPTS} attempts")
 
 
 def test_live_counts_follow_created_cgroups(test_cgroup: Path) -> None:
-    (in_use, visible), exposition = stable_scrape()
-    assert counts(exposition)[:2] == (in_use, visible)
-    assert promtool_check_metrics(exposition) == ""
+    created = [test_cgroup / relative for relative in ("a", "a/x", "a/y", "b", "b/z")]
 
-    for relative in ("a", "a/x", "a/y", "b", "b/z"):
-        (test_cgroup / relative).mkdir()
+    def create() -> None:
+        for path in created:
+            path.mkdir()
+
+    def remove_created() -> None:
+        for path in reversed(created):
+            path.rmdir()
+
+    # Creating 5 cgroups: 5 more visible and 5 more in use (a new cgroup is allocated at mkdir), none dying.
+    before, after, dirs = observe(create, remove_created, set(created), set(), range(5, 6))
     assert walk_memory_cgroups(test_cgroup).visible == 6  # the walk on real cgroupfs: our top cgroup and 5 below
+    assert counts(before)[1] == len(dirs) - 5
+    in_use, visible, dying = counts(before)
+    assert counts(after) == (in_use + 5, visible + 5, dying)
+    assert counts(after)[1] == len(dirs)
+    assert value(after, "kmem_memcg_kmem_enabled_cgroups") == visible + 5 - 1
+    assert value(after, "kmem_memcg_kmem_accounting_info", mode="always") == 1
+    assert value(after, "kmem_memcg_hierarchy_info", hierarchy="v1") == 1
+    assert promtool_check_metrics(after) == ""
 
-    (in_use_created, visible_created), exposition = stable_scrape()
-    assert counts(exposition) == (in_use_created, visible_created, in_use_created - visible_created)
-    assert value(exposition, "kmem_memcg_kmem_enabled_cgroups") == visible_created - 1
-    assert value(exposition, "kmem_memcg_kmem_accounting_info", mode="always") == 1
-    assert value(exposition, "kmem_memcg_hierarchy_info", hierarchy="v1") == 1
+    # Removing a with a/x and a/y: 3 fewer visible. Empty cgroups are freed at once or soon (a dying one is
+    # counted as such until then), so in use drops by 3 at most, and what did not drop is dying.
+    subtree = created[:3]
 
-    remove_cgroup_tree(test_cgroup / "a")
-    (in_use_removed, visible_removed), exposition = stable_scrape()
-    assert counts(exposition)[:2] == (in_use_removed, visible_removed)
+    def remove_subtree() -> None:
+        for path in reversed(subtree):
+            path.rmdir()
+
+    def recreate_subtree() -> None:
+        for path in subtree:
+            path.mkdir()
+
+    before, after, dirs = observe(remove_subtree, recreate_subtree, set(), set(subtree), range(-3, 1))
+    in_use, visible, dying = counts(before)
+    in_use_after, visible_after, dying_after = counts(after)
+    assert visible_after == visible - 3 == len(dirs)
+    assert in_use - 3 <= in_use_after <= in_use
+    assert dying_after == dying + 3 - (in_use - in_use_after)
+    assert walk_memory_cgroups(test_cgroup).visible == 3
 
 
 def charge_page_cache(cgroup: Path, data: Path) -> None:
@@ -129,7 +186,7 @@ def charge_page_cache(cgroup: Path, data: Path) -> None:
     itself back to the root cgroup."""
     script = (f'echo $$ > "{cgroup}/cgroup.procs" && dd if=/dev/zero of="{data}" bs=64k count=64 status=none'
               f' && echo $$ > "{MEMORY}/cgroup.procs"')
-    subprocess.run(["sh", "-c", script], check=True)
+    subprocess.run([require_tool("sh"), "-c", script], check=True)
     assert cgroup.joinpath("cgroup.procs").read_text() == ""
     stat = dict(line.split() for line in cgroup.joinpath("memory.stat").read_text().splitlines())
     assert int(stat["cache"]) >= 4 << 20, stat

@@ -47,6 +47,7 @@ def test_mounted_network_namespaces_of_a_3_10_kernel() -> None:
     assert mounted_network_namespaces(line) == {4026532455}
 
 
+@pytest.mark.live
 def test_this_hosts_mount_table_parses() -> None:
     assert isinstance(mounted_network_namespaces(Path("/proc/self/mountinfo").read_text()), set)
 

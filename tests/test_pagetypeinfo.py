@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, PROJECT, is_root, promtool_check_metrics, scrape_fixture, scrape_fixture_ok
+from conftest import (FIXTURES, PROJECT, is_root, promtool_check_metrics, require_tool, scrape_fixture,
+                      scrape_fixture_ok)
 from exporter.sources import ParseError
 from exporter.sources.buddyinfo import parse_buddyinfo
 from exporter.sources.pagetypeinfo import Pagetypeinfo, parse_pagetypeinfo
@@ -188,12 +189,13 @@ def test_collector_fails_alone_on_a_truncated_file() -> None:
     assert promtool_check_metrics(result.stdout) == ""
 
 
+@pytest.mark.live
 def test_collector_without_root_says_why() -> None:
     """/proc/pagetypeinfo is 0400 since Linux 5.4: run the exporter as nobody on this machine's /proc."""
     assert is_root(), "this test drops privileges to nobody and must start as root (run `make test` as root)"
     result = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "exporter", "scrape",
-         *ONLY], capture_output=True, text=True, timeout=60, cwd=PROJECT)
+        [require_tool("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+         "exporter", "scrape", *ONLY], capture_output=True, text=True, timeout=60, cwd=PROJECT)
     assert result.returncode == 1
     assert collector_success(result.stdout) == {"buddyinfo": 1, "pagetypeinfo": 0}
     assert "/proc/pagetypeinfo: permission denied: readable by root only since Linux 5.4" in result.stderr

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import os
-from typing import Iterable
+from pathlib import Path
+from typing import Iterable, Optional
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector, parse_file
+from exporter.collectors.base import Collector, CollectorError, describe_os_error, parse_file, parse_text
 from exporter.sources.buddyinfo import parse_buddyinfo
 from exporter.sources.extfrag import ZoneIndex, compute_indices, parse_index_file
 
@@ -21,10 +21,11 @@ class ExtfragCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         directory = self.config.debugfs / "extfrag"
         extfrag_path, unusable_path = directory / "extfrag_index", directory / "unusable_index"
-        if all(os.access(p, os.R_OK) for p in (extfrag_path, unusable_path)):  # absent or root-only: compute
+        texts = _read_debugfs(extfrag_path, unusable_path)
+        if texts is not None:
             source = "debugfs"
-            extfrag = parse_file(extfrag_path, parse_index_file)
-            unusable = parse_file(unusable_path, parse_index_file)
+            extfrag = parse_text(extfrag_path, texts[0], parse_index_file)
+            unusable = parse_text(unusable_path, texts[1], parse_index_file)
         else:
             source = "computed"
             extfrag, unusable = compute_indices(parse_file(self.config.procfs / "buddyinfo", parse_buddyinfo))
@@ -50,6 +51,21 @@ class ExtfragCollector(Collector):
         )
         info.add_metric([source], 1)
         return [extfrag_family, unusable_family, info]
+
+
+def _read_debugfs(*paths: Path) -> Optional[list[str]]:
+    """The texts of `paths`, or None when one is absent or may not be read (debugfs not mounted, root-only
+    without CAP_DAC_READ_SEARCH, kernel lockdown): the indices are then computed. Opening is the only honest test
+    of readability, since os.access() looks at the real uid and ignores capabilities."""
+    texts = []
+    for path in paths:
+        try:
+            texts.append(path.read_text(encoding="utf-8", errors="replace"))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            return None
+        except OSError as err:
+            raise CollectorError(describe_os_error(path, err)) from None
+    return texts
 
 
 def _family(name: str, documentation: str, zones: list[ZoneIndex]) -> GaugeMetricFamily:

@@ -12,7 +12,10 @@ Kernel-memory accounting ("mode"):
 - `per-cgroup`: cgroup v1 on kernels before 4.6 (RHEL 7). Each cgroup is switched on on its own (by a kmem limit);
   reading its memory.kmem.slabinfo fails with EIO when off, so every cgroup is probed in the walk.
 - `always`: 4.6+ and cgroup v2: every memory cgroup but the root accounts kernel memory.
-- `disabled`: 4.6+ or cgroup v2, booted with cgroup.memory=nokmem.
+- `disabled`: booted with cgroup.memory=nokmem. On 4.6+ and cgroup v2 the command line decides. On 3.10 only RHEL
+  7.7 and later kernels honour the option (a backport: no cgroup can switch accounting on, every slabinfo read fails
+  with EIO), earlier ones ignore it; so there the probe still runs, and the mode is `disabled` only when it finds no
+  cgroup accounting kernel memory (`per-cgroup` otherwise: the option was ignored).
 
 The tree walk runs in the background (collector.memcg.interval); a scrape serves the latest pass.
 """
@@ -70,6 +73,8 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
             member_file=None if hierarchy.version == "v1" else V2_MEMORY_FILE,
             probe_kmem=mode == "per-cgroup",
         )
+        if mode == "per-cgroup" and counts.kmem_enabled == 0 and self.booted_nokmem():
+            mode = "disabled"  # a 3.10 kernel that honours nokmem (see the module docstring)
         if hierarchy.version == "v1":
             assert memory is not None
             dying: Optional[int] = max(0, memory.num_cgroups - counts.visible)
@@ -103,9 +108,10 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
         release = parse_file(self.config.procfs / "sys" / "kernel" / "osrelease", parse_release)
         if hierarchy.version == "v1" and release < ALWAYS_ACCOUNTED_SINCE:
             return "per-cgroup"
-        if parse_file(self.config.procfs / "cmdline", kmem_disabled_at_boot):
-            return "disabled"
-        return "always"
+        return "disabled" if self.booted_nokmem() else "always"
+
+    def booted_nokmem(self) -> bool:
+        return parse_file(self.config.procfs / "cmdline", kmem_disabled_at_boot)
 
     def metrics(self, result: MemcgPass) -> Iterable[Metric]:
         yield GaugeMetricFamily(
@@ -134,7 +140,8 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
         mode = GaugeMetricFamily(
             "kmem_memcg_kmem_accounting_info",
             "How memory cgroups account kernel memory: per-cgroup (cgroup v1 before 4.6: switched on cgroup by "
-            "cgroup), always (4.6+ and cgroup v2), disabled (cgroup.memory=nokmem). The value is always 1.",
+            "cgroup), always (4.6+ and cgroup v2), disabled (booted with cgroup.memory=nokmem; on 3.10 only when "
+            "no cgroup accounts kernel memory, as kernels before RHEL 7.7 ignore the option). The value is always 1.",
             labels=["mode"])
         mode.add_metric([result.mode], 1)
         yield mode

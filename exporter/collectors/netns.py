@@ -33,8 +33,8 @@ class NetnsWalk:
     unreadable: int  # processes whose namespaces could not be read (permission denied)
 
 
-_PERMISSION_HINT = ("reading every process's namespaces needs root, or CAP_SYS_PTRACE in a container that shares the "
-                    "host's PID namespace")
+_PERMISSION_HINT = ("reading every process's namespaces needs root or CAP_SYS_PTRACE; a container sees the host's "
+                    "processes through the host's /proc mounted in (--path.procfs=/host/proc), not its own /proc")
 
 
 def _read(path: Path, read: Callable[[Path], str]) -> str:
