@@ -123,8 +123,9 @@ def main() -> None:
               f"{percentile(r.latencies, 0.99) * 1000:>8.2f} {max(r.latencies) * 1000:>8.2f} "
               f"{r.pass_seconds:>13.3f} {r.series:>7} {r.rss_kib / 1024:>8.1f} {r.cpu_seconds / args.n * 1000:>14.1f}")
     small, large = results
-    print(f"median latency ratio large/small: {statistics.median(large.latencies) / statistics.median(small.latencies):.2f}"
-          f" (visible cgroups: {small.visible:.0f} and {large.visible:.0f})")
+    ratio = statistics.median(large.latencies) / statistics.median(small.latencies)
+    print(f"median latency ratio large/small: {ratio:.2f} "
+          f"(visible cgroups: {small.visible:.0f} and {large.visible:.0f})")
 
 
 if __name__ == "__main__":
