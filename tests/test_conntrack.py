@@ -6,14 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (PROJECT, copy_proc, is_root, promtool_check_metrics, run_exporter, scrape_fixture,
+from conftest import (copy_proc, is_root, promtool_check_metrics, run_exporter, scrape_fixture,
                       scrape_fixture_ok, scrape_ok)
 from metrics_text import collector_success, names, only_collectors, value
 from exporter.collectors.conntrack import is_conntrack_cache
 
 ONLY_CONNTRACK = only_collectors("conntrack")
-CONNTRACK_METRICS = ("kmem_nf_conntrack_slab_caches", "kmem_nf_conntrack_slab_objects_active",
-                     "kmem_nf_conntrack_slab_objects", "kmem_nf_conntrack_entries", "kmem_nf_conntrack_entries_limit")
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -81,9 +79,3 @@ def test_live_host() -> None:
     assert value(out, "kmem_nf_conntrack_slab_caches") == sum(f[0] == "nf_conntrack" for f in lines) == 1
     limit = int(Path("/proc/sys/net/netfilter/nf_conntrack_max").read_text())
     assert value(out, "kmem_nf_conntrack_entries_limit") == limit
-
-
-def test_readme_lists_every_conntrack_metric() -> None:
-    readme = (PROJECT / "README.md").read_text()
-    for name in CONNTRACK_METRICS:
-        assert f"| `{name}` | gauge | |" in readme, name

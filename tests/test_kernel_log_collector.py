@@ -20,13 +20,6 @@ from exporter.sources.kernel_log_patterns import EVENTS, EVENTS_WITH_ORDER
 from test_kmsg_reader import write_kmsg
 
 ONLY_KERNEL_LOG = only_collectors("kernel_log")
-KERNEL_LOG_METRICS = {
-    "kmem_kernel_log_events_total": "counter",
-    "kmem_kernel_log_records_read_total": "counter",
-    "kmem_kernel_log_records_lost_total": "counter",
-    "kmem_kernel_log_reader_up": "gauge",
-    "kmem_kernel_log_reader_restarts_total": "counter",
-}
 
 
 def events(exposition: str) -> dict[tuple[str, ...], float]:
@@ -233,10 +226,3 @@ def test_reader_down_and_back_up_in_metrics(exporter_factory) -> None:  # type: 
     finally:
         if cgroup.exists():
             cgroup.rmdir()
-
-
-def test_readme_lists_every_kernel_log_metric() -> None:
-    readme = (PROJECT / "README.md").read_text()
-    for name, kind in KERNEL_LOG_METRICS.items():
-        assert f"| `{name}` | {kind} |" in readme, name
-    assert "| `kernel_log` |" in readme

@@ -374,17 +374,6 @@ def test_interval_flag_is_validated() -> None:
     assert "collector.memcg.interval" in result.stderr
 
 
-def test_readme_lists_every_memcg_metric() -> None:
-    readme = (PROJECT / "README.md").read_text()
-    documented = set(re.findall(r"^\| `(kmem_memcg_\w+)` \|", readme, re.MULTILINE))
-    exposed: set[str] = set()
-    for host in ("live-6.18", "cgroup2-6.18"):
-        result = scrape_fixture(host, *ONLY_MEMCG)
-        exposed |= {name for name, _ in series_values(result.stdout) if name.startswith("kmem_memcg_")}
-    assert documented == exposed
-    assert "`memcg`" in readme and "`--collector.memcg.interval`" in readme
-
-
 def test_synthetic_tree_generator(tmp_path: Path) -> None:
     """The benchmark's tree generator writes the number of cgroups asked for, and the walk finds them all."""
     spec = importlib.util.spec_from_file_location("memcg_walk_benchmark", PROJECT / "benchmarks" / "memcg_walk.py")

@@ -23,7 +23,6 @@ from exporter.sources import ParseError
 from exporter.sources.netns import mounted_network_namespaces, parse_namespace_link
 
 ONLY_NETNS = only_collectors("netns")
-NETNS_METRICS = ("kmem_network_namespaces", "kmem_network_namespaces_unreadable_processes")
 HOST_MOUNTINFO = (FIXTURES / "netns-bind-mounts" / "proc" / "1" / "mountinfo").read_text()
 
 
@@ -212,10 +211,3 @@ def test_live_unprivileged_walk_reports_unreadable_processes() -> None:
     # nobody can read only its own processes' namespaces; root's processes are reported as unreadable.
     assert value(result.stdout, "kmem_network_namespaces") >= 1
     assert value(result.stdout, "kmem_network_namespaces_unreadable_processes") >= 1
-
-
-def test_readme_lists_every_netns_metric() -> None:
-    readme = (PROJECT / "README.md").read_text()
-    for name in NETNS_METRICS:
-        assert f"| `{name}` | gauge | |" in readme, name
-    assert "`--collector.netns.interval`" in readme

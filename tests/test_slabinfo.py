@@ -369,12 +369,3 @@ def test_unprivileged_user_gets_a_message_that_says_how_to_grant_access() -> Non
                              capture_output=True, text=True, timeout=60, cwd=PROJECT)
     assert granted.returncode == 0, granted.stderr
     assert collector_success(granted.stdout) == {"slabinfo": 1}
-
-
-def test_readme_lists_every_slab_metric_and_option() -> None:
-    readme = (PROJECT / "README.md").read_text()
-    for name in SLAB_METRICS:
-        assert f"| `{name}` | gauge | `cache` |" in readme, name
-    for option in ("slabinfo.fold-caches", "slabinfo.include", "slabinfo.exclude"):
-        assert f"collector.{option}` |" in readme, option
-

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, PROJECT, promtool_check_metrics, scrape_fixture, scrape_fixture_ok
+from conftest import FIXTURES, promtool_check_metrics, scrape_fixture, scrape_fixture_ok
 from exporter.sources import ParseError
 from exporter.sources.buddyinfo import parse_buddyinfo
 from exporter.sources.zoneinfo import ZoneInfo, parse_zoneinfo
 from fuzzing import cut_and_mutated, parse_or_none
-from metrics_text import collector_success, only_collectors, series_values, types, value
+from metrics_text import collector_success, only_collectors, series_values, value
 
 ONLY = only_collectors("buddyinfo", "zoneinfo")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -141,16 +140,3 @@ def test_collector_fails_alone_on_a_truncated_file() -> None:
     path = FIXTURES / "broken-fragmentation-files" / "proc" / "zoneinfo"
     assert f"{path}: malformed: node 0 zone Normal: no min, low, high watermark (truncated file?)" in result.stderr
     assert promtool_check_metrics(result.stdout) == ""
-
-
-def test_readme_documents_every_fragmentation_metric() -> None:
-    """Every family the pagetypeinfo, extfrag and zoneinfo collectors expose has a README row of the same type."""
-    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(kmem_[a-z_]+)` \| (\w+) \|",
-                                                         (PROJECT / "README.md").read_text(), re.MULTILINE)}
-    result = scrape_fixture("live-6.18", *only_collectors("pagetypeinfo", "extfrag", "zoneinfo"))
-    exposed = {name: kind for name, kind in types(result.stdout).items()
-               if name not in ("kmem_collector_success", "kmem_collector_duration_seconds", "kmem_exporter_build_info")}
-    assert set(exposed) == {"kmem_pagetype_free_blocks", "kmem_pagetype_pageblocks", "kmem_pageblock_order",
-                            "kmem_extfrag_index", "kmem_unusable_index", "kmem_extfrag_source_info",
-                            "kmem_zone_free_bytes", "kmem_zone_watermark_bytes", "kmem_zone_managed_bytes"}
-    assert {name: rows.get(name) for name in exposed} == exposed
