@@ -71,8 +71,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
 def _collector_switches() -> tuple[Setting, ...]:
     return tuple(
         Setting(f"collector.{name}", parse_bool, cls.default_enabled,
-                f"Enable the {name} collector: {cls.description} "
-                f"(default: {'enabled' if cls.default_enabled else 'disabled'}).")
+                f"Enable the {name} collector: {cls.description}.")
         for name, cls in COLLECTORS.items()
     )
 
@@ -186,12 +185,18 @@ def build_parser() -> argparse.ArgumentParser:
     for setting in ALL_SETTINGS:
         if setting.parse is parse_bool:
             parser.add_argument(f"--{setting.key}", dest=setting.key, action=argparse.BooleanOptionalAction,
-                                default=None, help=setting.help)
+                                default=None, help=_help(setting))
         else:
-            help_text = f"{setting.help} (default: {setting.default})" if setting.default else setting.help
             parser.add_argument(f"--{setting.key}", dest=setting.key, metavar=setting.metavar, default=None,
-                                help=help_text)
+                                help=_help(setting))
     return parser
+
+
+def _help(setting: Setting) -> str:
+    if setting.default is None or setting.default == "":
+        return setting.help
+    default = str(setting.default).lower() if setting.parse is parse_bool else setting.default
+    return f"{setting.help} (default: {default})"
 
 
 def parse_args(argv: Sequence[str]) -> tuple[str, Config]:
