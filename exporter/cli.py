@@ -1,4 +1,5 @@
-"""The command line: `serve` (default) runs the HTTP server; `scrape` collects once and prints the exposition."""
+"""The command line: `serve` (default) runs the HTTP server; `scrape` collects once and prints the exposition;
+`report` collects once and prints a plain-text diagnosis."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import logging
 import sys
 from typing import Optional, Sequence
 
+from prometheus_client.core import Metric
+
 from exporter.collectors import COLLECTORS
 from exporter.config import Config, ConfigError, parse_args
+from exporter.report import render_report
 from exporter.scrape import Scraper
 from exporter.server import render, serve
 
@@ -35,8 +39,8 @@ def build_scraper(config: Config) -> Scraper:
     return Scraper([COLLECTORS[name](config) for name in config.enabled_collectors], config.collector_timeout)
 
 
-async def scrape_once(config: Config) -> tuple[bytes, bool]:
-    """One collection, as the text exposition, and whether every enabled collector succeeded."""
+async def collect_once(config: Config) -> tuple[list[Metric], dict[str, str]]:
+    """One collection: the metric families and the reason each failed collector gave."""
     scraper = build_scraper(config)
     await scraper.start()
     try:
@@ -44,9 +48,26 @@ async def scrape_once(config: Config) -> tuple[bytes, bool]:
         families = await scraper.scrape()
     finally:
         await scraper.stop()
-    body, _ = render(families, accept="")
+    return families, scraper.failures()
+
+
+def all_succeeded(families: Sequence[Metric]) -> bool:
+    """Whether every enabled collector succeeded, by `kmem_collector_success`."""
     success = next(f for f in families if f.name == "kmem_collector_success")
-    return body, all(s.value == 1 for s in success.samples)
+    return all(s.value == 1 for s in success.samples)
+
+
+async def scrape_once(config: Config) -> tuple[bytes, bool]:
+    """One collection, as the text exposition, and whether every enabled collector succeeded."""
+    families, _ = await collect_once(config)
+    body, _ = render(families, accept="")
+    return body, all_succeeded(families)
+
+
+async def report_once(config: Config) -> tuple[str, bool]:
+    """One collection, as the plain-text diagnosis, and whether every enabled collector succeeded."""
+    families, failures = await collect_once(config)
+    return render_report(families, failures), all_succeeded(families)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -59,6 +80,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if command == "scrape":
         body, ok = asyncio.run(scrape_once(config))
         sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+        return 0 if ok else 1
+    if command == "report":
+        text, ok = asyncio.run(report_once(config))
+        sys.stdout.write(text)
         sys.stdout.flush()
         return 0 if ok else 1
     serve(config, build_scraper(config))

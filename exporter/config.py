@@ -19,7 +19,7 @@ from exporter import __version__
 from exporter.collectors import COLLECTORS
 from exporter.settings import Setting, SettingError, parse_bool, parse_duration, parse_str
 
-COMMANDS = ("serve", "scrape")
+COMMANDS = ("serve", "scrape", "report")
 LOG_LEVELS = ("debug", "info", "warn", "error")
 DEFAULT_PORT = 9792
 
@@ -174,11 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kmem-exporter",
         description="Prometheus exporter for Linux kernel memory: fragmentation, slab caches, memory cgroups.",
-        usage="kmem-exporter [serve|scrape] [flags]",
+        usage="kmem-exporter [serve|scrape|report] [flags]",
         epilog="Commands: serve (default) runs the HTTP server; scrape collects once, prints the exposition and exits "
-        "0 when every enabled collector succeeded, 1 otherwise.",
+        "0 when every enabled collector succeeded, 1 otherwise; report collects once and prints a plain-text "
+        "diagnosis (fragmentation, slab caches, memory cgroups) with the same exit status.",
     )
-    parser.add_argument("command", nargs="?", choices=COMMANDS, default="serve", help="serve (default) or scrape")
+    parser.add_argument("command", nargs="?", choices=COMMANDS, default="serve",
+                        help="serve (default), scrape or report")
     parser.add_argument("--version", action="version", version=f"kmem-exporter {__version__}")
     parser.add_argument("--config.file", dest="config.file", metavar="FILE",
                         help="YAML file with settings; its keys are the flag names without the leading dashes.")
