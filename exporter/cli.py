@@ -8,13 +8,12 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from prometheus_client.core import Metric
-
 from exporter.collectors import COLLECTORS
 from exporter.config import Config, ConfigError, parse_args
 from exporter.report import render_report
-from exporter.scrape import Scraper
-from exporter.server import render, serve
+from exporter.exposition import TEXT
+from exporter.scrape import Collection, Scraper
+from exporter.server import serve
 
 
 class _LogfmtFormatter(logging.Formatter):
@@ -36,38 +35,31 @@ def setup_logging(level: int) -> None:
 
 
 def build_scraper(config: Config) -> Scraper:
-    return Scraper([COLLECTORS[name](config) for name in config.enabled_collectors], config.collector_timeout)
+    return Scraper([COLLECTORS[name](config) for name in config.enabled_collectors], config.collector_timeout,
+                   config.max_file_bytes)
 
 
-async def collect_once(config: Config) -> tuple[list[Metric], dict[str, str]]:
-    """One collection: the metric families and the reason each failed collector gave."""
+async def collect_once(config: Config) -> Collection:
+    """One collection, with every collector started first (and stopped after)."""
     scraper = build_scraper(config)
     await scraper.start()
     try:
         await scraper.wait_ready()
-        families = await scraper.scrape()
+        return await scraper.scrape()
     finally:
         await scraper.stop()
-    return families, scraper.failures()
-
-
-def all_succeeded(families: Sequence[Metric]) -> bool:
-    """Whether every enabled collector succeeded, by `kmem_collector_success`."""
-    success = next(f for f in families if f.name == "kmem_collector_success")
-    return all(s.value == 1 for s in success.samples)
 
 
 async def scrape_once(config: Config) -> tuple[bytes, bool]:
     """One collection, as the text exposition, and whether every enabled collector succeeded."""
-    families, _ = await collect_once(config)
-    body, _ = render(families, accept="")
-    return body, all_succeeded(families)
+    collection = await collect_once(config)
+    return await collection.body(TEXT), collection.succeeded
 
 
 async def report_once(config: Config) -> tuple[str, bool]:
     """One collection, as the plain-text diagnosis, and whether every enabled collector succeeded."""
-    families, failures = await collect_once(config)
-    return render_report(families, failures), all_succeeded(families)
+    collection = await collect_once(config)
+    return render_report(collection.families, collection.failures), collection.succeeded
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -87,5 +79,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
         return 0 if ok else 1
-    serve(config, build_scraper(config))
-    return 0
+    return serve(config, build_scraper(config))

@@ -17,7 +17,8 @@ import yaml
 
 from exporter import __version__
 from exporter.collectors import COLLECTORS
-from exporter.settings import Setting, SettingError, parse_bool, parse_duration, parse_str
+from exporter.settings import (Setting, SettingError, parse_bool, parse_duration, parse_positive_int, parse_size,
+                               parse_str)
 
 COMMANDS = ("serve", "scrape", "report")
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -30,10 +31,26 @@ class ConfigError(Exception):
 
 def _parse_listen_address(value: object) -> str:
     address = parse_str(value)
-    _, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise SettingError(f"expected [host]:port, got {address!r}")
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or len(port) > 5 or not 0 <= int(port) <= 65535:
+        raise SettingError(f"expected [host]:port, got {address!r:.80}")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise SettingError(f"an IPv6 address goes in brackets ([::1]:9792), got {address!r:.80}")
     return address
+
+
+def _parse_listen_addresses(value: object) -> tuple[str, ...]:
+    """One address, or a list of them (the flag may be repeated; the file takes a string or a list)."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values or len(values) > 64:
+        raise SettingError(f"expected 1 to 64 addresses, got {len(values)}")
+    return tuple(dict.fromkeys(_parse_listen_address(v) for v in values))
+
+
+def split_host_port(address: str) -> tuple[Optional[str], int]:
+    """The host (None: every address, IPv4 and IPv6) and port of a listen address."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or None, int(port)
 
 
 def _parse_telemetry_path(value: object) -> str:
@@ -51,14 +68,22 @@ def _parse_log_level(value: object) -> str:
 
 
 CORE_SETTINGS: tuple[Setting, ...] = (
-    Setting("web.listen-address", _parse_listen_address, f":{DEFAULT_PORT}",
-            "Address to listen on for the web interface and telemetry.", "[HOST]:PORT"),
+    Setting("web.listen-address", _parse_listen_addresses, f":{DEFAULT_PORT}",
+            "Address to listen on for the web interface and telemetry; repeat the flag (or give a list in the file) "
+            "for several. :PORT listens on every IPv4 and IPv6 address.", "[HOST]:PORT"),
+    Setting("web.max-requests", parse_positive_int, 40,
+            "Maximum number of /metrics requests served at once; more are answered 503 at once.", "N"),
+    Setting("web.max-connections", parse_positive_int, 512,
+            "Maximum number of open client connections; more are closed as soon as they are accepted.", "N"),
     Setting("web.telemetry-path", _parse_telemetry_path, "/metrics", "Path under which to expose metrics.", "PATH"),
     Setting("path.procfs", parse_str, "/proc", "procfs mountpoint.", "PATH"),
     Setting("path.sysfs", parse_str, "/sys", "sysfs mountpoint.", "PATH"),
     Setting("path.debugfs", parse_str, None, "debugfs mountpoint (default: <path.sysfs>/kernel/debug).", "PATH"),
     Setting("path.cgroupfs", parse_str, None, "cgroup filesystem root (default: <path.sysfs>/fs/cgroup).", "PATH"),
     Setting("path.kmsg", parse_str, "/dev/kmsg", "Kernel log device.", "PATH"),
+    Setting("collector.max-file-size", parse_size, "32MiB",
+            "Largest kernel file a collector reads (slabinfo, mountinfo and the other tables; one-value files such "
+            "as sysctls are capped at 64KiB); a larger or endless file fails its collector.", "SIZE"),
     Setting("collector.timeout", parse_duration, "10s",
             "A collector still running after this long fails the scrape for itself only.", "DURATION"),
     Setting("collector.disable-defaults", parse_bool, False,
@@ -84,7 +109,9 @@ SETTINGS_BY_KEY: Mapping[str, Setting] = MappingProxyType({s.key: s for s in ALL
 
 @dataclass(frozen=True)
 class Config:
-    listen_address: str
+    listen_addresses: tuple[str, ...]
+    max_requests: int
+    max_connections: int
     telemetry_path: str
     procfs: Path
     sysfs: Path
@@ -92,6 +119,7 @@ class Config:
     cgroupfs: Path
     kmsg: Path
     collector_timeout: float
+    max_file_bytes: int
     log_level: str
     enabled_collectors: tuple[str, ...]
     options: Mapping[str, object] = field(default_factory=dict)
@@ -100,9 +128,9 @@ class Config:
         return self.options[key]
 
     @property
-    def listen_host_port(self) -> tuple[str, int]:
-        host, _, port = self.listen_address.rpartition(":")
-        return host.strip("[]") or "0.0.0.0", int(port)
+    def listen_host_port(self) -> tuple[Optional[str], int]:
+        """The host and port of the first listen address."""
+        return split_host_port(self.listen_addresses[0])
 
     @property
     def python_log_level(self) -> int:
@@ -130,7 +158,9 @@ class Config:
         debugfs = resolved["path.debugfs"] or sysfs / "kernel" / "debug"
         cgroupfs = resolved["path.cgroupfs"] or sysfs / "fs" / "cgroup"
         return cls(
-            listen_address=str(resolved["web.listen-address"]),
+            listen_addresses=resolved["web.listen-address"],  # type: ignore[arg-type]
+            max_requests=int(resolved["web.max-requests"]),  # type: ignore[call-overload]
+            max_connections=int(resolved["web.max-connections"]),  # type: ignore[call-overload]
             telemetry_path=str(resolved["web.telemetry-path"]),
             procfs=Path(str(resolved["path.procfs"])),
             sysfs=sysfs,
@@ -138,6 +168,7 @@ class Config:
             cgroupfs=Path(str(cgroupfs)),
             kmsg=Path(str(resolved["path.kmsg"])),
             collector_timeout=float(resolved["collector.timeout"]),  # type: ignore[arg-type]
+            max_file_bytes=int(resolved["collector.max-file-size"]),  # type: ignore[call-overload]
             log_level=str(resolved["log.level"]),
             enabled_collectors=tuple(name for name in COLLECTORS if resolved[f"collector.{name}"]),
             options=MappingProxyType({s.key: resolved[s.key] for s in COLLECTOR_OPTIONS}),
@@ -188,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
         if setting.parse is parse_bool:
             parser.add_argument(f"--{setting.key}", dest=setting.key, action=argparse.BooleanOptionalAction,
                                 default=None, help=_help(setting))
+        elif setting.parse is _parse_listen_addresses:
+            parser.add_argument(f"--{setting.key}", dest=setting.key, metavar=setting.metavar, default=None,
+                                action="append", help=_help(setting))
         else:
             parser.add_argument(f"--{setting.key}", dest=setting.key, metavar=setting.metavar, default=None,
                                 help=_help(setting))

@@ -1,11 +1,14 @@
 """Runs the enabled collectors for a scrape: off the event loop, each with a timeout, failures kept to themselves.
 
-Scrapes that arrive while a collection is running share that collection.
+Scrapes that arrive while a collection is running share that collection, and share its renderings too: each format
+(and its gzip) is written at most once per collection, whatever the number of requests that join it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import gzip
 import logging
 import time
 from dataclasses import dataclass
@@ -15,10 +18,13 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.samples import Sample
 
 from exporter import __version__
-from exporter.collectors.base import Collector, CollectorError
-from exporter.threads import run_in_daemon_thread
+from exporter.collectors.base import Collector, CollectorError, KernelFiles
+from exporter.exposition import Format, render
+from exporter.threads import DaemonPool
 
 log = logging.getLogger(__name__)
+
+GZIP_LEVEL = 6  # a 150 kB exposition shrinks tenfold for about a millisecond
 
 
 @dataclass(frozen=True)
@@ -29,16 +35,63 @@ class CollectorOutcome:
     error: Optional[str]
 
 
+class Collection:
+    """The result of one collection: its metric families, and their renderings, made once and shared."""
+
+    def __init__(self, families: list[Metric], failures: dict[str, str], pool: DaemonPool) -> None:
+        self.families = families
+        self.failures = failures  # collector -> reason, for those that failed
+        self._pool = pool
+        self._bodies: dict[tuple[str, bool], asyncio.Future[bytes]] = {}
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.failures
+
+    def body(self, form: Format, gzipped: bool = False) -> "asyncio.Future[bytes]":
+        """The exposition in `form` (gzip-compressed when asked), rendered off the event loop at the first request
+        and shared by every later one."""
+        key = (form.name, gzipped)
+        body = self._bodies.get(key)
+        if body is None:
+            if gzipped:
+                plain = self.body(form)
+                body = asyncio.ensure_future(self._compress(plain))
+            else:
+                body = self._pool.submit(functools.partial(self.render, form))
+            self._bodies[key] = body
+        return body
+
+    def render(self, form: Format) -> bytes:
+        return render(self.families, form, _log_unwritable)
+
+    async def _compress(self, plain: "asyncio.Future[bytes]") -> bytes:
+        data = await plain
+        return await self._pool.submit(functools.partial(gzip.compress, data, GZIP_LEVEL, mtime=0))
+
+
+def _log_unwritable(family: Metric, err: Exception) -> None:
+    log.error("metric family %s left out: it cannot be written: %s", family.name, err)
+
+
 class Scraper:
-    def __init__(self, collectors: Sequence[Collector], timeout: float) -> None:
+    def __init__(self, collectors: Sequence[Collector], timeout: float, max_file_bytes: int) -> None:
         self.collectors = tuple(collectors)
         self.timeout = timeout
+        self.max_file_bytes = max_file_bytes
+        self._pool = DaemonPool("collect")
         self._running: dict[str, asyncio.Future[CollectorOutcome]] = {}
-        self._in_flight: Optional[asyncio.Future[list[Metric]]] = None
+        self._in_flight: Optional[asyncio.Future[Collection]] = None
         self._reported_errors: dict[str, str] = {}
 
     async def start(self) -> None:
-        await asyncio.gather(*(c.start() for c in self.collectors))
+        """Start every collector's background work; a start that takes longer than the collector timeout is left
+        to finish on its own (the collector then fails its scrapes until it has)."""
+        starts = [asyncio.ensure_future(c.start()) for c in self.collectors]
+        if starts:
+            _, pending = await asyncio.wait(starts, timeout=self.timeout)
+            for start in pending:
+                log.error("a collector is still starting after %gs; serving without waiting for it", self.timeout)
 
     async def wait_ready(self) -> None:
         """Wait until every collector has something to serve (background collectors: their first pass), but no
@@ -53,8 +106,8 @@ class Scraper:
     async def stop(self) -> None:
         await asyncio.gather(*(c.stop() for c in self.collectors), return_exceptions=True)
 
-    async def scrape(self) -> list[Metric]:
-        """All metric families for one scrape; concurrent callers share one collection."""
+    async def scrape(self) -> Collection:
+        """One collection; concurrent callers share it."""
         if self._in_flight is None:
             self._in_flight = asyncio.ensure_future(self._collect_all())
             self._in_flight.add_done_callback(self._clear_in_flight)
@@ -66,22 +119,25 @@ class Scraper:
         """The collectors that failed their last collection, with the reason each gave."""
         return dict(self._reported_errors)
 
-    def _clear_in_flight(self, _: "asyncio.Future[list[Metric]]") -> None:
+    def _clear_in_flight(self, _: "asyncio.Future[Collection]") -> None:
         self._in_flight = None
 
-    async def _collect_all(self) -> list[Metric]:
-        outcomes = await asyncio.gather(*(self._collect_one(c) for c in self.collectors))
+    async def _collect_all(self) -> Collection:
+        files = KernelFiles(self.max_file_bytes)
+        outcomes = await asyncio.gather(*(self._collect_one(c, files) for c in self.collectors))
         for outcome in outcomes:
             self._report(outcome)
-        return merge_families([m for o in outcomes for m in o.metrics]) + self_metrics(outcomes)
+        families = merge_families([m for o in outcomes for m in o.metrics]) + self_metrics(outcomes)
+        failures = {o.name: o.error for o in outcomes if o.error is not None}
+        return Collection(sorted(families, key=lambda f: f.name), failures, self._pool)
 
-    async def _collect_one(self, collector: Collector) -> CollectorOutcome:
+    async def _collect_one(self, collector: Collector, files: KernelFiles) -> CollectorOutcome:
         started = time.monotonic()
         previous = self._running.get(collector.name)
         if previous is not None and not previous.done():
             # A read stuck in the kernel keeps its thread; don't pile more threads onto it.
             return CollectorOutcome(collector.name, (), 0.0, "the previous collection is still running")
-        future = run_in_daemon_thread(lambda: _run_collector(collector), f"collect-{collector.name}")
+        future = self._pool.submit(functools.partial(_run_collector, collector, files))
         self._running[collector.name] = future
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.timeout)
@@ -101,10 +157,11 @@ class Scraper:
             self._reported_errors[outcome.name] = outcome.error
 
 
-def _run_collector(collector: Collector) -> CollectorOutcome:
+def _run_collector(collector: Collector, files: KernelFiles) -> CollectorOutcome:
     started = time.monotonic()
     try:
-        metrics = tuple(collector.collect())
+        metrics = tuple(collector.collect(files))
+        check_exportable(metrics)
         error = None
     except CollectorError as err:
         metrics, error = (), str(err)
@@ -114,9 +171,22 @@ def _run_collector(collector: Collector) -> CollectorOutcome:
     return CollectorOutcome(collector.name, metrics, time.monotonic() - started, error)
 
 
+def check_exportable(families: Iterable[Metric]) -> None:
+    """CollectorError unless every sample has a value the exposition can write and string labels: what a collector
+    returns can fail that collector, never the encoder and so the whole scrape."""
+    for family in families:
+        for sample in family.samples:
+            try:
+                float(sample.value)
+            except (TypeError, ValueError, OverflowError):
+                raise CollectorError(f"{family.name}: value {str(sample.value)[:40]!r} cannot be exported") from None
+            if not all(type(v) is str for v in sample.labels.values()):
+                raise CollectorError(f"{family.name}: a label value is not a string: {sample.labels!r:.80}")
+
+
 def merge_families(families: Iterable[Metric]) -> list[Metric]:
     """One family per name (collectors may share a family such as the background-pass gauges), duplicate series
-    dropped, samples in a stable order."""
+    dropped (the last one kept), samples in a stable order: by name, then label values (numbers numerically)."""
     merged: dict[str, Metric] = {}
     for family in families:
         target = merged.get(family.name)
@@ -124,18 +194,19 @@ def merge_families(families: Iterable[Metric]) -> list[Metric]:
             target = merged[family.name] = Metric(family.name, family.documentation, family.type, family.unit)
         target.samples.extend(family.samples)
     for family in merged.values():
-        unique = {(s.name, tuple(sorted(s.labels.items()))): s for s in family.samples}
+        unique = {(s.name, *sorted(s.labels.items())): s for s in family.samples}
         family.samples = sorted(unique.values(), key=_sample_order)
-    return sorted(merged.values(), key=lambda f: f.name)
+    return list(merged.values())
 
 
 def _sample_order(sample: Sample) -> tuple[object, ...]:
-    return (sample.name, tuple((k, _natural(v)) for k, v in sorted(sample.labels.items())))
+    return (sample.name, *(_natural(v) for _, v in sorted(sample.labels.items())))
 
 
+@functools.lru_cache(maxsize=65536)
 def _natural(value: str) -> tuple[int, object]:
     """Numbers in numeric order (order 2 before order 10), then everything else by text."""
-    return (0, int(value)) if value.isdigit() else (1, value)
+    return (0, int(value)) if value.isdigit() and value.isascii() else (1, value)
 
 
 def self_metrics(outcomes: Sequence[CollectorOutcome]) -> list[Metric]:

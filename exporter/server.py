@@ -1,49 +1,103 @@
-"""The HTTP server: /metrics (text or OpenMetrics, gzip when accepted), a landing page, and health endpoints."""
+"""The HTTP server: /metrics (text or OpenMetrics, gzip when accepted), a landing page, and health endpoints.
+
+Bounded whatever clients do: at most `--web.max-requests` /metrics requests are served at once (more get 503 at
+once), each holding its slot until its answer is written or the write times out; every request that joins a
+collection shares its rendering; connections are limited and must send their request heads in time
+(`exporter.connections`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import html
 import logging
-from typing import AsyncIterator, Optional, Sequence
+import resource
+import signal
+import time
+from typing import Any, AsyncIterator, Optional
 
 from aiohttp import web
-from prometheus_client.core import Metric
-from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
-from exporter.config import Config
+from exporter.config import Config, split_host_port
+from exporter.connections import ConnectionLimit
+from exporter.exposition import choose_format
 from exporter.scrape import Scraper
 
 log = logging.getLogger(__name__)
 
+WRITE_TIMEOUT = 30.0  # seconds to hand a client its answer; a client that does not read is disconnected
+KEEPALIVE_TIMEOUT = 75.0  # seconds an idle keep-alive connection stays open (Prometheus reuses it between scrapes)
+SHUTDOWN_TIMEOUT = 5.0
 
 
-class _Snapshot:
-    """What prometheus-client's encoders want: an object whose collect() yields metric families."""
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header allows gzip: listed (or `*`) with a q-value above 0."""
+    codings: dict[str, float] = {}
+    for item in accept_encoding.split(",")[:32]:
+        coding, *params = (part.strip().lower() for part in item.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        codings[coding] = q if 0.0 <= q <= 1.0 else 0.0
+    return codings.get("gzip", codings.get("x-gzip", codings.get("*", 0.0))) > 0
 
-    def __init__(self, families: Sequence[Metric]) -> None:
-        self._families = families
 
-    def collect(self) -> Sequence[Metric]:
-        return self._families
+class RequestSlots:
+    """At most `limit` /metrics requests at once."""
 
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+        self._last_warning = -float("inf")
 
-def render(families: Sequence[Metric], accept: str) -> tuple[bytes, str]:
-    """The exposition body and its content type, chosen by the Accept header like prometheus-client does."""
-    encoder, content_type = choose_encoder(accept)
-    return encoder(_Snapshot(families)), content_type
+    def try_take(self) -> bool:
+        if self.in_use >= self.limit:
+            now = time.monotonic()
+            if now - self._last_warning >= 60:
+                self._last_warning = now
+                log.warning("%d /metrics requests in flight (--web.max-requests); answering 503", self.in_use)
+            return False
+        self.in_use += 1
+        return True
+
+    def release(self) -> None:
+        self.in_use -= 1
 
 
 def make_app(config: Config, scraper: Scraper) -> web.Application:
     app = web.Application()
+    slots = RequestSlots(config.max_requests)
 
-    async def metrics(request: web.Request) -> web.Response:
-        families = await scraper.scrape()
-        body, content_type = render(families, request.headers.get("Accept", ""))
-        response = web.Response(body=body, headers={"Content-Type": content_type})
-        response.enable_compression()  # gzip or deflate only when the client's Accept-Encoding allows it
-        return response
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        form = choose_format(request.headers.get("Accept", ""))
+        if request.method == "HEAD":  # the headers only: no collection
+            return web.Response(headers={"Content-Type": form.content_type})
+        if not slots.try_take():
+            return web.Response(status=503, text="too many requests in flight\n",
+                                headers={"Retry-After": "1"})
+        try:
+            collection = await scraper.scrape()
+            gzipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
+            body = await collection.body(form, gzipped)
+            response = web.StreamResponse(headers={"Content-Type": form.content_type, "Vary": "Accept-Encoding"})
+            if gzipped:
+                response.headers["Content-Encoding"] = "gzip"
+            response.content_length = len(body)
+            try:
+                await asyncio.wait_for(_send(request, response, body), WRITE_TIMEOUT)
+            except asyncio.TimeoutError:
+                log.debug("a client did not read its answer in %gs; disconnecting it", WRITE_TIMEOUT)
+                if request.transport is not None:
+                    request.transport.abort()
+            return response
+        finally:
+            slots.release()
 
     async def landing(request: web.Request) -> web.Response:
         path = html.escape(config.telemetry_path)
@@ -67,13 +121,13 @@ def make_app(config: Config, scraper: Scraper) -> web.Application:
         return web.Response(text="OK\n")
 
     async def become_ready() -> None:
+        await scraper.start()
         await scraper.wait_ready()
         log.info("ready; collectors: %s", ", ".join(config.enabled_collectors) or "none")
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        # The port is bound after this part: nothing here may wait for a slow (or stuck) collector.
+        # The port is bound after this part: nothing here may wait for a collector.
         nonlocal readiness
-        await scraper.start()
         readiness = asyncio.create_task(become_ready())
         yield
         readiness.cancel()
@@ -87,9 +141,86 @@ def make_app(config: Config, scraper: Scraper) -> web.Application:
     return app
 
 
-def serve(config: Config, scraper: Scraper) -> None:
-    """Run until SIGTERM or SIGINT, then shut down cleanly."""
-    host, port = config.listen_host_port
-    log.info("listening on %s:%d, metrics at %s", host, port, config.telemetry_path)
-    web.run_app(make_app(config, scraper), host=host, port=port, print=None, access_log=None,
-                shutdown_timeout=5.0)
+async def _send(request: web.Request, response: web.StreamResponse, body: bytes) -> None:
+    await response.prepare(request)
+    await response.write(body)
+    await response.write_eof()
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP listener whose connections go through a ConnectionLimit."""
+
+    def __init__(self, runner: web.BaseRunner, address: str, limit: ConnectionLimit) -> None:
+        super().__init__(runner)
+        self._address = address
+        self._host, self._port = split_host_port(address)
+        self._limit = limit
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._address}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._limit.protocol_factory(server), self._host, self._port, backlog=self._backlog,
+            reuse_address=True)
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft limit of open files to the hard limit, as Go programs such as node_exporter do."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as err:
+            log.debug("could not raise the open-file limit from %d to %d: %s", soft, hard, err)
+
+
+def _loop_exception_handler() -> Any:
+    """Log the event loop's own errors (a failed accept when out of file descriptors, ...) once a minute per kind,
+    on one line: asyncio retries a failed accept by itself after a second."""
+    last: dict[str, float] = {}
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = str(context.get("message", "event loop error"))
+        exception = context.get("exception")
+        now = time.monotonic()
+        if now - last.get(message, -float("inf")) >= 60:
+            last[message] = now
+            log.error("%s: %s", message, exception if exception is not None else "(no exception)")
+
+    return handle
+
+
+async def run_server(config: Config, scraper: Scraper) -> int:
+    """Serve until SIGTERM or SIGINT, then shut down cleanly: exit status 0; 1 when an address cannot be bound."""
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_loop_exception_handler())
+    raise_open_file_limit()
+    runner = web.AppRunner(make_app(config, scraper), access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT,
+                           shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        limit = ConnectionLimit(config.max_connections)
+        for address in config.listen_addresses:
+            try:
+                await GuardedSite(runner, address, limit).start()
+            except OSError as err:
+                log.error("cannot listen on %s: %s", address, err.strerror or err)
+                return 1
+        log.info("listening on %s, metrics at %s", ", ".join(config.listen_addresses), config.telemetry_path)
+        await stop.wait()
+        log.info("shutting down")
+        return 0
+    finally:
+        await runner.cleanup()
+
+
+def serve(config: Config, scraper: Scraper) -> int:
+    return asyncio.run(run_server(config, scraper))

@@ -28,6 +28,33 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+
+
+def parse_size(value: object) -> int:
+    """Bytes from a size such as `64MiB`, `500kB` or a plain number of bytes."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise SettingError(f"expected a size such as 64MiB, got {value!r:.80}")
+    match = re.fullmatch(r"(\d{1,15})\s*([a-zA-Z]*)", str(value).strip())
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _SIZE_UNITS:
+        raise SettingError(f"expected a size such as 64MiB, 512KiB or 1000000, got {value!r:.80}")
+    size = int(match.group(1)) * _SIZE_UNITS[unit]
+    if size <= 0:
+        raise SettingError(f"a size must be positive, got {value!r}")
+    return size
+
+
+def parse_positive_int(value: object) -> int:
+    """A whole number of at least 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise SettingError(f"expected a positive whole number, got {value!r:.80}")
+    number = int(str(value).strip()[:12])
+    if number < 1:
+        raise SettingError(f"expected a positive whole number, got {value!r}")
+    return number
+
+
 def parse_regex(value: object) -> re.Pattern[str]:
     """A compiled regular expression; it must match a whole name (like Prometheus' relabelling)."""
     if not isinstance(value, str):

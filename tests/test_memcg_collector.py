@@ -19,7 +19,7 @@ from conftest import (FIXTURES, PROJECT, fixture_flags, promtool_check_metrics, 
 from metrics_text import collector_success, only_collectors, series_values, value
 from exporter.collectors import memcg as memcg_module
 from exporter.collectors import memcg_walk
-from exporter.collectors.base import CollectorError
+from exporter.collectors.base import CollectorError, KernelFiles
 from exporter.collectors.memcg import MemcgCollector, MemcgPass
 from exporter.config import Config
 
@@ -40,7 +40,7 @@ def config_for(root: Path, **extra: str) -> Config:
 
 
 def refresh(root: Path) -> MemcgPass:
-    return MemcgCollector(config_for(root)).refresh()
+    return MemcgCollector(config_for(root)).refresh(KernelFiles(1 << 20))
 
 
 def copy_fixture(host: str, tmp_path: Path) -> Path:
@@ -136,7 +136,7 @@ def test_cgroupfs_flag_moves_the_hierarchy(tmp_path: Path) -> None:
     with pytest.raises(CollectorError, match=r"fs/cgroup/memory: not a cgroup v1 memory hierarchy .*hierarchy 10"):
         refresh(root)
     collector = MemcgCollector(config_for(root, **{"path.cgroupfs": str(moved)}))
-    assert collector.refresh().visible == 34
+    assert collector.refresh(KernelFiles(1 << 20)).visible == 34
 
 
 def test_no_memory_hierarchy_anywhere(tmp_path: Path) -> None:
@@ -344,10 +344,10 @@ def test_scrape_serves_the_latest_pass_without_walking(monkeypatch: pytest.Monke
     monkeypatch.setattr(memcg_module, "walk_memory_cgroups", counting_walk)
     collector = MemcgCollector(config_for(FIXTURES / "memcg-near-exhausted"))
     with pytest.raises(CollectorError, match="first background pass has not finished"):
-        list(collector.collect())
+        list(collector.collect(KernelFiles(1 << 20)))
     collector.refresh_once()
     for _ in range(3):
-        names = [family.name for family in collector.collect()]
+        names = [family.name for family in collector.collect(KernelFiles(1 << 20))]
     assert len(walks) == 1
     assert "kmem_memcg_dying_cgroups" in names and "kmem_background_pass_timestamp_seconds" in names
 

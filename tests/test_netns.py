@@ -88,7 +88,7 @@ def test_random_link_raises_only_parse_error(target: str, kind: str) -> None:
 def test_walk_of_the_fixture_tree() -> None:
     # Namespaces: the host's (pids 1, 42), blue (pid 2000 and two bind mounts), red (a bind mount only), the
     # container's (pids 1000, 1001). Pid 3000 exited during the walk; pid 42's mount table is never read.
-    assert walk_network_namespaces(FIXTURES / "netns-bind-mounts" / "proc") == NetnsWalk(4, 5, 0)
+    assert walk_network_namespaces(FIXTURES / "netns-bind-mounts" / "proc", 1 << 20) == NetnsWalk(4, 5, 0)
 
 
 def test_collector_on_the_fixture_tree() -> None:

@@ -159,8 +159,8 @@ def test_live_host() -> None:
 @lru_cache(maxsize=None)
 def collection(host: str) -> tuple[tuple[Metric, ...], tuple[tuple[str, str], ...]]:
     _, config = parse_args(fixture_flags(host))
-    families, failures = asyncio.run(collect_once(config))
-    return tuple(families), tuple(failures.items())
+    collection = asyncio.run(collect_once(config))
+    return tuple(collection.families), tuple(collection.failures.items())
 
 
 def families_of(host: str, **replaced: list[tuple[dict[str, str], float]]) -> list[Metric]:

@@ -10,9 +10,11 @@ from typing import Iterable
 import pytest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector, CollectorError
+from exporter.collectors.base import Collector, CollectorError, KernelFiles
 from exporter.config import Config
-from exporter.scrape import Scraper
+from exporter.scrape import Collection, Scraper
+
+MAX_BYTES = 1 << 20
 
 CONFIG = Config.from_values({})
 
@@ -29,7 +31,7 @@ class Gate(Collector):
         self.entered = threading.Event()
         self.gate = threading.Event()
 
-    def collect(self) -> Iterable[Metric]:
+    def collect(self, files: KernelFiles) -> Iterable[Metric]:
         self.calls += 1
         self.entered.set()
         self.gate.wait(timeout=60)
@@ -40,7 +42,7 @@ class Quick(Collector):
     name = "quick"
     description = "a collector that answers at once"
 
-    def collect(self) -> Iterable[Metric]:
+    def collect(self, files: KernelFiles) -> Iterable[Metric]:
         return [GaugeMetricFamily("kmem_test_quick", "Always 1.", value=1)]
 
 
@@ -52,14 +54,14 @@ class Failing(Collector):
         super().__init__(config)
         self.error: Exception | None = CollectorError("/proc/test: malformed: line 1")
 
-    def collect(self) -> Iterable[Metric]:
+    def collect(self, files: KernelFiles) -> Iterable[Metric]:
         if self.error is not None:
             raise self.error
         return [GaugeMetricFamily("kmem_test_failing", "Always 1.", value=1)]
 
 
-def success(families: list[Metric]) -> dict[str, float]:
-    family = next(f for f in families if f.name == "kmem_collector_success")
+def success(collection: Collection) -> dict[str, float]:
+    family = next(f for f in collection.families if f.name == "kmem_collector_success")
     return {s.labels["collector"]: s.value for s in family.samples}
 
 
@@ -69,7 +71,7 @@ async def wait_for(event: threading.Event) -> None:
 
 async def test_concurrent_scrapes_share_one_collection() -> None:
     gate = Gate(CONFIG)
-    scraper = Scraper([gate, Quick(CONFIG)], timeout=60)
+    scraper = Scraper([gate, Quick(CONFIG)], timeout=60, max_file_bytes=MAX_BYTES)
     first = asyncio.create_task(scraper.scrape())
     await wait_for(gate.entered)  # the collection is under way and held at the gate
     second = asyncio.create_task(scraper.scrape())
@@ -86,25 +88,24 @@ async def test_concurrent_scrapes_share_one_collection() -> None:
 
 async def test_slow_collector_times_out_alone_and_is_not_piled_on() -> None:
     gate = Gate(CONFIG)
-    scraper = Scraper([gate, Quick(CONFIG)], timeout=0.2)
-    families = await scraper.scrape()
-    assert success(families) == {"gate": 0, "quick": 1}
-    assert "kmem_test_quick" in {f.name for f in families}
-    assert "kmem_test_gate" not in {f.name for f in families}
+    scraper = Scraper([gate, Quick(CONFIG)], timeout=0.2, max_file_bytes=MAX_BYTES)
+    collection = await scraper.scrape()
+    assert success(collection) == {"gate": 0, "quick": 1}
+    assert "kmem_test_quick" in {f.name for f in collection.families}
+    assert "kmem_test_gate" not in {f.name for f in collection.families}
     # Still stuck: the next scrape does not start a second read of the same collector.
     assert success(await scraper.scrape()) == {"gate": 0, "quick": 1}
     assert gate.calls == 1
     gate.gate.set()
     await scraper._running["gate"]  # the stuck read, now finished
-    families = await scraper.scrape()
-    assert success(families) == {"gate": 1, "quick": 1}
+    assert success(await scraper.scrape()) == {"gate": 1, "quick": 1}
     assert gate.calls == 2
     await scraper.stop()
 
 
 async def test_failure_is_logged_once_until_it_changes(caplog: pytest.LogCaptureFixture) -> None:
     failing = Failing(CONFIG)
-    scraper = Scraper([failing, Quick(CONFIG)], timeout=10)
+    scraper = Scraper([failing, Quick(CONFIG)], timeout=10, max_file_bytes=MAX_BYTES)
     with caplog.at_level(logging.INFO, logger="exporter.scrape"):
         for _ in range(3):
             assert success(await scraper.scrape()) == {"failing": 0, "quick": 1}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import io
 import logging
 import os
+import threading
 import time
 from functools import cached_property
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar, Generic, Iterable, Optiona
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from exporter.reading import VALUE_FILE_MAX_BYTES, FileTooLarge, NotARegularFile, read_bounded, read_head
 from exporter.settings import Setting, parse_duration
 from exporter.sources import ParseError
 from exporter.sources.smaps import KERNEL_PAGE_SIZE_FIELD, parse_kernel_page_size
@@ -25,6 +28,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+_SMAPS_HEAD_BYTES = 16 * 1024  # the first mapping's block, where KernelPageSize stands, is under 2 KiB
+
 
 class CollectorError(Exception):
     """A collector could not produce its metrics. The message names the path and the reason."""
@@ -32,30 +37,14 @@ class CollectorError(Exception):
 
 def describe_os_error(path: Path, err: OSError) -> str:
     """A one-line reason for a failed read that tells an operator what to do."""
+    if isinstance(err, (FileTooLarge, NotARegularFile)):
+        return f"{path}: {err.strerror}"
     if isinstance(err, FileNotFoundError):
         return f"{path}: file not found"
     if isinstance(err, PermissionError):
         return f"{path}: permission denied (run as root, or grant CAP_DAC_READ_SEARCH in a container)"
     reason = errno.errorcode.get(err.errno or 0, "error")
     return f"{path}: {reason}: {err.strerror or err}"
-
-
-def read_text(path: Path) -> str:
-    """The whole file as text; any failure becomes a CollectorError naming the path and reason."""
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError as err:
-        raise CollectorError(describe_os_error(path, err)) from None
-
-
-def read_optional(path: Path) -> Optional[str]:
-    """Like read_text, but None when the file does not exist (a kernel feature that is absent is not an error)."""
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise CollectorError(describe_os_error(path, err)) from None
 
 
 def parse_text(path: Path, text: str, parser: Callable[[str], T]) -> T:
@@ -66,15 +55,80 @@ def parse_text(path: Path, text: str, parser: Callable[[str], T]) -> T:
         raise CollectorError(f"{path}: malformed: {err}") from None
 
 
-def parse_file(path: Path, parser: Callable[[str], T]) -> T:
-    """Read `path` and parse it; a parse error becomes a CollectorError naming the path."""
-    return parse_text(path, read_text(path), parser)
+Absent = tuple[type[OSError], ...]  # read errors that mean "the file is not there" to a caller
 
 
-def parse_optional(path: Path, parser: Callable[[str], T]) -> Optional[T]:
-    """Like parse_file, but None when the file does not exist."""
-    text = read_optional(path)
-    return None if text is None else parse_text(path, text, parser)
+class _Entry:
+    """One file's parse within a KernelFiles: computed by the first collector that asks, awaited by the others."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: object = None
+        self.error: Optional[CollectorError] = None
+
+
+class KernelFiles:
+    """The kernel files of one collection (a scrape, or one background pass).
+
+    Each file is read once, with a size cap, and parsed once per parser; collectors that need the same file (slabinfo
+    and conntrack, buddyinfo and extfrag) share the result. Thread-safe: collectors run in parallel threads, and a
+    collector that asks for a file another one is reading waits for that read.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[Path, Callable[[str], object], Absent], _Entry] = {}
+
+    def parse(self, path: Path, parser: Callable[[str], T], max_bytes: Optional[int] = None) -> T:
+        """`parser` applied to the text of `path`; CollectorError naming the path when it cannot be read or parsed."""
+        result = self._parse(path, parser, (), max_bytes)
+        assert result is not None
+        return result
+
+    def parse_optional(self, path: Path, parser: Callable[[str], T], max_bytes: Optional[int] = None,
+                       absent: Absent = (FileNotFoundError,)) -> Optional[T]:
+        """Like parse, but None when the file does not exist (a kernel feature that is absent is not an error), or
+        when reading it fails with another of the `absent` errors."""
+        return self._parse(path, parser, absent, max_bytes)
+
+    def parse_value(self, path: Path, parser: Callable[[str], T]) -> T:
+        """`parse` for a file that holds one value or line (a sysctl, osrelease, cmdline): a small cap."""
+        return self.parse(path, parser, VALUE_FILE_MAX_BYTES)
+
+    def parse_optional_value(self, path: Path, parser: Callable[[str], T]) -> Optional[T]:
+        """`parse_optional` for a file that holds one value or line."""
+        return self.parse_optional(path, parser, VALUE_FILE_MAX_BYTES)
+
+    def _parse(self, path: Path, parser: Callable[[str], T], absent: Absent, max_bytes: Optional[int]) -> Optional[T]:
+        key = (path, parser, absent)
+        with self._lock:
+            entry = self._entries.get(key)
+            first = entry is None
+            if entry is None:
+                entry = self._entries[key] = _Entry()
+        if first:
+            try:
+                entry.value = self._read_and_parse(path, parser, absent, max_bytes or self.max_bytes)
+            except CollectorError as err:
+                entry.error = err
+            finally:
+                entry.done.set()
+        else:
+            entry.done.wait()
+        if entry.error is not None:
+            raise CollectorError(str(entry.error))
+        return entry.value  # type: ignore[return-value]
+
+    @staticmethod
+    def _read_and_parse(path: Path, parser: Callable[[str], T], absent: Absent, max_bytes: int) -> Optional[T]:
+        try:
+            text = read_bounded(path, max_bytes)
+        except OSError as err:
+            if isinstance(err, absent):
+                return None
+            raise CollectorError(describe_os_error(path, err)) from None
+        return parse_text(path, text, parser)
 
 
 def read_page_size(procfs: Path) -> int:
@@ -82,16 +136,17 @@ def read_page_size(procfs: Path) -> int:
 
     It is the first `KernelPageSize:` line of `<procfs>/self/smaps`, the mappings of the process reading it (on a
     real host the exporter itself, on that kernel; only the head of the file is read). When that file is absent or
-    has no such line, it is this process's page size.
+    has no such line in its head, it is this process's page size.
     """
     path = procfs / "self" / "smaps"
     try:
-        with path.open(encoding="utf-8", errors="replace") as smaps:
-            line = next((line for line in smaps if line.startswith(KERNEL_PAGE_SIZE_FIELD)), None)
+        head = read_head(path, _SMAPS_HEAD_BYTES)
     except FileNotFoundError:
-        line = None
+        head = ""
     except OSError as err:
         raise CollectorError(describe_os_error(path, err)) from None
+    lines = io.StringIO(head, newline="\n")  # split on "\n" only, the ends kept
+    line = next((line for line in lines if line.startswith(KERNEL_PAGE_SIZE_FIELD)), None)
     if line is None:
         return os.sysconf("SC_PAGE_SIZE")
     return parse_text(path, line, parse_kernel_page_size)
@@ -117,7 +172,8 @@ class Collector:
         """The kernel's page size in bytes (see `read_page_size`), read at the first use."""
         return read_page_size(self.config.procfs)
 
-    def collect(self) -> Iterable[Metric]:
+    def collect(self, files: KernelFiles) -> Iterable[Metric]:
+        """The collector's metric families, from the files of this collection."""
         raise NotImplementedError
 
     async def start(self) -> None:
@@ -157,8 +213,8 @@ class BackgroundCollector(Collector, Generic[T]):
         self._task: Optional[asyncio.Task[None]] = None
         self._first_pass: Optional[asyncio.Event] = None
 
-    def refresh(self) -> T:
-        """The slow, blocking pass. Raises CollectorError on failure."""
+    def refresh(self, files: KernelFiles) -> T:
+        """The slow, blocking pass, reading through `files` (new for each pass). Raises CollectorError on failure."""
         raise NotImplementedError
 
     def metrics(self, result: T) -> Iterable[Metric]:
@@ -173,7 +229,7 @@ class BackgroundCollector(Collector, Generic[T]):
         """Run one pass and keep its result or its error."""
         started = time.monotonic()
         try:
-            result = self.refresh()
+            result = self.refresh(KernelFiles(self.config.max_file_bytes))
         except CollectorError as err:
             self._error = str(err)
         except Exception as err:  # a bug must not kill the loop; it is reported like any failure
@@ -210,7 +266,7 @@ class BackgroundCollector(Collector, Generic[T]):
                 pass
             self._task = None
 
-    def collect(self) -> Iterable[Metric]:
+    def collect(self, files: KernelFiles) -> Iterable[Metric]:
         if self._error is not None:
             raise CollectorError(self._error)
         if self._result is None:

@@ -6,7 +6,7 @@ from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector, parse_file
+from exporter.collectors.base import Collector, KernelFiles
 from exporter.sources.buddyinfo import parse_buddyinfo
 
 
@@ -14,8 +14,8 @@ class BuddyinfoCollector(Collector):
     name = "buddyinfo"
     description = "free blocks per node, zone and order from /proc/buddyinfo"
 
-    def collect(self) -> Iterable[Metric]:
-        zones = parse_file(self.config.procfs / "buddyinfo", parse_buddyinfo)
+    def collect(self, files: KernelFiles) -> Iterable[Metric]:
+        zones = files.parse(self.config.procfs / "buddyinfo", parse_buddyinfo)
         free = GaugeMetricFamily(
             "kmem_buddy_free_blocks",
             "Free blocks of 2^order contiguous pages in the buddy allocator, per NUMA node and zone.",

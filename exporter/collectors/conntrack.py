@@ -6,7 +6,7 @@ from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector, parse_optional
+from exporter.collectors.base import Collector, KernelFiles
 from exporter.collectors.slabinfo import read_slab_caches
 from exporter.sources.slabinfo import SlabCache, family_name, is_memcg_copy
 from exporter.sources.sysctl import parse_sysctl_int
@@ -23,12 +23,12 @@ class ConntrackCollector(Collector):
     name = "conntrack"
     description = "nf_conntrack slab caches (/proc/slabinfo, root only) and table fill (/proc/sys/net/netfilter)"
 
-    def collect(self) -> Iterable[Metric]:
-        caches = [c for c in read_slab_caches(self.config) if is_conntrack_cache(c.name)]
+    def collect(self, files: KernelFiles) -> Iterable[Metric]:
+        caches = [c for c in read_slab_caches(self.config, files) if is_conntrack_cache(c.name)]
         yield from _cache_metrics(caches)
         netfilter = self.config.procfs / "sys" / "net" / "netfilter"
-        entries = parse_optional(netfilter / "nf_conntrack_count", parse_sysctl_int)
-        limit = parse_optional(netfilter / "nf_conntrack_max", parse_sysctl_int)
+        entries = files.parse_optional_value(netfilter / "nf_conntrack_count", parse_sysctl_int)
+        limit = files.parse_optional_value(netfilter / "nf_conntrack_max", parse_sysctl_int)
         if entries is not None:
             yield GaugeMetricFamily(
                 "kmem_nf_conntrack_entries",

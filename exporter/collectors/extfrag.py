@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector, CollectorError, describe_os_error, parse_file, parse_text
+from exporter.collectors.base import Collector, KernelFiles
 from exporter.sources.buddyinfo import parse_buddyinfo
 from exporter.sources.extfrag import ZoneIndex, compute_indices, parse_index_file
 
@@ -18,17 +17,20 @@ class ExtfragCollector(Collector):
     description = ("fragmentation indices per zone and order from <debugfs>/extfrag, or computed from "
                    "/proc/buddyinfo when debugfs is not readable")
 
-    def collect(self) -> Iterable[Metric]:
+    def collect(self, files: KernelFiles) -> Iterable[Metric]:
         directory = self.config.debugfs / "extfrag"
         extfrag_path, unusable_path = directory / "extfrag_index", directory / "unusable_index"
-        texts = _read_debugfs(extfrag_path, unusable_path)
-        if texts is not None:
+        # Absent, or not to be read (debugfs not mounted, root-only without CAP_DAC_READ_SEARCH, kernel lockdown):
+        # the indices are then computed. Opening is the only honest test of readability, since os.access() looks at
+        # the real uid and ignores capabilities.
+        unreadable = (FileNotFoundError, NotADirectoryError, PermissionError)
+        extfrag = files.parse_optional(extfrag_path, parse_index_file, absent=unreadable)
+        unusable = files.parse_optional(unusable_path, parse_index_file, absent=unreadable)
+        if extfrag is not None and unusable is not None:
             source = "debugfs"
-            extfrag = parse_text(extfrag_path, texts[0], parse_index_file)
-            unusable = parse_text(unusable_path, texts[1], parse_index_file)
         else:
             source = "computed"
-            extfrag, unusable = compute_indices(parse_file(self.config.procfs / "buddyinfo", parse_buddyinfo))
+            extfrag, unusable = compute_indices(files.parse(self.config.procfs / "buddyinfo", parse_buddyinfo))
 
         extfrag_family = _family(
             "kmem_extfrag_index",
@@ -51,21 +53,6 @@ class ExtfragCollector(Collector):
         )
         info.add_metric([source], 1)
         return [extfrag_family, unusable_family, info]
-
-
-def _read_debugfs(*paths: Path) -> Optional[list[str]]:
-    """The texts of `paths`, or None when one is absent or may not be read (debugfs not mounted, root-only
-    without CAP_DAC_READ_SEARCH, kernel lockdown): the indices are then computed. Opening is the only honest test
-    of readability, since os.access() looks at the real uid and ignores capabilities."""
-    texts = []
-    for path in paths:
-        try:
-            texts.append(path.read_text(encoding="utf-8", errors="replace"))
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            return None
-        except OSError as err:
-            raise CollectorError(describe_os_error(path, err)) from None
-    return texts
 
 
 def _family(name: str, documentation: str, zones: list[ZoneIndex]) -> GaugeMetricFamily:

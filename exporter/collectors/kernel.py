@@ -6,7 +6,7 @@ from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
-from exporter.collectors.base import Collector, parse_file
+from exporter.collectors.base import Collector, KernelFiles
 from exporter.sources.kernel import kmem_disabled_at_boot, parse_release_string
 
 
@@ -14,9 +14,9 @@ class KernelCollector(Collector):
     name = "kernel"
     description = "kernel release and cgroup.memory=nokmem from /proc/sys/kernel/osrelease and /proc/cmdline"
 
-    def collect(self) -> Iterable[Metric]:
-        release = parse_file(self.config.procfs / "sys" / "kernel" / "osrelease", parse_release_string)
-        nokmem = parse_file(self.config.procfs / "cmdline", kmem_disabled_at_boot)
+    def collect(self, files: KernelFiles) -> Iterable[Metric]:
+        release = files.parse_value(self.config.procfs / "sys" / "kernel" / "osrelease", parse_release_string)
+        nokmem = files.parse_value(self.config.procfs / "cmdline", kmem_disabled_at_boot)
         info = InfoMetricFamily("kmem_kernel", "The running kernel's release (uname -r); the value is always 1.",
                                 value={"release": release})
         boot = GaugeMetricFamily(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector, CollectorError, parse_optional
+from exporter.collectors.base import Collector, CollectorError, KernelFiles
 from exporter.collectors.kmsg_reader import KmsgReader, ReadFunction, describe_open_error
 from exporter.sources.buddyinfo import parse_buddyinfo
 from exporter.sources.kernel_log_patterns import EVENTS, EVENTS_WITH_ORDER, match_event
@@ -52,18 +52,26 @@ class KernelLogCollector(Collector):
         self._counts: dict[EventKey, int] = {}
         self.reader = KmsgReader(config.kmsg, self.count_record, read=read)
         self._open_error: Optional[str] = "the kernel log reader has not started"
+        self._initial_series_created = False
 
-    def _kernel_orders(self) -> int:
+    def _kernel_orders(self, files: KernelFiles) -> int:
         """How many orders this kernel's buddy allocator has."""
         try:
-            zones = parse_optional(self.config.procfs / "buddyinfo", parse_buddyinfo)
+            zones = files.parse_optional(self.config.procfs / "buddyinfo", parse_buddyinfo)
         except CollectorError:
             return DEFAULT_ORDERS
         return DEFAULT_ORDERS if zones is None else len(zones[0].free_blocks)
 
-    def _start(self) -> None:
+    def _create_initial_series(self, files: KernelFiles) -> None:
+        """Every event's series at 0 (events counted before this keep their counts). Done in the first collection,
+        not at start: reading buddyinfo there runs under the collector timeout."""
+        initial = initial_counts(self._kernel_orders(files))
         with self._lock:
-            self._counts = initial_counts(self._kernel_orders())
+            for key, count in initial.items():
+                self._counts.setdefault(key, count)
+        self._initial_series_created = True
+
+    def _start(self) -> None:
         try:
             self.reader.open()
         except OSError as err:
@@ -88,9 +96,11 @@ class KernelLogCollector(Collector):
             with self._lock:
                 self._counts[key] = self._counts.get(key, 0) + 1
 
-    def collect(self) -> Iterable[Metric]:
+    def collect(self, files: KernelFiles) -> Iterable[Metric]:
         if self._open_error is not None:
             raise CollectorError(self._open_error)
+        if not self._initial_series_created:
+            self._create_initial_series(files)
         with self._lock:
             counts = dict(self._counts)
         state = self.reader.state()

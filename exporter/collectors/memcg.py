@@ -28,7 +28,7 @@ from typing import Iterable, Optional
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import BackgroundCollector, CollectorError, interval_option, parse_file, parse_optional
+from exporter.collectors.base import BackgroundCollector, CollectorError, KernelFiles, interval_option
 from exporter.collectors.memcg_walk import V2_MEMORY_FILE, walk_memory_cgroups
 from exporter.sources.cgroups import Controller, parse_cgroup_stat, parse_controllers, parse_proc_cgroups
 from exporter.sources.kernel import kmem_disabled_at_boot, parse_release
@@ -59,27 +59,27 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
     description = "memory cgroups in use, visible, dying and with kmem accounting (background walk of the cgroup tree)"
     options = (interval_option("memcg", "30s", "walk over the memory cgroup tree"),)
 
-    def refresh(self) -> MemcgPass:
+    def refresh(self, files: KernelFiles) -> MemcgPass:
         proc_cgroups = self.config.procfs / "cgroups"
-        controllers = parse_optional(proc_cgroups, parse_proc_cgroups)
+        controllers = files.parse_optional(proc_cgroups, parse_proc_cgroups)
         memory: Optional[Controller] = (controllers or {}).get("memory")
         if memory is not None and not memory.enabled:
             raise CollectorError(f"{proc_cgroups}: the memory controller is disabled (cgroup_disable=memory)")
-        hierarchy = self.find_hierarchy(memory)
-        mode = self.accounting_mode(hierarchy)
+        hierarchy = self.find_hierarchy(files, memory)
+        mode = self.accounting_mode(files, hierarchy)
 
         counts = walk_memory_cgroups(
             hierarchy.root,
             member_file=None if hierarchy.version == "v1" else V2_MEMORY_FILE,
             probe_kmem=mode == "per-cgroup",
         )
-        if mode == "per-cgroup" and counts.kmem_enabled == 0 and self.booted_nokmem():
+        if mode == "per-cgroup" and counts.kmem_enabled == 0 and self.booted_nokmem(files):
             mode = "disabled"  # a 3.10 kernel that honours nokmem (see the module docstring)
         if hierarchy.version == "v1":
             assert memory is not None
             dying: Optional[int] = max(0, memory.num_cgroups - counts.visible)
         else:
-            stat = parse_optional(hierarchy.root / "cgroup.stat", parse_cgroup_stat)
+            stat = files.parse_optional_value(hierarchy.root / "cgroup.stat", parse_cgroup_stat)
             dying = None if stat is None else stat.dying("memory")
         if memory is not None:
             in_use = memory.num_cgroups
@@ -88,7 +88,7 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
         kmem_enabled = {"per-cgroup": counts.kmem_enabled, "always": counts.visible - 1, "disabled": 0}[mode]
         return MemcgPass(hierarchy.version, mode, in_use, counts.visible, dying, kmem_enabled)
 
-    def find_hierarchy(self, memory: Optional[Controller]) -> Hierarchy:
+    def find_hierarchy(self, files: KernelFiles, memory: Optional[Controller]) -> Hierarchy:
         cgroupfs = self.config.cgroupfs
         if memory is not None and memory.hierarchy != 0:
             root = cgroupfs / "memory"
@@ -98,20 +98,20 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
                     f"hierarchy {memory.hierarchy}; point --path.cgroupfs at the directory that holds its mount)")
             return Hierarchy("v1", root)
         for root in (cgroupfs, cgroupfs / "unified"):
-            available = parse_optional(root / "cgroup.controllers", parse_controllers)
+            available = files.parse_optional_value(root / "cgroup.controllers", parse_controllers)
             if available is not None and "memory" in available:
                 return Hierarchy("v2", root)
         raise CollectorError(f"{cgroupfs}: no memory cgroup hierarchy found (neither memory/ on cgroup v1 nor a "
                              "cgroup v2 root here or at unified/ whose cgroup.controllers lists memory)")
 
-    def accounting_mode(self, hierarchy: Hierarchy) -> str:
-        release = parse_file(self.config.procfs / "sys" / "kernel" / "osrelease", parse_release)
+    def accounting_mode(self, files: KernelFiles, hierarchy: Hierarchy) -> str:
+        release = files.parse_value(self.config.procfs / "sys" / "kernel" / "osrelease", parse_release)
         if hierarchy.version == "v1" and release < ALWAYS_ACCOUNTED_SINCE:
             return "per-cgroup"
-        return "disabled" if self.booted_nokmem() else "always"
+        return "disabled" if self.booted_nokmem(files) else "always"
 
-    def booted_nokmem(self) -> bool:
-        return parse_file(self.config.procfs / "cmdline", kmem_disabled_at_boot)
+    def booted_nokmem(self, files: KernelFiles) -> bool:
+        return files.parse_value(self.config.procfs / "cmdline", kmem_disabled_at_boot)
 
     def metrics(self, result: MemcgPass) -> Iterable[Metric]:
         yield GaugeMetricFamily(

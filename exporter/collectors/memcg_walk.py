@@ -36,7 +36,7 @@ def read_slabinfo_head(parent_fd: int, name: str, path: str) -> bytes:
 
     On kernels before 4.6 the read fails with EIO when the cgroup does not account kernel memory; the open does not.
     """
-    fd = os.open(f"{name}/{KMEM_SLABINFO}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=parent_fd)
+    fd = os.open(f"{name}/{KMEM_SLABINFO}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=parent_fd)
     try:
         return os.read(fd, 1)
     finally:

@@ -10,7 +10,9 @@ from typing import Callable, Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import BackgroundCollector, CollectorError, describe_os_error, interval_option, parse_text
+from exporter.collectors.base import (BackgroundCollector, CollectorError, KernelFiles, describe_os_error,
+                                     interval_option, parse_text)
+from exporter.reading import read_bounded
 from exporter.sources.netns import mounted_network_namespaces, parse_namespace_link
 
 # A process that exits during the walk: its directory is gone (ENOENT), or it is a zombie whose namespaces are
@@ -52,12 +54,12 @@ def _namespace(path: Path, kind: str) -> int:
     return parse_text(path, _read(path, os.readlink), lambda target: parse_namespace_link(target, kind))
 
 
-def _mounted(path: Path) -> set[int]:
-    text = _read(path, lambda p: p.read_text(encoding="utf-8", errors="replace"))
+def _mounted(path: Path, max_bytes: int) -> set[int]:
+    text = _read(path, lambda p: read_bounded(p, max_bytes))
     return parse_text(path, text, mounted_network_namespaces)
 
 
-def walk_network_namespaces(procfs: Path) -> NetnsWalk:
+def walk_network_namespaces(procfs: Path, max_bytes: int) -> NetnsWalk:
     """Distinct network namespaces of all processes plus those bind-mounted in any of their mount namespaces.
 
     Processes are visited in PID order; each mount namespace's mount table is read once, from its lowest PID.
@@ -83,7 +85,7 @@ def walk_network_namespaces(procfs: Path) -> NetnsWalk:
         try:
             mount_namespace = _namespace(ns / "mnt", "mnt")
             if mount_namespace not in mount_namespaces:
-                namespaces |= _mounted(procfs / pid / "mountinfo")
+                namespaces |= _mounted(procfs / pid / "mountinfo", max_bytes)
                 mount_namespaces.add(mount_namespace)
         except (_Vanished, _Unreadable):
             continue
@@ -99,8 +101,8 @@ class NetnsCollector(BackgroundCollector[NetnsWalk]):
     description = "live network namespaces, from /proc/<pid>/ns/net and bind mounts (background walk of /proc)"
     options = (interval_option("netns", "30s", "walk over /proc/<pid>"),)
 
-    def refresh(self) -> NetnsWalk:
-        return walk_network_namespaces(self.config.procfs)
+    def refresh(self, files: KernelFiles) -> NetnsWalk:
+        return walk_network_namespaces(self.config.procfs, files.max_bytes)
 
     def metrics(self, result: NetnsWalk) -> Iterable[Metric]:
         yield GaugeMetricFamily(

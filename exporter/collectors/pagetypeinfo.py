@@ -7,7 +7,7 @@ from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector, CollectorError, parse_file
+from exporter.collectors.base import Collector, CollectorError, KernelFiles
 from exporter.sources.pagetypeinfo import CAP, parse_pagetypeinfo
 
 
@@ -15,10 +15,10 @@ class PagetypeinfoCollector(Collector):
     name = "pagetypeinfo"
     description = "free blocks and pageblocks per migrate type from /proc/pagetypeinfo (root only since Linux 5.4)"
 
-    def collect(self) -> Iterable[Metric]:
+    def collect(self, files: KernelFiles) -> Iterable[Metric]:
         path = self.config.procfs / "pagetypeinfo"
         try:
-            info = parse_file(path, parse_pagetypeinfo)
+            info = files.parse(path, parse_pagetypeinfo)
         except CollectorError:
             if os.access(path, os.F_OK) and not os.access(path, os.R_OK):
                 raise CollectorError(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector, parse_file
+from exporter.collectors.base import Collector, KernelFiles
 from exporter.settings import Setting, parse_bool, parse_regex
 from exporter.sources.slabinfo import SlabCache, SlabFamily, fold_caches, parse_slabinfo
 
@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from exporter.config import Config
 
 
-def read_slab_caches(config: "Config") -> list[SlabCache]:
+def read_slab_caches(config: "Config", files: KernelFiles) -> list[SlabCache]:
     """Every cache line of `<procfs>/slabinfo`; CollectorError when it cannot be read (root-only) or parsed."""
-    return parse_file(config.procfs / "slabinfo", parse_slabinfo)
+    return files.parse(config.procfs / "slabinfo", parse_slabinfo)
 
 
 def _selected(name: str, include: Optional[re.Pattern[str]], exclude: Optional[re.Pattern[str]]) -> bool:
@@ -62,8 +62,8 @@ class SlabinfoCollector(Collector):
                 "Do not export caches whose exported (folded) name fully matches this regular expression.", "REGEX"),
     )
 
-    def collect(self) -> Iterable[Metric]:
-        families = fold_caches(read_slab_caches(self.config), fold_families=bool(self.option("fold-caches")))
+    def collect(self, files: KernelFiles) -> Iterable[Metric]:
+        families = fold_caches(read_slab_caches(self.config, files), fold_families=bool(self.option("fold-caches")))
         include: Optional[re.Pattern[str]] = self.option("include")  # type: ignore[assignment]
         exclude: Optional[re.Pattern[str]] = self.option("exclude")  # type: ignore[assignment]
         selected = [f for f in families if _selected(f.name, include, exclude)]

@@ -6,7 +6,7 @@ from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector, CollectorError, parse_optional
+from exporter.collectors.base import Collector, CollectorError, KernelFiles
 from exporter.sources.sysctl import parse_sysctl_int
 
 # Older kernels lack some of these (3.10 has no watermark_scale_factor, watermark_boost_factor or
@@ -26,7 +26,7 @@ class SysctlCollector(Collector):
     name = "sysctl"
     description = "reclaim and compaction tunables from /proc/sys/vm"
 
-    def collect(self) -> Iterable[Metric]:
+    def collect(self, files: KernelFiles) -> Iterable[Metric]:
         directory = self.config.procfs / "sys" / "vm"
         if not directory.is_dir():
             raise CollectorError(f"{directory}: directory not found")
@@ -37,7 +37,7 @@ class SysctlCollector(Collector):
             labels=["sysctl"],
         )
         for sysctl in SYSCTLS:
-            value = parse_optional(directory / sysctl, parse_sysctl_int)
+            value = files.parse_optional_value(directory / sysctl, parse_sysctl_int)
             if value is not None:
                 family.add_metric([sysctl], value)
         return [family]

@@ -7,7 +7,7 @@ from typing import Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector, parse_file
+from exporter.collectors.base import Collector, KernelFiles
 from exporter.settings import Setting, parse_regex
 from exporter.sources.vmstat import is_gauge, parse_vmstat
 
@@ -82,8 +82,8 @@ class VmstatCollector(Collector):
                 "(nr_* fields become gauges, the rest counters).", "REGEX"),
     )
 
-    def collect(self) -> Iterable[Metric]:
-        fields = parse_file(self.config.procfs / "vmstat", parse_vmstat)
+    def collect(self, files: KernelFiles) -> Iterable[Metric]:
+        fields = files.parse(self.config.procfs / "vmstat", parse_vmstat)
         pattern: re.Pattern[str] = self.option("fields")  # type: ignore[assignment]
         for field, value in fields.items():
             if not pattern.fullmatch(field):

@@ -6,7 +6,7 @@ from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector, parse_file
+from exporter.collectors.base import Collector, KernelFiles
 from exporter.sources.zoneinfo import parse_zoneinfo
 
 
@@ -14,8 +14,8 @@ class ZoneinfoCollector(Collector):
     name = "zoneinfo"
     description = "free memory, min/low/high watermarks and managed memory per zone from /proc/zoneinfo"
 
-    def collect(self) -> Iterable[Metric]:
-        zones = parse_file(self.config.procfs / "zoneinfo", parse_zoneinfo)
+    def collect(self, files: KernelFiles) -> Iterable[Metric]:
+        zones = files.parse(self.config.procfs / "zoneinfo", parse_zoneinfo)
         page = self.page_size
         free = GaugeMetricFamily(
             "kmem_zone_free_bytes",

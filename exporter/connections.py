@@ -1,0 +1,114 @@
+"""Client connections, bounded: at most so many open at once, and a request head must arrive in time.
+
+`GuardedConnection` wraps the HTTP server's protocol for one connection. Past the connection limit it answers 503 and
+closes at once, so idle or hostile clients cannot use up the process's file descriptors. A client that opens a
+connection (or starts a request) and does not finish sending the request head within the header timeout is
+disconnected, so half-sent requests do not pile up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable, Optional
+
+log = logging.getLogger(__name__)
+
+HEADER_TIMEOUT = 10.0  # seconds for a request head, from the connection or from its first byte
+_REJECTED = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+             b"Connection: close\r\nContent-Length: 29\r\n\r\ntoo many open connections\r\n\r\n")
+_HEAD_ENDS = (b"\r\n\r\n", b"\n\n", b"\n\r\n")
+
+
+class ConnectionLimit:
+    """The count of open connections, shared by every listener."""
+
+    def __init__(self, limit: int, header_timeout: float = HEADER_TIMEOUT) -> None:
+        self.limit = limit
+        self.header_timeout = header_timeout
+        self.open = 0
+        self.rejected = 0
+        self._last_warning = -float("inf")
+
+    def protocol_factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        return lambda: GuardedConnection(inner(), self)
+
+    def note_rejected(self) -> None:
+        self.rejected += 1
+        now = time.monotonic()
+        if now - self._last_warning >= 60:  # one line a minute while it goes on, not one per connection
+            self._last_warning = now
+            log.warning("connection limit reached (%d open, --web.max-connections); closing new connections "
+                        "(%d so far)", self.open, self.rejected)
+
+
+class GuardedConnection(asyncio.Protocol):
+    """One client connection: counted against the limit, with a deadline for each request head."""
+
+    def __init__(self, inner: asyncio.Protocol, limit: ConnectionLimit) -> None:
+        self._inner = inner
+        self._limit = limit
+        self._transport: Optional[asyncio.BaseTransport] = None
+        self._counted = False
+        self._deadline: Optional[asyncio.TimerHandle] = None
+        self._tail = b""  # the last bytes received, to find a head's end split over two reads
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        if self._limit.open >= self._limit.limit:
+            self._limit.note_rejected()
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.write(_REJECTED)
+            transport.close()
+            return
+        self._limit.open += 1
+        self._counted = True
+        self._arm()
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self._disarm()
+        if self._counted:
+            self._counted = False
+            self._limit.open -= 1
+            self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._counted:
+            return
+        received = self._tail + data
+        end = max(received.rfind(marker) + len(marker) if marker in received else -1 for marker in _HEAD_ENDS)
+        if end >= 0:  # a head is complete; whatever follows starts the next request
+            self._disarm()
+            received = received[end:]
+        if received and self._deadline is None:
+            self._arm()
+        self._tail = received[-3:]
+        assert isinstance(self._inner, asyncio.Protocol)
+        self._inner.data_received(data)
+
+    def eof_received(self) -> Optional[bool]:
+        return self._inner.eof_received() if self._counted else None
+
+    def pause_writing(self) -> None:
+        if self._counted:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._counted:
+            self._inner.resume_writing()
+
+    def _arm(self) -> None:
+        self._deadline = asyncio.get_running_loop().call_later(self._limit.header_timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self) -> None:
+        self._deadline = None
+        if self._transport is not None and not self._transport.is_closing():
+            log.debug("closing a connection that sent no complete request head in %gs", self._limit.header_timeout)
+            self._transport.close()

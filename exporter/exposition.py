@@ -1,0 +1,167 @@
+"""The exposition formats, written directly: Prometheus text 0.0.4 and OpenMetrics 1.0.0.
+
+The output is byte for byte what prometheus-client's encoders produce for the same families (a test compares them
+on every fixture tree), at a fraction of their cost: the exposition is most of a scrape's work. Families of types
+the exporter does not produce (histograms, summaries, ...) are handed to prometheus-client's encoders.
+
+Rendering never fails a whole scrape: a family whose samples cannot be written (a value that is not a number) is
+reported to the caller and left out.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence, cast
+
+from prometheus_client.core import Metric
+from prometheus_client.exposition import generate_latest as prometheus_text
+from prometheus_client.openmetrics.exposition import generate_latest as prometheus_openmetrics
+from prometheus_client.utils import floatToGoString
+
+_go_float = cast(Callable[[float], str], floatToGoString)  # Go's float formatting, as Prometheus writes values
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+_TEXT_TYPES = {"gauge": "gauge", "counter": "counter", "unknown": "untyped", "info": "gauge"}
+_TEXT_SUFFIXES = {"counter": "_total", "info": "_info"}
+_SIMPLE_TYPES = frozenset({"gauge", "counter", "unknown", "info"})
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    content_type: str
+
+
+TEXT = Format("text", TEXT_CONTENT_TYPE)
+OPENMETRICS = Format("openmetrics", OPENMETRICS_CONTENT_TYPE)
+
+
+def choose_format(accept: str) -> Format:
+    """The format an Accept header asks for: OpenMetrics 1.x when it is preferred (by q-value, then order) to the
+    text format, else text; anything unknown or malformed falls back to text."""
+    best, best_q = TEXT, -1.0
+    for position, item in enumerate(accept.split(",")[:32]):
+        media, *params = (part.strip() for part in item.split(";"))
+        settings = dict(_param(p) for p in params)
+        q = _quality(settings.get("q", "1"))
+        if media == "application/openmetrics-text" and _openmetrics_1(settings.get("version")):
+            candidate = OPENMETRICS
+        elif media in ("text/plain", "*/*", "text/*"):
+            candidate = TEXT
+        else:
+            continue
+        if q > best_q:
+            best, best_q = candidate, q
+    return best if best_q != 0 else TEXT
+
+
+def _param(text: str) -> tuple[str, str]:
+    key, _, value = text.partition("=")
+    return key.strip().lower(), value.strip().strip('"')
+
+
+def _quality(text: str) -> float:
+    try:
+        q = float(text)
+    except ValueError:
+        return 0.0
+    return q if 0.0 <= q <= 1.0 else 0.0
+
+
+def _openmetrics_1(version: str | None) -> bool:
+    if version is None:
+        return True
+    major = version.split(".")[0]
+    return major.isdigit() and int(major) >= 1
+
+
+def render(families: Sequence[Metric], form: Format, on_error: Callable[[Metric, Exception], None]) -> bytes:
+    """The exposition of `families` in `form`; a family that cannot be written goes to `on_error` instead."""
+    writer = _text_family if form is TEXT else _openmetrics_family
+    chunks = []
+    for family in families:
+        try:
+            chunks.append(writer(family))
+        except Exception as err:  # noqa: BLE001 - one bad family must not fail the scrape
+            on_error(family, err)
+    if form is OPENMETRICS:
+        chunks.append("# EOF\n")
+    return "".join(chunks).encode("utf-8")
+
+
+def _escape_help_text(text: str) -> str:
+    return text.replace("\\", r"\\").replace("\n", r"\n")
+
+
+def _escape_label_value(value: str) -> str:
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
+
+
+def _samples(family: Metric) -> Iterable[str]:
+    for sample in family.samples:
+        if sample.exemplar is not None or sample.native_histogram is not None:
+            raise ValueError(f"sample {sample.name} carries an exemplar or histogram: not written by this encoder")
+        if sample.labels:
+            labels = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in sorted(sample.labels.items()))
+            head = f"{sample.name}{{{labels}}}"
+        else:
+            head = sample.name
+        value = _go_float(sample.value)
+        yield f"{head} {value}\n" if sample.timestamp is None else f"{head} {value} {sample.timestamp}\n"
+
+
+def _text_family(family: Metric) -> str:
+    if not _writable(family):
+        return _fallback(family, prometheus_text)
+    name = family.name + _TEXT_SUFFIXES.get(family.type, "")
+    if any(s.timestamp is not None for s in family.samples):
+        return _fallback(family, prometheus_text)  # milliseconds in this format; never produced here
+    return (f"# HELP {name} {_escape_help_text(family.documentation)}\n# TYPE {name} {_TEXT_TYPES[family.type]}\n"
+            + "".join(_samples(family)))
+
+
+def _openmetrics_family(family: Metric) -> str:
+    if not _writable(family):
+        return _fallback(family, prometheus_openmetrics).removesuffix("# EOF\n")
+    name = family.name
+    unit = f"# UNIT {name} {family.unit}\n" if family.unit else ""
+    return (f"# HELP {name} {_escape_label_value(family.documentation)}\n# TYPE {name} {family.type}\n{unit}"
+            + "".join(_samples(family)))
+
+
+def _writable(family: Metric) -> bool:
+    """Whether the fast path writes `family` as prometheus-client would: a simple type, names in the classic
+    character set (prometheus-client escapes others), and no OpenMetrics-only `_created` samples (which its text
+    encoder moves to a family of their own)."""
+    if family.type not in _SIMPLE_TYPES:
+        return False
+    created = family.name + "_created"
+    return all(s.name != created and _legacy_name(s.name) and all(map(_legacy_label_name, s.labels))
+               for s in family.samples)
+
+
+@functools.lru_cache(maxsize=4096)
+def _legacy_name(name: str) -> bool:
+    return bool(name) and not name[0].isdigit() and name.isascii() and name.replace("_", "a").replace(":", "a").isalnum()
+
+
+@functools.lru_cache(maxsize=4096)
+def _legacy_label_name(name: str) -> bool:
+    return ":" not in name and _legacy_name(name)
+
+
+class _One:
+    def __init__(self, family: Metric) -> None:
+        self._family = family
+
+    def collect(self) -> list[Metric]:
+        return [self._family]
+
+
+def _fallback(family: Metric, encoder: Callable[[_One], bytes]) -> str:
+    return encoder(_One(family)).decode("utf-8")

@@ -1,0 +1,70 @@
+"""Bounded reads of kernel files: a file that is huge, endless or not a file at all fails, it never takes the process.
+
+Every kernel file the exporter reads is a regular file (procfs, sysfs, debugfs and cgroupfs files all are). Opening
+with O_NONBLOCK keeps a FIFO put in a file's place from blocking the open; it is then refused as not a regular file,
+as are devices such as /dev/zero. A regular file is read up to a cap and refused when it holds more.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+# Files that hold one value or one line (sysctls, osrelease, cmdline, cgroup control files): the kernel prints at
+# most a page, and a command line is at most a few KiB.
+VALUE_FILE_MAX_BYTES = 64 * 1024
+_CHUNK = 256 * 1024
+
+
+class FileTooLarge(OSError):
+    """The file holds more than the cap allows (or never ends)."""
+
+
+class NotARegularFile(OSError):
+    """The path is a FIFO, a device, a socket or a directory, where a kernel file was expected."""
+
+
+def read_bounded(path: Path, max_bytes: int) -> str:
+    """The text of `path`, at most `max_bytes` long, decoded as UTF-8 (invalid bytes replaced).
+
+    Raises OSError: the open or read failed, FileTooLarge, or NotARegularFile.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotARegularFile(0, f"not a regular file ({_kind(mode)})")
+        chunks = []
+        size = 0
+        while True:
+            chunk = os.read(fd, min(_CHUNK, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > max_bytes:
+                raise FileTooLarge(0, f"larger than the {max_bytes}-byte limit (--collector.max-file-size)")
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def read_head(path: Path, max_bytes: int) -> str:
+    """At most the first `max_bytes` of `path` (a regular file), for files only whose start matters."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotARegularFile(0, f"not a regular file ({_kind(mode)})")
+        return os.read(fd, max_bytes).decode("utf-8", errors="replace")
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return kind
+    return "unknown type"
