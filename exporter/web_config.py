@@ -498,7 +498,7 @@ def _new_context(tls: TLSSettings, where: str) -> ssl.SSLContext:
             context.set_ciphers(":".join(tls.openssl_ciphers))
         except ssl.SSLError as err:
             raise WebConfigError(f"{where}: tls_server_config.cipher_suites: OpenSSL refuses them: "
-                                 f"{err.reason or err}") from None
+                                 f"{getattr(err, 'reason', None) or err}") from None
     if tls.prefer_server_cipher_suites:
         context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     else:
@@ -535,7 +535,7 @@ def _load_credentials(context: ssl.SSLContext, tls: TLSSettings, where: str) -> 
         _load_chain(scratch, cert_pem, key_pem)
     except ssl.SSLError as err:
         raise WebConfigError(f"{where}: {tls.key.key}: not an unencrypted PEM private key matching "
-                             f"{tls.cert.key} ({err.reason or err})") from None
+                             f"{tls.cert.key} ({getattr(err, 'reason', None) or err})") from None
     _load_chain(context, cert_pem, key_pem)
     if ca_pem is not None:
         context.load_verify_locations(cadata=ca_pem.decode("ascii", errors="replace"))
