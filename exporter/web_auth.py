@@ -5,9 +5,9 @@ Interface:
 - `BasicAuth(users)`, with `await BasicAuth.check(authorization_header) -> bool`: bcrypt runs in a thread, at most
   two at once, and a successful check is remembered (64 users at most, keyed by an HMAC of the password with a
   per-process random key) so that a scrape pays bcrypt's cost once, not every time. Failures are never remembered.
-- `web_config_middleware(web_config)`: an aiohttp middleware that reloads changed certificate files, applies
-  `rate_limit` (429), `client_allowed_sans` (403) and `basic_auth_users` (401 with `WWW-Authenticate: Basic`), and
-  adds `http_server_config.headers` to every response it answers, errors included.
+- `web_config_middleware(web_config)`: an aiohttp middleware that applies `rate_limit` (429), `client_allowed_sans`
+  (403) and `basic_auth_users` (401 with `WWW-Authenticate: Basic`), and adds `http_server_config.headers` to every
+  response it answers, errors included (not to a response a handler has already started streaming).
 """
 
 from __future__ import annotations
@@ -182,7 +182,6 @@ def web_config_middleware(web_config: WebConfig) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        web_config.reload_if_changed()
         try:
             response = await guarded(request, handler)
         except web.HTTPException as answer:

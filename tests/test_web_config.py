@@ -8,6 +8,7 @@ import base64
 import contextlib
 import logging
 import os
+import socket
 import ssl
 import subprocess
 import threading
@@ -179,6 +180,22 @@ def test_new_handshakes_present_a_replaced_certificate(pki: Pki, tmp_path: Path,
         os.replace(broken.key, live.key)  # the matching key arrives: the next look loads the pair
         assert web_config.reload_if_changed(force=True)
         assert https_get(server.port, pki.ca.cert).der == der(live.cert)
+
+
+def test_a_handshake_notices_replaced_files_without_any_request(pki: Pki, tmp_path: Path) -> None:
+    live = make_leaf(tmp_path / "live", "server", pki.ca)
+    web_config = load_web_config(write_config(tmp_path, {"tls_server_config": {
+        "cert_file": str(live.cert), "key_file": str(live.key)}}))
+    now = [1000.0]
+    web_config._clock = lambda: now[0]
+    with serving(web_config) as server:
+        fresh = make_leaf(tmp_path / "fresh", "server", pki.ca)
+        renewed = der(fresh.cert)
+        replace_files(fresh.cert, fresh.key, live.cert, live.key)
+        now[0] += 2  # the once-a-second look is due
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as raw:  # a handshake, no request
+            ssl.create_default_context(cafile=str(pki.ca.cert)).wrap_socket(raw, server_hostname="127.0.0.1").close()
+        assert https_get(server.port, pki.ca.cert).der == renewed
 
 
 def test_reload_looks_at_the_files_at_most_once_a_second(pki: Pki, tmp_path: Path) -> None:
