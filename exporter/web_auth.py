@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 import bcrypt
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler, Middleware
+
     from exporter.web_config import WebConfig
 
 CACHE_SIZE = 64
