@@ -25,7 +25,7 @@ from conftest import free_port, require_tool
 from test_e2e import http_json, start_server, wait_for
 from exporter.web_auth import BasicAuth, parse_basic_authorization
 from exporter.web_config import WebConfig, WebConfigError, load_web_config
-from web.pki import Pki, make_leaf, make_pki, openssl
+from web.pki import Pair, Pki, make_leaf, make_pki, openssl
 from web.tiny_app import EXPOSITION, TinyServer, curl, https_get, serving
 
 PASSWORD = "correct horse"
@@ -182,12 +182,18 @@ def test_new_handshakes_present_a_replaced_certificate(pki: Pki, tmp_path: Path,
         assert https_get(server.port, pki.ca.cert).der == der(live.cert)
 
 
-def test_a_handshake_notices_replaced_files_without_any_request(pki: Pki, tmp_path: Path) -> None:
+def live_config_on_a_fake_clock(pki: Pki, tmp_path: Path) -> tuple[Pair, WebConfig, list[float]]:
+    """A web config whose certificate files tests replace, and the clock (seconds) its reload checks read."""
     live = make_leaf(tmp_path / "live", "server", pki.ca)
     web_config = load_web_config(write_config(tmp_path, {"tls_server_config": {
         "cert_file": str(live.cert), "key_file": str(live.key)}}))
     now = [1000.0]
-    web_config._clock = lambda: now[0]
+    web_config._clock = lambda: now[0]  # type: ignore[method-assign]
+    return live, web_config, now
+
+
+def test_a_handshake_notices_replaced_files_without_any_request(pki: Pki, tmp_path: Path) -> None:
+    live, web_config, now = live_config_on_a_fake_clock(pki, tmp_path)
     with serving(web_config) as server:
         fresh = make_leaf(tmp_path / "fresh", "server", pki.ca)
         renewed = der(fresh.cert)
@@ -199,11 +205,7 @@ def test_a_handshake_notices_replaced_files_without_any_request(pki: Pki, tmp_pa
 
 
 def test_reload_looks_at_the_files_at_most_once_a_second(pki: Pki, tmp_path: Path) -> None:
-    live = make_leaf(tmp_path / "live", "server", pki.ca)
-    web_config = load_web_config(write_config(tmp_path, {"tls_server_config": {
-        "cert_file": str(live.cert), "key_file": str(live.key)}}))
-    now = [1000.0]
-    web_config._clock = lambda: now[0]
+    live, web_config, now = live_config_on_a_fake_clock(pki, tmp_path)
     web_config._next_check = 0.0
     fresh = make_leaf(tmp_path / "fresh", "server", pki.ca)
     assert not web_config.reload_if_changed()  # looks now: nothing changed yet
