@@ -289,8 +289,9 @@ async def test_cache_is_bounded_and_per_password() -> None:
     assert not await auth.check(basic("user0", "x" * 100))  # beyond bcrypt's 72 bytes
 
 
-@pytest.mark.parametrize("header", [None, "", "Bearer abc", "Basic !!!", "Basic " + base64.b64encode(b"nocolon").decode(),
-                                    "Basic " + base64.b64encode(b"\xff:x").decode(), "Basic " + "A" * 5000])
+@pytest.mark.parametrize("header", [
+    None, "", "Bearer abc", "Basic !!!", "Basic " + base64.b64encode(b"nocolon").decode(),
+    "Basic " + base64.b64encode(b"\xff:x").decode(), "Basic " + "A" * 5000])
 def test_malformed_authorization_headers(header: Any) -> None:
     assert parse_basic_authorization(header) is None
 
