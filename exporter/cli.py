@@ -14,6 +14,7 @@ from exporter.report import render_report
 from exporter.exposition import TEXT
 from exporter.scrape import Collection, Scraper
 from exporter.server import serve
+from exporter.web_config import WebConfigError, load_web_config
 
 
 class _LogfmtFormatter(logging.Formatter):
@@ -79,4 +80,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
         return 0 if ok else 1
-    return serve(config, build_scraper(config))
+    web_config = None
+    if config.web_config_file is not None:
+        try:
+            web_config = load_web_config(config.web_config_file)
+        except WebConfigError as err:
+            print(f"kmem-exporter: error: web.config.file: {err}", file=sys.stderr)
+            return 2
+    return serve(config, build_scraper(config), web_config)

@@ -75,6 +75,9 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Maximum number of /metrics requests served at once; more are answered 503 at once.", "N"),
     Setting("web.max-connections", parse_positive_int, 512,
             "Maximum number of open client connections; more are closed as soon as they are accepted.", "N"),
+    Setting("web.config.file", parse_str, None,
+            "Web configuration file in the Prometheus exporter-toolkit format (TLS, basic authentication, headers), "
+            "as node_exporter takes it.", "FILE"),
     Setting("web.telemetry-path", _parse_telemetry_path, "/metrics", "Path under which to expose metrics.", "PATH"),
     Setting("path.procfs", parse_str, "/proc", "procfs mountpoint.", "PATH"),
     Setting("path.sysfs", parse_str, "/sys", "sysfs mountpoint.", "PATH"),
@@ -113,6 +116,7 @@ class Config:
     max_requests: int
     max_connections: int
     telemetry_path: str
+    web_config_file: Optional[str]
     procfs: Path
     sysfs: Path
     debugfs: Path
@@ -162,6 +166,7 @@ class Config:
             max_requests=int(resolved["web.max-requests"]),  # type: ignore[call-overload]
             max_connections=int(resolved["web.max-connections"]),  # type: ignore[call-overload]
             telemetry_path=str(resolved["web.telemetry-path"]),
+            web_config_file=None if resolved["web.config.file"] is None else str(resolved["web.config.file"]),
             procfs=Path(str(resolved["path.procfs"])),
             sysfs=sysfs,
             debugfs=Path(str(debugfs)),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable, Optional
+from typing import Optional
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,9 @@ class ConnectionLimit:
         self.rejected = 0
         self._last_warning = -float("inf")
 
-    def protocol_factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
-        return lambda: GuardedConnection(inner(), self)
+    def guard(self, inner: asyncio.Protocol) -> "GuardedConnection":
+        """`inner`, the server's protocol for a new connection, counted against this limit."""
+        return GuardedConnection(inner, self)
 
     def note_rejected(self) -> None:
         self.rejected += 1

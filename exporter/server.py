@@ -13,6 +13,7 @@ import html
 import logging
 import resource
 import signal
+import ssl
 import time
 from typing import Any, AsyncIterator, Optional
 
@@ -23,6 +24,8 @@ from exporter.config import Config, split_host_port
 from exporter.connections import ConnectionLimit
 from exporter.exposition import choose_format
 from exporter.scrape import Scraper
+from exporter.web_auth import install_web_config
+from exporter.web_config import WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +73,10 @@ class RequestSlots:
         self.in_use -= 1
 
 
-def make_app(config: Config, scraper: Scraper) -> web.Application:
+def make_app(config: Config, scraper: Scraper, web_config: Optional[WebConfig] = None) -> web.Application:
     app = web.Application()
+    if web_config is not None:
+        install_web_config(app, web_config)
     slots = RequestSlots(config.max_requests)
 
     async def metrics(request: web.Request) -> web.StreamResponse:
@@ -150,23 +155,31 @@ async def _send(request: web.Request, response: web.StreamResponse, body: bytes)
 class GuardedSite(web.BaseSite):
     """A TCP listener whose connections go through a ConnectionLimit."""
 
-    def __init__(self, runner: web.BaseRunner, address: str, limit: ConnectionLimit) -> None:
-        super().__init__(runner)
+    def __init__(self, runner: web.BaseRunner, address: str, limit: ConnectionLimit,
+                 web_config: Optional[WebConfig]) -> None:
+        super().__init__(runner, ssl_context=web_config.ssl_context() if web_config is not None else None)
+        self._web_config = web_config
         self._address = address
         self._host, self._port = split_host_port(address)
         self._limit = limit
 
     @property
     def name(self) -> str:
-        return f"http://{self._address}"
+        return f"{'https' if self._ssl_context else 'http'}://{self._address}"
 
     async def start(self) -> None:
         await super().start()
         server = self._runner.server
         assert server is not None
+
+        def accept() -> asyncio.Protocol:
+            if self._web_config is not None:
+                self._web_config.reload_if_changed()  # before the handshake: new certificate files serve at once
+            return self._limit.guard(server())
+
         self._server = await asyncio.get_running_loop().create_server(
-            self._limit.protocol_factory(server), self._host, self._port, backlog=self._backlog,
-            reuse_address=True)
+            accept, self._host, self._port, ssl=self._ssl_context,
+            backlog=self._backlog, reuse_address=True)
 
 
 def raise_open_file_limit() -> None:
@@ -195,12 +208,12 @@ def _loop_exception_handler() -> Any:
     return handle
 
 
-async def run_server(config: Config, scraper: Scraper) -> int:
+async def run_server(config: Config, scraper: Scraper, web_config: Optional[WebConfig]) -> int:
     """Serve until SIGTERM or SIGINT, then shut down cleanly: exit status 0; 1 when an address cannot be bound."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_loop_exception_handler())
     raise_open_file_limit()
-    runner = web.AppRunner(make_app(config, scraper), access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT,
+    runner = web.AppRunner(make_app(config, scraper, web_config), access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT,
                            shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     stop = asyncio.Event()
@@ -210,7 +223,7 @@ async def run_server(config: Config, scraper: Scraper) -> int:
         limit = ConnectionLimit(config.max_connections)
         for address in config.listen_addresses:
             try:
-                await GuardedSite(runner, address, limit).start()
+                await GuardedSite(runner, address, limit, web_config).start()
             except OSError as err:
                 log.error("cannot listen on %s: %s", address, err.strerror or err)
                 return 1
@@ -222,5 +235,5 @@ async def run_server(config: Config, scraper: Scraper) -> int:
         await runner.cleanup()
 
 
-def serve(config: Config, scraper: Scraper) -> int:
-    return asyncio.run(run_server(config, scraper))
+def serve(config: Config, scraper: Scraper, web_config: Optional[WebConfig] = None) -> int:
+    return asyncio.run(run_server(config, scraper, web_config))

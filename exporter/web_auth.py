@@ -183,13 +183,18 @@ def web_config_middleware(web_config: WebConfig) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            response = await guarded(request, handler)
-        except web.HTTPException as answer:
-            answer.headers.update(headers)
-            raise
-        if not response.prepared:
-            response.headers.update(headers)
-        return response
+        return await guarded(request, handler)
 
     return middleware
+
+
+def install_web_config(app: web.Application, web_config: WebConfig) -> None:
+    """Apply a web config's HTTP settings to `app`: its middleware first, and its headers on every response, streamed
+    ones and errors included (added as each response is prepared)."""
+    app.middlewares.insert(0, web_config_middleware(web_config))
+    headers = dict(web_config.headers)
+    if headers:
+        async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+            response.headers.update(headers)
+
+        app.on_response_prepare.append(add_headers)

@@ -9,8 +9,8 @@ Interface:
   `WebConfigError`, whose message names the file and the key.
 - `WebConfig.ssl_context()` is the server `ssl.SSLContext` (None without `tls_server_config`); always the same object.
 - `WebConfig.reload_if_changed()` re-reads the certificate, key and client CA files when they changed (stat at most
-  once a second) into that same context; a failed reload keeps the old certificate and logs one error. The context
-  calls it itself on every TLS handshake (from its SNI callback), so nothing else needs to.
+  once a second) into that same context; a failed reload keeps the old certificate and logs one error. The server
+  calls it as it accepts each connection, before the handshake.
 - `WebConfig.basic_auth` is an `exporter.web_auth.BasicAuth` (None without `basic_auth_users`), and
   `exporter.web_auth.web_config_middleware(web_config)` is the aiohttp middleware that applies basic
   authentication, `client_allowed_sans`, `rate_limit` and `http_server_config.headers`.
@@ -183,7 +183,6 @@ class WebConfig:
         self._next_check = 0.0
         if tls is not None:
             self._context = _new_context(tls, self._where)
-            self._context.sni_callback = self._on_client_hello
             self._signatures = self._current_signatures()
             self._next_check = clock() + RELOAD_CHECK_INTERVAL
 
@@ -216,10 +215,6 @@ class WebConfig:
         self._signatures, self._failed_signatures = signatures, None
         log.info("reloaded the TLS certificate of %s", self.path)
         return True
-
-    def _on_client_hello(self, connection: Any, server_name: Optional[str], context: ssl.SSLContext) -> None:
-        """Called by OpenSSL on every ClientHello: the connection after the one that notices a change gets it."""
-        self.reload_if_changed()
 
     def _current_signatures(self) -> tuple[Optional[tuple[int, ...]], ...]:
         assert self.tls is not None

@@ -11,6 +11,7 @@ import os
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,7 +22,8 @@ import pytest
 import yaml
 
 import exporter.web_auth as web_auth
-from conftest import free_port, require_tool
+from conftest import PROJECT, fixture_flags, free_port, require_tool
+from metrics_text import only_collectors
 from test_e2e import http_json, start_server, wait_for
 from exporter.web_auth import BasicAuth, parse_basic_authorization
 from exporter.web_config import WebConfig, WebConfigError, load_web_config
@@ -189,6 +191,7 @@ def live_config_on_a_fake_clock(pki: Pki, tmp_path: Path) -> tuple[Pair, WebConf
         "cert_file": str(live.cert), "key_file": str(live.key)}}))
     now = [1000.0]
     web_config._clock = lambda: now[0]  # type: ignore[method-assign]
+    web_config._next_check = now[0] + 1  # as if loaded at that time: the first look is due a second later
     return live, web_config, now
 
 
@@ -478,34 +481,53 @@ def test_rate_limit_answers_429(serve: Callable[[Any], TinyServer], tmp_path: Pa
 
 
 @pytest.mark.e2e
-def test_prometheus_scrapes_over_mutual_tls_with_basic_auth(serve: Callable[[Any], TinyServer], pki: Pki,
-                                                           tmp_path: Path) -> None:
+def test_prometheus_scrapes_the_exporter_over_mutual_tls_with_basic_auth(pki: Pki, tmp_path: Path) -> None:
+    """The real exporter, started with --web.config.file, scraped by a real Prometheus over mutual TLS."""
     prometheus_bin = require_tool("prometheus")
-    server = serve({**tls_config(pki, client_auth_type="RequireAndVerifyClientCert", client_ca_file=str(pki.ca.cert)),
-                    "basic_auth_users": {"prometheus": hashed(PASSWORD, cost=10)}})
-    scrape = {"scheme": "https", "metrics_path": "/metrics", "scrape_interval": "1s",
-              "tls_config": {"ca_file": str(pki.ca.cert), "cert_file": str(pki.client.cert),
-                             "key_file": str(pki.client.key)},
-              "basic_auth": {"username": "prometheus", "password": PASSWORD},
-              "static_configs": [{"targets": [f"127.0.0.1:{server.port}"]}]}
-    wrong = {**scrape, "basic_auth": {"username": "prometheus", "password": "wrong"}}
-    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-              "scrape_configs": [{"job_name": "tiny", **scrape}, {"job_name": "wrong-password", **wrong}]}
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    log = tmp_path / "prometheus.log"
-    prometheus = start_server([prometheus_bin, f"--config.file={tmp_path / 'prometheus.yml'}",
-                               f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-                              port, log, "/-/ready")
+    web_yml = write_config(tmp_path, {**tls_config(pki, client_auth_type="RequireAndVerifyClientCert",
+                                                   client_ca_file=str(pki.ca.cert)),
+                                      "basic_auth_users": {"prometheus": hashed(PASSWORD, cost=10)},
+                                      "http_server_config": {"headers": {"X-Frame-Options": "deny"}}})
+    exporter_port = free_port()
+    with open(tmp_path / "exporter.log", "w") as exporter_log:
+        exporter = subprocess.Popen(
+            [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{exporter_port}",
+             f"--web.config.file={web_yml}", *fixture_flags("rhel7-fragmented"),
+             *only_collectors("buddyinfo", "vmstat")], stdout=exporter_log, stderr=subprocess.STDOUT, cwd=PROJECT)
     try:
-        def up() -> dict[str, str]:
-            result = http_json(f"{prometheus.url}/api/v1/query?query=up")["data"]["result"]
-            values = {r["metric"]["job"]: r["value"][1] for r in result}
-            return values if len(values) == 2 and http_json(
-                f"{prometheus.url}/api/v1/query?query=tiny_up")["data"]["result"] else {}
-        assert wait_for("both targets scraped", up, timeout=60) == {"tiny": "1", "wrong-password": "0"}
-        targets = http_json(f"{prometheus.url}/api/v1/targets")["data"]["activeTargets"]
-        errors = {t["labels"]["job"]: t["lastError"] for t in targets}
-        assert errors["tiny"] == "" and "401" in errors["wrong-password"], errors
+        url = f"https://127.0.0.1:{exporter_port}/metrics"
+        client = ("--cacert", str(pki.ca.cert), "--cert", str(pki.client.cert), "--key", str(pki.client.key))
+        answer = wait_for("the exporter answers over TLS", lambda: (lambda a: a if a.status else None)(
+            curl(url, *client, "-u", f"prometheus:{PASSWORD}", tmp=tmp_path)), timeout=30)
+        assert answer.status == 200 and "kmem_buddy_free_blocks" in answer.body
+        assert answer.headers["x-frame-options"] == "deny"  # on the streamed /metrics answer too
+        assert curl(url, *client, tmp=tmp_path).status == 401
+        assert curl(url, "--cacert", str(pki.ca.cert), tmp=tmp_path).status == 0  # no client certificate
+        scrape = {"scheme": "https", "metrics_path": "/metrics", "scrape_interval": "1s",
+                  "tls_config": {"ca_file": str(pki.ca.cert), "cert_file": str(pki.client.cert),
+                                 "key_file": str(pki.client.key)},
+                  "basic_auth": {"username": "prometheus", "password": PASSWORD},
+                  "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}
+        wrong = {**scrape, "basic_auth": {"username": "prometheus", "password": "wrong"}}
+        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                  "scrape_configs": [{"job_name": "kmem", **scrape}, {"job_name": "wrong-password", **wrong}]}
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+        port = free_port()
+        prometheus = start_server([prometheus_bin, f"--config.file={tmp_path / 'prometheus.yml'}",
+                                   f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+                                  port, tmp_path / "prometheus.log", "/-/ready")
+        try:
+            def up() -> dict[str, str]:
+                result = http_json(f"{prometheus.url}/api/v1/query?query=up")["data"]["result"]
+                values = {r["metric"]["job"]: r["value"][1] for r in result}
+                return values if len(values) == 2 and http_json(
+                    f"{prometheus.url}/api/v1/query?query=kmem_buddy_free_blocks")["data"]["result"] else {}
+            assert wait_for("both targets scraped", up, timeout=60) == {"kmem": "1", "wrong-password": "0"}
+            targets = http_json(f"{prometheus.url}/api/v1/targets")["data"]["activeTargets"]
+            errors = {t["labels"]["job"]: t["lastError"] for t in targets}
+            assert errors["kmem"] == "" and "401" in errors["wrong-password"], errors
+        finally:
+            prometheus.stop()
     finally:
-        prometheus.stop()
+        exporter.kill()
+        exporter.wait(30)

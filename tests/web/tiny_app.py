@@ -1,4 +1,5 @@
-"""A tiny aiohttp app served with a web config's TLS context and middleware, in a thread, on 127.0.0.1."""
+"""A tiny aiohttp app served on the exporter's own listener with a web config's TLS and middleware, in a thread, on
+127.0.0.1."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from typing import Iterator, Optional
 from aiohttp import web
 
 from conftest import require_tool
-from exporter.web_auth import web_config_middleware
+from exporter.connections import ConnectionLimit
+from exporter.server import GuardedSite
+from exporter.web_auth import install_web_config
 from exporter.web_config import WebConfig
 
 EXPOSITION = "# HELP tiny_up A tiny app's only metric.\n# TYPE tiny_up gauge\ntiny_up 1\n"
@@ -26,7 +29,8 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 def tiny_app(web_config: WebConfig) -> web.Application:
-    app = web.Application(middlewares=[web_config_middleware(web_config)])
+    app = web.Application()
+    install_web_config(app, web_config)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/", _metrics)
     return app
@@ -47,7 +51,7 @@ class TinyServer:
         self._stop = asyncio.Event()
         runner = web.AppRunner(tiny_app(self.web_config), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.web_config.ssl_context())
+        site = GuardedSite(runner, "127.0.0.1:0", ConnectionLimit(64), self.web_config)  # the exporter's listener
         await site.start()
         self.port = runner.addresses[0][1]
         self._started.set()
