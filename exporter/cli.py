@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
+from types import FrameType
 from typing import Optional, Sequence
 
 from prometheus_client.core import Metric
@@ -15,6 +17,12 @@ from exporter.config import Config, ConfigError, parse_args
 from exporter.report import render_report
 from exporter.scrape import Scraper
 from exporter.server import render, serve
+from exporter.settings import shorten, shown
+
+log = logging.getLogger(__name__)
+
+SIGHUP_MESSAGE = ("received SIGHUP: ignored; flags and --config.file are read only at start, "
+                  "restart the exporter to apply changes")
 
 
 class _LogfmtFormatter(logging.Formatter):
@@ -70,12 +78,28 @@ async def report_once(config: Config) -> tuple[str, bool]:
     return render_report(families, failures), all_succeeded(families)
 
 
+def ignore_sighup() -> None:
+    """Keep running on SIGHUP (by default it ends the process), saying why nothing is reloaded."""
+
+    def on_sighup(signum: int, frame: Optional[FrameType]) -> None:
+        log.warning(SIGHUP_MESSAGE)
+
+    signal.signal(signal.SIGHUP, on_sighup)
+
+
+def fail(message: str) -> int:
+    """Say why the exporter cannot start; exit status 2."""
+    print(f"kmem-exporter: error: {shorten(message, 1000)}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         command, config = parse_args(sys.argv[1:] if argv is None else argv)
     except ConfigError as err:
-        print(f"kmem-exporter: error: {err}", file=sys.stderr)
-        return 2
+        return fail(str(err))
+    except Exception as err:  # noqa: BLE001 (any start-up failure is exit 2 with a message, never a traceback)
+        return fail(f"unusable configuration: {type(err).__name__}: {err}")
     setup_logging(config.python_log_level)
     if command == "scrape":
         body, ok = asyncio.run(scrape_once(config))
@@ -87,5 +111,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
         return 0 if ok else 1
-    serve(config, build_scraper(config))
+    ignore_sighup()
+    try:
+        serve(config, build_scraper(config))
+    except ConfigError as err:
+        return fail(str(err))
+    except OSError as err:  # binding: address in use, not local, host not found
+        return fail(f"web.listen-address {shown(config.listen_address)}: cannot listen: {err.strerror or err}")
     return 0
