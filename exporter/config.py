@@ -154,7 +154,7 @@ class Config:
 
 def load_file(path: str) -> dict[str, object]:
     """The settings in a YAML config file: a mapping of setting keys to values, each checked."""
-    where = f"config.file {shown(path)}"
+    where = f"config.file {shown(path, 512)}"
     try:
         data = parse_yaml(read_text(path))
     except ConfigFileError as err:

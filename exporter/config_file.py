@@ -11,11 +11,17 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import Callable
 
 import yaml
-from yaml.composer import ComposerError
-from yaml.constructor import ConstructorError
+from yaml.composer import Composer, ComposerError
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.events import Event
 from yaml.nodes import MappingNode, Node
+from yaml.parser import Parser
+from yaml.reader import Reader
+from yaml.resolver import Resolver
+from yaml.scanner import Scanner
 
 from exporter.settings import shorten, shown
 
@@ -81,16 +87,15 @@ def _file_type(mode: int) -> str:
     return "not a plain file"
 
 
-class _PlainYamlLoader(yaml.SafeLoader):
-    """SafeLoader without aliases and merge keys, with duplicate keys refused and bounded nesting and size."""
+class _BoundedComposer(Composer):
+    """Builds the node tree from parser events, refusing aliases and bounding nesting and the number of nodes."""
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self._nodes = 0
+    _depth = 0
+    _nodes = 0
+    peek_event: Callable[[], Event]  # from the parser it is mixed with
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
+        event = self.peek_event()
         problem = None
         if isinstance(event, yaml.AliasEvent):
             problem = f"aliases are not allowed (*{shorten(event.anchor or '')})"
@@ -99,7 +104,7 @@ class _PlainYamlLoader(yaml.SafeLoader):
         elif self._depth >= MAX_DEPTH:
             problem = f"nested more than {MAX_DEPTH} levels deep"
         if problem is not None:
-            raise ComposerError(None, None, problem, event.start_mark)
+            raise ComposerError(None, None, problem, event.start_mark)  # type: ignore[arg-type]  # libyaml's Mark
         self._nodes += 1
         self._depth += 1
         try:
@@ -107,29 +112,56 @@ class _PlainYamlLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+
+class _UniqueKeyConstructor(SafeConstructor):
+    """SafeConstructor refusing duplicate keys at any depth, and merge keys."""
+
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[object, object]:
         seen: set[object] = set()
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                raise ConstructorError(
-                    None, None, "merge keys (<<) are not allowed", key_node.start_mark)
+                raise ConstructorError(None, None, "merge keys (<<) are not allowed", key_node.start_mark)
             key = self.construct_object(key_node, deep=True)
             try:
                 duplicate = key in seen
             except TypeError:
-                raise ConstructorError(
-                    None, None, "a key must be a plain value", key_node.start_mark) from None
+                raise ConstructorError(None, None, "a key must be a plain value", key_node.start_mark) from None
             if duplicate:
-                raise ConstructorError(
-                    None, None, f"duplicate key {shown(key)}", key_node.start_mark)
+                raise ConstructorError(None, None, f"duplicate key {shown(key)}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    class _Loader(_BoundedComposer, CParser, _UniqueKeyConstructor, Resolver):
+        """libyaml's scanner and parser (C: a megabyte in milliseconds), with the bounded composer above."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            _BoundedComposer.__init__(self)
+            _UniqueKeyConstructor.__init__(self)
+            Resolver.__init__(self)
+else:  # PyYAML built without libyaml: the pure-Python scanner, some seconds per megabyte at worst
+    class _Loader(Reader, Scanner, Parser, _BoundedComposer, _UniqueKeyConstructor, Resolver):  # type: ignore[no-redef]
+        def __init__(self, stream: str) -> None:
+            Reader.__init__(self, stream)
+            Scanner.__init__(self)
+            Parser.__init__(self)
+            _BoundedComposer.__init__(self)
+            _UniqueKeyConstructor.__init__(self)
+            Resolver.__init__(self)
 
 
 def parse_yaml(text: str) -> object:
     """The single YAML document in `text`, as plain Python values."""
     try:
-        return yaml.load(text, Loader=_PlainYamlLoader)  # noqa: S506 (a SafeLoader subclass)
+        loader = _Loader(text)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as err:
         raise ConfigFileError(f"not valid YAML: {_describe(err)}") from None
     except yaml.YAMLError as err:

@@ -36,9 +36,9 @@ def shorten(text: str, limit: int = SHOWN_LENGTH) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def shown(value: object) -> str:
-    """The value's repr, cut to SHOWN_LENGTH characters with an ellipsis when longer."""
-    return shorten(repr(value[:SHOWN_LENGTH + 1]) if isinstance(value, str) else _short_repr(value))
+def shown(value: object, limit: int = SHOWN_LENGTH) -> str:
+    """The value's repr, cut to `limit` characters with an ellipsis when longer."""
+    return shorten(repr(value[:limit + 1]) if isinstance(value, str) else _short_repr(value), limit)
 
 
 def _short_repr(value: object) -> str:
