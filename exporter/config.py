@@ -14,8 +14,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping, NoReturn, Optional, Sequence
 
-import yaml
-
 from exporter import __version__
 from exporter.collectors import COLLECTORS
 from exporter.config_file import ConfigFileError, parse_yaml, read_text
