@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
+from types import FrameType
 from typing import Optional, Sequence
 
 from exporter.collectors import COLLECTORS
@@ -14,7 +16,13 @@ from exporter.report import render_report
 from exporter.exposition import TEXT
 from exporter.scrape import Collection, Scraper
 from exporter.server import serve
+from exporter.settings import shorten
 from exporter.web_config import WebConfigError, load_web_config
+
+log = logging.getLogger(__name__)
+
+SIGHUP_MESSAGE = ("received SIGHUP: ignored; flags and --config.file are read only at start, "
+                  "restart the exporter to apply changes (--web.config.file is re-read automatically)")
 
 
 class _LogfmtFormatter(logging.Formatter):
@@ -63,12 +71,28 @@ async def report_once(config: Config) -> tuple[str, bool]:
     return render_report(collection.families, collection.failures), collection.succeeded
 
 
+def ignore_sighup() -> None:
+    """Keep running on SIGHUP (by default it ends the process), saying why nothing is reloaded."""
+
+    def on_sighup(signum: int, frame: Optional[FrameType]) -> None:
+        log.warning(SIGHUP_MESSAGE)
+
+    signal.signal(signal.SIGHUP, on_sighup)
+
+
+def fail(message: str) -> int:
+    """Say why the exporter cannot start; exit status 2."""
+    print(f"kmem-exporter: error: {shorten(message, 1000)}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         command, config = parse_args(sys.argv[1:] if argv is None else argv)
     except ConfigError as err:
-        print(f"kmem-exporter: error: {err}", file=sys.stderr)
-        return 2
+        return fail(str(err))
+    except Exception as err:  # noqa: BLE001 (any start-up failure is exit 2 with a message, never a traceback)
+        return fail(f"unusable configuration: {type(err).__name__}: {err}")
     setup_logging(config.python_log_level)
     if command == "scrape":
         body, ok = asyncio.run(scrape_once(config))
@@ -85,6 +109,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             web_config = load_web_config(config.web_config_file)
         except WebConfigError as err:
-            print(f"kmem-exporter: error: web.config.file: {err}", file=sys.stderr)
-            return 2
-    return serve(config, build_scraper(config), web_config)
+            return fail(f"web.config.file: {err}")
+    ignore_sighup()
+    try:
+        return serve(config, build_scraper(config), web_config)
+    except ConfigError as err:  # an address that cannot be bound: in use, not local, host not found
+        return fail(str(err))

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping, Optional, Sequence
-
-import yaml
+from typing import Mapping, NoReturn, Optional, Sequence
 
 from exporter import __version__
 from exporter.collectors import COLLECTORS
-from exporter.settings import (Setting, SettingError, parse_bool, parse_duration, parse_positive_int, parse_size,
-                               parse_str)
+from exporter.config_file import ConfigFileError, parse_yaml, read_text
+from exporter.settings import (Setting, SettingError, parse_bool, parse_duration, parse_path, parse_positive_int,
+                               parse_size, parse_str, shorten, shown)
 
 COMMANDS = ("serve", "scrape", "report")
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -29,13 +29,18 @@ class ConfigError(Exception):
     """The configuration is unusable; the message names the setting or file and what is wrong."""
 
 
+_PORT = re.compile(r"[0-9]{1,5}")
+_HOST = re.compile(r"\[[0-9A-Fa-f:.%\w-]+\]|[\w.:-]+")
+_URL_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*")
+
+
 def _parse_listen_address(value: object) -> str:
     address = parse_str(value)
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or len(port) > 5 or not 0 <= int(port) <= 65535:
-        raise SettingError(f"expected [host]:port, got {address!r:.80}")
+    if not sep or not _PORT.fullmatch(port) or int(port) > 65535 or (host and not _HOST.fullmatch(host)):
+        raise SettingError(f"expected [host]:port with a port from 0 to 65535, got {shown(address)}")
     if ":" in host and not (host.startswith("[") and host.endswith("]")):
-        raise SettingError(f"an IPv6 address goes in brackets ([::1]:9792), got {address!r:.80}")
+        raise SettingError(f"an IPv6 address goes in brackets ([::1]:9792), got {shown(address)}")
     return address
 
 
@@ -55,15 +60,16 @@ def split_host_port(address: str) -> tuple[Optional[str], int]:
 
 def _parse_telemetry_path(value: object) -> str:
     path = parse_str(value)
-    if not path.startswith("/") or path in ("/", "/-/healthy", "/-/ready"):
-        raise SettingError(f"expected an absolute path other than /, /-/healthy and /-/ready, got {path!r}")
+    if not _URL_PATH.fullmatch(path) or path in ("/", "/-/healthy", "/-/ready"):
+        raise SettingError("expected an absolute path other than /, /-/healthy and /-/ready, of letters, digits "
+                           f"and -._~!$&'()*+,;=:@/, got {shown(path)}")
     return path
 
 
 def _parse_log_level(value: object) -> str:
     level = parse_str(value).lower()
     if level not in LOG_LEVELS:
-        raise SettingError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        raise SettingError(f"expected one of {', '.join(LOG_LEVELS)}, got {shown(value)}")
     return level
 
 
@@ -75,15 +81,15 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Maximum number of /metrics requests served at once; more are answered 503 at once.", "N"),
     Setting("web.max-connections", parse_positive_int, 512,
             "Maximum number of open client connections; more are closed as soon as they are accepted.", "N"),
-    Setting("web.config.file", parse_str, None,
+    Setting("web.config.file", parse_path, None,
             "Web configuration file in the Prometheus exporter-toolkit format (TLS, basic authentication, headers), "
             "as node_exporter takes it.", "FILE"),
     Setting("web.telemetry-path", _parse_telemetry_path, "/metrics", "Path under which to expose metrics.", "PATH"),
-    Setting("path.procfs", parse_str, "/proc", "procfs mountpoint.", "PATH"),
-    Setting("path.sysfs", parse_str, "/sys", "sysfs mountpoint.", "PATH"),
-    Setting("path.debugfs", parse_str, None, "debugfs mountpoint (default: <path.sysfs>/kernel/debug).", "PATH"),
-    Setting("path.cgroupfs", parse_str, None, "cgroup filesystem root (default: <path.sysfs>/fs/cgroup).", "PATH"),
-    Setting("path.kmsg", parse_str, "/dev/kmsg", "Kernel log device.", "PATH"),
+    Setting("path.procfs", parse_path, "/proc", "procfs mountpoint.", "PATH"),
+    Setting("path.sysfs", parse_path, "/sys", "sysfs mountpoint.", "PATH"),
+    Setting("path.debugfs", parse_path, None, "debugfs mountpoint (default: <path.sysfs>/kernel/debug).", "PATH"),
+    Setting("path.cgroupfs", parse_path, None, "cgroup filesystem root (default: <path.sysfs>/fs/cgroup).", "PATH"),
+    Setting("path.kmsg", parse_path, "/dev/kmsg", "Kernel log device.", "PATH"),
     Setting("collector.max-file-size", parse_size, "32MiB",
             "Largest kernel file a collector reads (slabinfo, mountinfo and the other tables; one-value files such "
             "as sysctls are capped at 64KiB); a larger or endless file fails its collector.", "SIZE"),
@@ -147,7 +153,7 @@ class Config:
         """Build a Config from raw setting values by key (flag/file form); unset keys take their defaults."""
         unknown = sorted(set(values) - set(SETTINGS_BY_KEY))
         if unknown:
-            raise ConfigError(f"unknown setting {unknown[0]!r}")
+            raise ConfigError(f"unknown setting {shown(unknown[0])}")
         resolved: dict[str, object] = {}
         for setting in ALL_SETTINGS:  # collector.disable-defaults comes before the switches it changes
             raw = values.get(setting.key)
@@ -181,33 +187,38 @@ class Config:
 
 
 def load_file(path: str) -> dict[str, object]:
-    """The settings in a YAML config file: a mapping of setting keys to values."""
+    """The settings in a YAML config file: a mapping of setting keys to values, each checked."""
+    where = f"config.file {shown(path, 512)}"
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except OSError as err:
-        raise ConfigError(f"config.file {path!r}: cannot read: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config.file {path!r}: not valid YAML: {err}") from None
+        data = parse_yaml(read_text(path))
+    except ConfigFileError as err:
+        raise ConfigError(f"{where}: {err}") from None
     if data is None:
         return {}
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-        raise ConfigError(f"config.file {path!r}: expected a mapping of setting names to values")
+        raise ConfigError(f"{where}: expected a mapping of setting names to values")
     unknown = sorted(set(data) - set(SETTINGS_BY_KEY))
     if unknown:
-        raise ConfigError(f"config.file {path!r}: unknown setting {unknown[0]!r}")
+        raise ConfigError(f"{where}: unknown setting {shown(unknown[0])}")
     for key, raw in data.items():
         if raw is None:
-            raise ConfigError(f"config.file {path!r}: setting {key!r} has no value")
+            raise ConfigError(f"{where}: setting {key!r} has no value")
         try:
             SETTINGS_BY_KEY[key].value(raw)
         except SettingError as err:
-            raise ConfigError(f"config.file {path!r}: {err}") from None
+            raise ConfigError(f"{where}: {err}") from None
     return data
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, with the value it quotes in an error shortened (a flag's value can be megabytes long)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(shorten(message, 400))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="kmem-exporter",
         description="Prometheus exporter for Linux kernel memory: fragmentation, slab caches, memory cgroups.",
         usage="kmem-exporter [serve|scrape|report] [flags]",

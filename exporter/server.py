@@ -20,10 +20,11 @@ from typing import Any, AsyncIterator, Optional
 from aiohttp import web
 
 from exporter import __version__
-from exporter.config import Config, split_host_port
+from exporter.config import Config, ConfigError, split_host_port
 from exporter.connections import ConnectionLimit
 from exporter.exposition import choose_format
 from exporter.scrape import Scraper
+from exporter.settings import shown
 from exporter.web_auth import install_web_config
 from exporter.web_config import WebConfig
 
@@ -209,7 +210,8 @@ def _loop_exception_handler() -> Any:
 
 
 async def run_server(config: Config, scraper: Scraper, web_config: Optional[WebConfig]) -> int:
-    """Serve until SIGTERM or SIGINT, then shut down cleanly: exit status 0; 1 when an address cannot be bound."""
+    """Serve until SIGTERM or SIGINT, then shut down cleanly (exit status 0). ConfigError when an address cannot be
+    bound."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_loop_exception_handler())
     raise_open_file_limit()
@@ -225,8 +227,7 @@ async def run_server(config: Config, scraper: Scraper, web_config: Optional[WebC
             try:
                 await GuardedSite(runner, address, limit, web_config).start()
             except OSError as err:
-                log.error("cannot listen on %s: %s", address, err.strerror or err)
-                return 1
+                raise ConfigError(f"web.listen-address {shown(address)}: cannot listen: {err.strerror or err}") from None
         log.info("listening on %s, metrics at %s", ", ".join(config.listen_addresses), config.telemetry_path)
         await stop.wait()
         log.info("shutting down")

@@ -226,6 +226,22 @@ def test_resources_are_bounded() -> None:
         resources = container["resources"]
         assert set(resources) == {"requests", "limits"}
         assert set(resources["limits"]) == {"cpu", "memory"}
+        assert mebibytes(resources["requests"]["memory"]) < mebibytes(resources["limits"]["memory"])
+
+
+def test_main_container_memory_matches_the_systemd_unit() -> None:
+    """The serving container gets the bound the systemd unit gives (MemoryMax), which hostile clients cannot pass."""
+    unit = (PROJECT / "deploy" / "systemd" / "kmem-exporter.service").read_text()
+    memory_max = re.search(r"^MemoryMax=(\d+)M$", unit, re.M)
+    assert memory_max is not None
+    resources = containers()["kmem-exporter"]["resources"]
+    assert mebibytes(resources["limits"]["memory"]) == int(memory_max.group(1)) == 256
+    assert mebibytes(resources["requests"]["memory"]) == 64
+
+
+def mebibytes(quantity: str) -> int:
+    assert quantity.endswith("Mi"), quantity
+    return int(quantity[:-2])
 
 
 def test_podmonitor_scrapes_every_container_and_keeps_the_node_label() -> None:

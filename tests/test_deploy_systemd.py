@@ -71,3 +71,15 @@ def test_reads_what_the_collectors_need() -> None:
     assert service["ProtectKernelLogs"] == "no"  # /dev/kmsg (kernel_log)
     assert "/dev/kmsg r" in service["DeviceAllow"]
     assert service["ExecStart"].split()[0].endswith("/kmem-exporter")
+
+
+def test_bounds_hold_against_hostile_clients() -> None:
+    """Descriptors far above the exporter's 512 connections; memory reclaimed under MemoryHigh before MemoryMax."""
+    service = unit()["Service"]
+    assert int(service["LimitNOFILE"]) >= 8192
+    assert _mebibytes(service["MemoryHigh"]) < _mebibytes(service["MemoryMax"]) == 256
+
+
+def _mebibytes(size: str) -> int:
+    assert size.endswith("M"), size
+    return int(size[:-1])
