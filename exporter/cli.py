@@ -10,6 +10,8 @@ import sys
 from types import FrameType
 from typing import Optional, Sequence
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 from exporter.collectors import COLLECTORS
 from exporter.config import Config, ConfigError, parse_args
 from exporter.report import render_report
@@ -27,9 +29,11 @@ SIGHUP_MESSAGE = ("received SIGHUP: ignored; flags and --config.file are read on
 
 class _LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage().replace('"', '\\"')
+        message = record.getMessage()
         if record.exc_info:
-            message += " " + self.formatException(record.exc_info).replace("\n", "\\n").replace('"', '\\"')
+            message += " " + self.formatException(record.exc_info)
+        # One line per record whatever the message holds (file contents, client bytes).
+        message = message.replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
         return (f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S%z')} level={record.levelname.lower()} "
                 f'logger={record.name} msg="{message}"')
 
@@ -41,6 +45,18 @@ def setup_logging(level: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(_quiet_client_errors)
+
+
+def _quiet_client_errors(record: logging.LogRecord) -> bool:
+    """A malformed request is the client's error, not the exporter's: it is answered 400 and logged at debug level,
+    on one line, so that no client can fill the log with tracebacks."""
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, HttpProcessingError):
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.msg, record.args, record.exc_info, record.exc_text = f"bad request: {error}", None, None, None
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+    return True
 
 
 def build_scraper(config: Config) -> Scraper:

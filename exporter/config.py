@@ -81,6 +81,9 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Maximum number of /metrics requests served at once; more are answered 503 at once.", "N"),
     Setting("web.max-connections", parse_positive_int, 512,
             "Maximum number of open client connections; more are closed as soon as they are accepted.", "N"),
+    Setting("web.read-header-timeout", parse_duration, "10s",
+            "A connection that has not sent a complete request head this long after it opened (or after the head's "
+            "first byte) is closed.", "DURATION"),
     Setting("web.config.file", parse_path, None,
             "Web configuration file in the Prometheus exporter-toolkit format (TLS, basic authentication, headers), "
             "as node_exporter takes it.", "FILE"),
@@ -121,6 +124,7 @@ class Config:
     listen_addresses: tuple[str, ...]
     max_requests: int
     max_connections: int
+    read_header_timeout: float
     telemetry_path: str
     web_config_file: Optional[str]
     procfs: Path
@@ -171,6 +175,7 @@ class Config:
             listen_addresses=resolved["web.listen-address"],  # type: ignore[arg-type]
             max_requests=int(resolved["web.max-requests"]),  # type: ignore[call-overload]
             max_connections=int(resolved["web.max-connections"]),  # type: ignore[call-overload]
+            read_header_timeout=float(resolved["web.read-header-timeout"]),  # type: ignore[arg-type]
             telemetry_path=str(resolved["web.telemetry-path"]),
             web_config_file=None if resolved["web.config.file"] is None else str(resolved["web.config.file"]),
             procfs=Path(str(resolved["path.procfs"])),

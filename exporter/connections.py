@@ -15,7 +15,6 @@ from typing import Optional
 
 log = logging.getLogger(__name__)
 
-HEADER_TIMEOUT = 10.0  # seconds for a request head, from the connection or from its first byte
 _REJECTED = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
              b"Connection: close\r\nContent-Length: 29\r\n\r\ntoo many open connections\r\n\r\n")
 _HEAD_ENDS = (b"\r\n\r\n", b"\n\n", b"\n\r\n")
@@ -24,7 +23,7 @@ _HEAD_ENDS = (b"\r\n\r\n", b"\n\n", b"\n\r\n")
 class ConnectionLimit:
     """The count of open connections, shared by every listener."""
 
-    def __init__(self, limit: int, header_timeout: float = HEADER_TIMEOUT) -> None:
+    def __init__(self, limit: int, header_timeout: float) -> None:
         self.limit = limit
         self.header_timeout = header_timeout
         self.open = 0

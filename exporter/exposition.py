@@ -102,47 +102,76 @@ def _escape_label_value(value: str) -> str:
     return value
 
 
+def format_value(value: float) -> str:
+    """A sample value as prometheus-client writes it (Go's formatting), the common case of a small whole number
+    written without going through its general function."""
+    if type(value) is int and -10**15 < value < 1_000_000:
+        return f"{value}.0"
+    return _go_float(value)
+
+
+_heads: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}  # sample name and labels -> their written form
+_HEADS_MAX = 100_000
+
+
+def _head(name: str, labels: dict[str, str]) -> str:
+    """`name{label="value",...}`, labels sorted by name; remembered, since the same series come back every scrape."""
+    key = (name, tuple(labels.items()))
+    head = _heads.get(key)
+    if head is None:
+        if not _legacy_name(name) or not all(map(_legacy_label_name, labels)):
+            raise _Unusual()
+        if len(_heads) >= _HEADS_MAX:
+            _heads.clear()
+        pairs = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in sorted(labels.items()))
+        head = _heads[key] = f"{name}{{{pairs}}}" if labels else name
+    return head
+
+
 def _samples(family: Metric) -> Iterable[str]:
     for sample in family.samples:
         if sample.exemplar is not None or sample.native_histogram is not None:
             raise ValueError(f"sample {sample.name} carries an exemplar or histogram: not written by this encoder")
-        if sample.labels:
-            labels = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in sorted(sample.labels.items()))
-            head = f"{sample.name}{{{labels}}}"
-        else:
-            head = sample.name
-        value = _go_float(sample.value)
+        head = _head(sample.name, sample.labels)
+        value = format_value(sample.value)
         yield f"{head} {value}\n" if sample.timestamp is None else f"{head} {value} {sample.timestamp}\n"
 
 
 def _text_family(family: Metric) -> str:
-    if not _writable(family):
-        return _fallback(family, prometheus_text)
     name = family.name + _TEXT_SUFFIXES.get(family.type, "")
-    if any(s.timestamp is not None for s in family.samples):
-        return _fallback(family, prometheus_text)  # milliseconds in this format; never produced here
-    return (f"# HELP {name} {_escape_help_text(family.documentation)}\n# TYPE {name} {_TEXT_TYPES[family.type]}\n"
-            + "".join(_samples(family)))
+    try:
+        _check_simple(family, timestamps=False)  # a timestamp is in milliseconds in this format; never produced here
+        return (f"# HELP {name} {_escape_help_text(family.documentation)}\n# TYPE {name} {_TEXT_TYPES[family.type]}\n"
+                + "".join(_samples(family)))
+    except _Unusual:
+        return _fallback(family, prometheus_text)
 
 
 def _openmetrics_family(family: Metric) -> str:
-    if not _writable(family):
-        return _fallback(family, prometheus_openmetrics).removesuffix("# EOF\n")
     name = family.name
     unit = f"# UNIT {name} {family.unit}\n" if family.unit else ""
-    return (f"# HELP {name} {_escape_label_value(family.documentation)}\n# TYPE {name} {family.type}\n{unit}"
-            + "".join(_samples(family)))
+    try:
+        _check_simple(family, timestamps=True)
+        return (f"# HELP {name} {_escape_label_value(family.documentation)}\n# TYPE {name} {family.type}\n{unit}"
+                + "".join(_samples(family)))
+    except _Unusual:
+        return _fallback(family, prometheus_openmetrics).removesuffix("# EOF\n")
 
 
-def _writable(family: Metric) -> bool:
-    """Whether the fast path writes `family` as prometheus-client would: a simple type, names in the classic
-    character set (prometheus-client escapes others), and no OpenMetrics-only `_created` samples (which its text
-    encoder moves to a family of their own)."""
+class _Unusual(Exception):
+    """The family is one the fast path does not write as prometheus-client would: a type other than gauge, counter,
+    info and unknown; names outside the classic character set (prometheus-client escapes them); OpenMetrics-only
+    `_created` samples (its text encoder moves them to a family of their own). Sample names and labels are checked as
+    a sample's written form is first made (`_head`)."""
+
+
+def _check_simple(family: Metric, timestamps: bool) -> None:
     if family.type not in _SIMPLE_TYPES:
-        return False
+        raise _Unusual()
     created = family.name + "_created"
-    return all(s.name != created and _legacy_name(s.name) and all(map(_legacy_label_name, s.labels))
-               for s in family.samples)
+    for sample in family.samples:
+        if sample.name == created or (not timestamps and sample.timestamp is not None):
+            raise _Unusual()
 
 
 @functools.lru_cache(maxsize=4096)

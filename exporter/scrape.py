@@ -172,38 +172,48 @@ def _run_collector(collector: Collector, files: KernelFiles) -> CollectorOutcome
 
 
 def check_exportable(families: Iterable[Metric]) -> None:
-    """CollectorError unless every sample has a value the exposition can write and string labels: what a collector
-    returns can fail that collector, never the encoder and so the whole scrape."""
+    """CollectorError unless every sample has a value the exposition can write, string labels, and no series twice:
+    what a collector returns can fail that collector, never the encoder and so the whole scrape."""
     for family in families:
+        seen: set[tuple[str, ...]] = set()
         for sample in family.samples:
             try:
                 float(sample.value)
             except (TypeError, ValueError, OverflowError):
                 raise CollectorError(f"{family.name}: value {str(sample.value)[:40]!r} cannot be exported") from None
-            if not all(type(v) is str for v in sample.labels.values()):
+            key = (sample.name, *sample.labels.values())
+            if not all(type(v) is str for v in key):
                 raise CollectorError(f"{family.name}: a label value is not a string: {sample.labels!r:.80}")
+            if key in seen:
+                raise CollectorError(f"{family.name}: the series {sample.labels!r:.120} is listed twice")
+            seen.add(key)
 
 
 def merge_families(families: Iterable[Metric]) -> list[Metric]:
-    """One family per name (collectors may share a family such as the background-pass gauges), duplicate series
-    dropped (the last one kept), samples in a stable order: by name, then label values (numbers numerically)."""
-    merged: dict[str, Metric] = {}
+    """One family per name, sorted by name. Collectors may share a family (the background-pass gauges): its samples
+    are merged and put in a stable order, by name, then label values (numbers numerically), the last of a duplicate
+    series kept. A family from one collector keeps that collector's order."""
+    groups: dict[str, list[Metric]] = {}
     for family in families:
-        target = merged.get(family.name)
-        if target is None:
-            target = merged[family.name] = Metric(family.name, family.documentation, family.type, family.unit)
-        target.samples.extend(family.samples)
-    for family in merged.values():
-        unique = {(s.name, *sorted(s.labels.items())): s for s in family.samples}
-        family.samples = sorted(unique.values(), key=_sample_order)
-    return list(merged.values())
+        groups.setdefault(family.name, []).append(family)
+    merged = []
+    for name in sorted(groups):
+        group = groups[name]
+        if len(group) == 1:
+            merged.append(group[0])
+            continue
+        target = Metric(name, group[0].documentation, group[0].type, group[0].unit)
+        unique = {(s.name, *sorted(s.labels.items())): s for family in group for s in family.samples}
+        target.samples = sorted(unique.values(), key=_sample_order)
+        merged.append(target)
+    return merged
 
 
 def _sample_order(sample: Sample) -> tuple[object, ...]:
     return (sample.name, *(_natural(v) for _, v in sorted(sample.labels.items())))
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=4096)
 def _natural(value: str) -> tuple[int, object]:
     """Numbers in numeric order (order 2 before order 10), then everything else by text."""
     return (0, int(value)) if value.isdigit() and value.isascii() else (1, value)

@@ -222,7 +222,7 @@ async def run_server(config: Config, scraper: Scraper, web_config: Optional[WebC
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        limit = ConnectionLimit(config.max_connections)
+        limit = ConnectionLimit(config.max_connections, config.read_header_timeout)
         for address in config.listen_addresses:
             try:
                 await GuardedSite(runner, address, limit, web_config).start()

@@ -51,7 +51,7 @@ class TinyServer:
         self._stop = asyncio.Event()
         runner = web.AppRunner(tiny_app(self.web_config), access_log=None)
         await runner.setup()
-        site = GuardedSite(runner, "127.0.0.1:0", ConnectionLimit(64), self.web_config)  # the exporter's listener
+        site = GuardedSite(runner, "127.0.0.1:0", ConnectionLimit(64, 10.0), self.web_config)  # the exporter's listener
         await site.start()
         self.port = runner.addresses[0][1]
         self._started.set()

@@ -1,0 +1,184 @@
+"""The real exporter against clients that misbehave, over raw sockets: connections beyond the limit, half-sent
+requests, pipelining, odd headers, several listen addresses, and running out of file descriptors."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import resource
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from conftest import PROJECT, RunningExporter, fixture_flags, free_port, promtool_check_metrics
+from metrics_text import only_collectors
+
+FOUR = only_collectors("buddyinfo", "vmstat", "sysctl", "kernel")
+REQUEST = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def connect(exporter: RunningExporter) -> socket.socket:
+    host, port = exporter.url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=20)
+    return sock
+
+
+def read_until_closed(sock: socket.socket, timeout: float = 20) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def responses(data: bytes) -> list[tuple[int, bytes]]:
+    """The status and body of each HTTP/1.1 response in `data` (Content-Length framed)."""
+    found = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        headers = dict(line.split(b": ", 1) for line in lines[1:])
+        length = int(headers[b"Content-Length"])
+        found.append((int(lines[0].split()[1]), rest[:length]))
+        data = rest[length:]
+    return found
+
+
+def test_connections_beyond_the_limit_get_503_and_the_rest_is_served(
+        exporter_factory: Callable[..., RunningExporter]) -> None:
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR, "--web.max-connections=4")
+    idle = [connect(exporter) for _ in range(4)]
+    time.sleep(0.5)  # the server has taken all four
+    extra = connect(exporter)
+    answer = read_until_closed(extra)
+    assert answer.startswith(b"HTTP/1.1 503 ") and b"too many open connections" in answer
+    idle.pop().close()
+    time.sleep(0.5)
+    assert exporter.get("/metrics")[0] == 200
+    for sock in idle:
+        sock.close()
+    assert "connection limit reached (4 open, --web.max-connections)" in exporter.log()
+
+
+def test_half_sent_requests_and_silent_connections_are_closed(
+        exporter_factory: Callable[..., RunningExporter]) -> None:
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR, "--web.read-header-timeout=1s")
+    silent = connect(exporter)
+    half = connect(exporter)
+    half.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    started = time.monotonic()
+    assert read_until_closed(half) == b""
+    assert read_until_closed(silent) == b""
+    assert time.monotonic() - started < 10
+    slow_but_complete = connect(exporter)
+    for byte in REQUEST[:-2]:
+        slow_but_complete.sendall(bytes([byte]))
+    time.sleep(0.3)
+    slow_but_complete.sendall(b"\r\n")  # within the timeout: answered
+    slow_but_complete.settimeout(20)
+    assert slow_but_complete.recv(12) == b"HTTP/1.1 200"
+    slow_but_complete.close()
+
+
+def test_pipelined_requests_are_answered_in_order(exporter_factory: Callable[..., RunningExporter]) -> None:
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR)
+    sock = connect(exporter)
+    sock.sendall(REQUEST * 19 + REQUEST.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    answers = responses(read_until_closed(sock))
+    assert [status for status, _ in answers] == [200] * 20
+    assert all(b"kmem_buddy_free_blocks{" in body for _, body in answers)
+
+
+def test_odd_headers_get_a_usable_answer(exporter_factory: Callable[..., RunningExporter]) -> None:
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR)
+    status, headers, body = exporter.get("/metrics", {"Accept": "application/openmetrics-text; version=abc"})
+    assert status == 200 and headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert promtool_check_metrics(body.decode()) == ""
+    status, headers, body = exporter.get("/metrics", {"Accept-Encoding": "gzip;q=0, identity"})
+    assert status == 200 and "Content-Encoding" not in headers and body.startswith(b"# HELP")
+    status, headers, body = exporter.get("/metrics", {"Accept-Encoding": "deflate, gzip;q=0.5"})
+    assert headers["Content-Encoding"] == "gzip" and gzip.decompress(body).startswith(b"# HELP")
+    sock = connect(exporter)
+    sock.sendall(b"HEAD /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    head = read_until_closed(sock)
+    assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")
+    assert b"Content-Type: text/plain; version=0.0.4" in head
+    for request in (b"GARBAGE\r\n\r\n", b"GET /metrics HTTP/1.1\r\nHost: " + b"x" * 100_000 + b"\r\n\r\n"):
+        sock = connect(exporter)
+        sock.sendall(request)
+        answer = read_until_closed(sock)
+        assert re.match(rb"HTTP/1\.[01] 4\d\d ", answer), answer[:100]
+    assert exporter.get("/metrics")[0] == 200
+    assert "Traceback" not in exporter.log()
+
+
+def test_several_listen_addresses(exporter_factory: Callable[..., RunningExporter]) -> None:
+    every, loopback6 = free_port(), free_port()
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR, f"--web.listen-address=:{every}",
+                                f"--web.listen-address=[::1]:{loopback6}")
+    for host, port in (("127.0.0.1", every), ("::1", every), ("::1", loopback6)):
+        with socket.create_connection((host, port), timeout=20) as sock:
+            sock.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert read_until_closed(sock).startswith(b"HTTP/1.1 200"), (host, port)
+    assert "listening on 127.0.0.1:" in exporter.log() and f":{every}, [::1]:{loopback6}" in exporter.log()
+
+
+def test_a_port_in_use_is_refused_with_exit_2(exporter_factory: Callable[..., RunningExporter]) -> None:
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR)
+    taken = exporter.url.removeprefix("http://")
+    result = subprocess.run([sys.executable, "-m", "exporter", f"--web.listen-address={taken}",
+                             *fixture_flags("rhel7-fragmented"), *FOUR], capture_output=True, text=True, timeout=60,
+                            cwd=PROJECT)
+    assert result.returncode == 2
+    assert f"web.listen-address '{taken}': cannot listen: " in result.stderr
+
+
+def test_out_of_file_descriptors_is_logged_once_and_recovers(tmp_path: Path) -> None:
+    """With a hard limit of 64 open files and a connection limit above it, accept() fails with EMFILE: the exporter
+    logs it (not once per attempt), keeps running, and serves again once clients go."""
+    port = free_port()
+    log_path = tmp_path / "exporter.log"
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen([sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}",
+                                    "--web.max-connections=1000", *fixture_flags("rhel7-fragmented"), *FOUR],
+                                   stdout=log_file, stderr=subprocess.STDOUT, cwd=PROJECT, preexec_fn=low_limit)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.1)
+        flood = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(150)]
+        time.sleep(3)  # accept() fails with EMFILE and is retried (once a second)
+        assert process.poll() is None
+        for sock in flood:
+            sock.close()
+        time.sleep(2)
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.sendall(REQUEST.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+            assert read_until_closed(sock).startswith(b"HTTP/1.1 200")
+        log = log_path.read_text()
+        assert 1 <= log.count("Too many open files") <= 2, log[-3000:]
+        assert "Traceback" not in log
+    finally:
+        process.kill()
+        process.wait(30)
+
+
+@pytest.mark.parametrize("address", ["[::1", "::1:9792", "127.0.0.1:99999", "host name:80"])
+def test_bad_listen_addresses_are_refused(address: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "exporter", f"--web.listen-address={address}"],
+                            capture_output=True, text=True, timeout=60, cwd=PROJECT)
+    assert result.returncode == 2 and "web.listen-address" in result.stderr, result.stderr
