@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import threading
 from typing import Iterable
@@ -12,6 +13,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter.collectors.base import Collector, CollectorError, KernelFiles
 from exporter.config import Config
+from exporter.exposition import OPENMETRICS, TEXT
 from exporter.scrape import Collection, Scraper
 
 MAX_BYTES = 1 << 20
@@ -123,4 +125,56 @@ async def test_failure_is_logged_once_until_it_changes(caplog: pytest.LogCapture
         "collector=failing recovered",
         "collector=failing failed: unexpected error: ValueError('a bug')",
     ]
+    await scraper.stop()
+
+
+async def test_a_collection_is_rendered_once_per_format_whatever_the_requests() -> None:
+    gate = Gate(CONFIG)
+    scraper = Scraper([gate, Quick(CONFIG)], timeout=60, max_file_bytes=MAX_BYTES)
+    scrapes = [asyncio.create_task(scraper.scrape()) for _ in range(3)]
+    await wait_for(gate.entered)
+    gate.gate.set()
+    collections = await asyncio.gather(*scrapes)
+    assert all(c is collections[0] for c in collections)
+    collection = collections[0]
+    texts = await asyncio.gather(*(collection.body(TEXT) for _ in range(5)))
+    assert all(t is texts[0] for t in texts)  # one rendering, the same bytes for every request
+    zipped = await asyncio.gather(*(collection.body(TEXT, gzipped=True) for _ in range(5)))
+    assert all(z is zipped[0] for z in zipped) and gzip.decompress(zipped[0]) == texts[0]
+    openmetrics = await collection.body(OPENMETRICS)
+    assert openmetrics.endswith(b"# EOF\n") and openmetrics is not texts[0]
+    assert b"kmem_test_gate 1.0\n" in texts[0]
+    await scraper.stop()
+
+
+class Unexportable(Collector):
+    name = "unexportable"
+    description = "a collector whose families the exposition could not write"
+
+    def __init__(self, config: Config, family: Metric) -> None:
+        super().__init__(config)
+        self.family = family
+
+    def collect(self, files: KernelFiles) -> Iterable[Metric]:
+        return [self.family]
+
+
+def twice() -> Metric:
+    family = GaugeMetricFamily("kmem_test_twice", "The same series twice.", labels=["zone"])
+    family.add_metric(["Normal"], 1)
+    family.add_metric(["Normal"], 2)
+    return family
+
+
+@pytest.mark.parametrize("family, reason", [
+    (GaugeMetricFamily("kmem_test_huge", "Beyond any float.", value=10**400), "cannot be exported"),
+    (GaugeMetricFamily("kmem_test_text", "Not a number.", value="many"), "cannot be exported"),  # type: ignore[arg-type]
+    (twice(), "listed twice"),
+])
+async def test_what_the_exposition_cannot_write_fails_its_collector_alone(family: Metric, reason: str) -> None:
+    scraper = Scraper([Unexportable(CONFIG, family), Quick(CONFIG)], timeout=10, max_file_bytes=MAX_BYTES)
+    collection = await scraper.scrape()
+    assert success(collection) == {"unexportable": 0, "quick": 1}
+    assert reason in collection.failures["unexportable"]
+    assert b"kmem_test_quick 1.0\n" in await collection.body(TEXT)
     await scraper.stop()
