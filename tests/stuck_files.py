@@ -143,6 +143,11 @@ class StuckTree:
         self.root = root
         self._gate = gate
 
+    def path_flags(self) -> list[str]:
+        """The exporter's root flags pointed into the mounted tree (a fixture tree: proc/, sys/, dev/kmsg)."""
+        return [f"--path.procfs={self.root / 'proc'}", f"--path.sysfs={self.root / 'sys'}",
+                f"--path.kmsg={self.root / 'dev' / 'kmsg'}"]
+
     def release(self, name: str) -> None:
         """Let every held and future read of `name` (a path relative to the tree) return its content."""
         with self._gate.changed:
