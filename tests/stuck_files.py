@@ -4,7 +4,8 @@
 and symbolic links, taken when it mounts) at `mountpoint`. Every file is a regular file that the exporter reads as
 it would read procfs; a read of a blocked file waits, in the kernel of the reading process, until the test calls
 `release(name)`, then returns the file's real content. The tree counts the reads of each file that have started
-and that are held, so a test can tell when a read is stuck and that no second read began.
+and that are held, so a test can tell when a read is stuck and that no second read began. An `endless` file never
+ends: like a procfs file, it says it is empty (size 0), and every read returns as much as asked.
 
 The FUSE server runs in a thread of the test process (libfuse 3 through mfusepy, multithreaded, `allow_other` so
 a process of another user can read too). Leaving the context releases every held read and unmounts, forcibly
@@ -45,12 +46,14 @@ class _Node:
 
     attrs: dict[str, int]
     content: bytes = b""
+    endless: bool = False
     target: str = ""
     entries: tuple[str, ...] = ()
 
 
-def _snapshot(source: Path) -> dict[str, _Node]:
-    """Every entry under `source` by its path relative to it ("" for the root), read-only, as it is now."""
+def _snapshot(source: Path, endless: Collection[str]) -> dict[str, _Node]:
+    """Every entry under `source` by its path relative to it ("" for the root), read-only, as it is now; the
+    `endless` files made endless."""
     nodes: dict[str, _Node] = {}
     for path in [source, *sorted(source.rglob("*"))]:
         info = path.lstat()
@@ -64,7 +67,10 @@ def _snapshot(source: Path) -> dict[str, _Node]:
             nodes[name] = _Node({**attrs, "st_size": len(target)}, target=target)
         elif stat.S_ISREG(info.st_mode):
             content = path.read_bytes()
-            nodes[name] = _Node({**attrs, "st_size": len(content)}, content=content)
+            if name in endless:  # repeated forever
+                nodes[name] = _Node({**attrs, "st_size": 0}, content=content or b"\n", endless=True)
+            else:
+                nodes[name] = _Node({**attrs, "st_size": len(content)}, content=content)
     return nodes
 
 
@@ -133,6 +139,9 @@ class _Operations(mfusepy.Operations):  # type: ignore[misc]  # mfusepy ships no
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         name, node = self._node(path)
         self.gate.pass_read(name, offset)
+        if node.endless:
+            start = offset % len(node.content)
+            return (node.content * (size // len(node.content) + 2))[start:start + size]
         return node.content[offset:offset + size]
 
 
@@ -225,11 +234,14 @@ def _unmount(mountpoint: Path, device: int, server: threading.Thread, fusermount
 
 
 @contextlib.contextmanager
-def stuck_tree(source: Path, mountpoint: Path, blocked: Collection[str] = ()) -> Iterator[StuckTree]:
-    """A read-only copy of `source` mounted at `mountpoint` (created) whose `blocked` files hold their reads."""
+def stuck_tree(source: Path, mountpoint: Path, blocked: Collection[str] = (),
+               endless: Collection[str] = ()) -> Iterator[StuckTree]:
+    """A read-only copy of `source` mounted at `mountpoint` (created) whose `blocked` files hold their reads and
+    whose `endless` files never end."""
     fusermount = require_tool("fusermount3")
-    nodes = _snapshot(source)
-    unknown = [name for name in blocked if name not in nodes or not stat.S_ISREG(nodes[name].attrs["st_mode"])]
+    nodes = _snapshot(source, endless)
+    unknown = [name for name in [*blocked, *endless]
+               if name not in nodes or not stat.S_ISREG(nodes[name].attrs["st_mode"])]
     assert not unknown, f"no regular file {unknown} in {source}"
     gate = _Gate(set(blocked))
     mountpoint.mkdir(parents=True, exist_ok=True)
@@ -256,15 +268,16 @@ StuckTreeFactory = Callable[..., StuckTree]
 
 @pytest.fixture
 def stuck_trees(tmp_path: Path) -> Iterator[StuckTreeFactory]:
-    """Mount stuck trees: `stuck_trees(source, blocked={...})`; all are unmounted at the end of the test.
+    """Mount stuck trees: `stuck_trees(source, blocked={...}, endless={...})`; all are unmounted at the end of the
+    test.
 
     Request it before `exporter_factory`, so that exporters are stopped before their files go away.
     """
     with contextlib.ExitStack() as stack:
         mounted: list[StuckTree] = []
 
-        def mount(source: Path, blocked: Collection[str] = ()) -> StuckTree:
-            tree = stack.enter_context(stuck_tree(source, tmp_path / f"stuck-{len(mounted)}", blocked))
+        def mount(source: Path, blocked: Collection[str] = (), endless: Collection[str] = ()) -> StuckTree:
+            tree = stack.enter_context(stuck_tree(source, tmp_path / f"stuck-{len(mounted)}", blocked, endless))
             mounted.append(tree)
             return tree
         yield mount
