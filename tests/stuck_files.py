@@ -252,11 +252,11 @@ def stuck_tree(source: Path, mountpoint: Path, blocked: Collection[str] = (),
     cwd = os.getcwd()
     mounted = _wait(lambda: _is_mount(mountpoint) or not server.is_alive(), WAIT_SECONDS)
     assert mounted and _is_mount(mountpoint), f"FUSE mount of {mountpoint} failed: {failure}"
-    os.listdir(mountpoint)  # answered once the server loop runs, after libfuse changed the directory to /
-    os.chdir(cwd)
-    device = mountpoint.stat().st_dev
+    device = os.lstat(mountpoint).st_dev
     tree = StuckTree(mountpoint, gate)
     try:
+        os.listdir(mountpoint)  # answered once the server loop runs, after libfuse changed the directory to /
+        os.chdir(cwd)
         yield tree
     finally:
         tree.release_all()
@@ -271,7 +271,8 @@ def stuck_trees(tmp_path: Path) -> Iterator[StuckTreeFactory]:
     """Mount stuck trees: `stuck_trees(source, blocked={...}, endless={...})`; all are unmounted at the end of the
     test.
 
-    Request it before `exporter_factory`, so that exporters are stopped before their files go away.
+    Request it before `exporter_factory`, so that exporters are stopped before their files go away (in the other
+    order, every held read is released before the unmount).
     """
     with contextlib.ExitStack() as stack:
         mounted: list[StuckTree] = []
