@@ -39,7 +39,8 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# Debian's prometheus brings promtool and the Prometheus server; prometheus-alertmanager brings amtool.
+# Debian's prometheus brings promtool and the Prometheus server; prometheus-alertmanager brings amtool; fuse3
+# brings libfuse3 and fusermount3 for the tests' files whose reads block (tests/stuck_files.py).
 tools:
 	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
 	    || ! command -v amtool >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then \
@@ -49,6 +50,8 @@ tools:
 	fi
 	@command -v ip >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends iproute2; }
+	@command -v fusermount3 >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends fuse3; }
 
 # The extfrag tests compare computed indices with the kernel's own debugfs files when debugfs can be mounted.
 debugfs:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import re
 import sys
 from pathlib import Path
 
-from conftest import PROJECT, copy_proc, promtool_check_metrics, run_exporter, scrape_fixture
+from conftest import FIXTURES, PROJECT, promtool_check_metrics, run_exporter, scrape_fixture
 from metrics_text import collector_success, only_collectors
+from stuck_files import StuckTreeFactory, stuck_trees  # noqa: F401  (a fixture)
 from exporter import __version__
 from exporter.collectors import COLLECTORS
 
@@ -31,14 +31,13 @@ def test_scrape_exits_1_when_a_collector_fails() -> None:
     assert promtool_check_metrics(result.stdout) == ""  # the rest is printed all the same
 
 
-def test_scrape_exits_despite_a_read_stuck_in_the_kernel(tmp_path: Path) -> None:
-    proc = copy_proc("rhel7-fragmented", tmp_path)
-    (proc / "vmstat").unlink()
-    os.mkfifo(proc / "vmstat")  # nobody ever writes: opening it blocks forever
-    result = run_exporter("scrape", f"--path.procfs={proc}", *FOUR, "--collector.timeout=500ms", timeout=60)
+def test_scrape_exits_despite_a_read_stuck_in_the_kernel(stuck_trees: StuckTreeFactory) -> None:
+    tree = stuck_trees(FIXTURES / "rhel7-fragmented", blocked={"proc/vmstat"})  # never released
+    result = run_exporter("scrape", *tree.path_flags(), *FOUR, "--collector.timeout=500ms", timeout=60)
     assert result.returncode == 1
     assert collector_success(result.stdout) == {"buddyinfo": 1, "vmstat": 0, "sysctl": 1, "kernel": 1}
     assert "collector=vmstat failed: timed out after 0.5s" in result.stderr
+    assert tree.reads_started("proc/vmstat") == 1
 
 
 def test_version() -> None:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import errno
 import gzip
-import os
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Callable
 
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
-from conftest import FIXTURES, RunningExporter, copy_proc, fixture_flags, promtool_check_metrics
+from conftest import FIXTURES, RunningExporter, fixture_flags, promtool_check_metrics
 from metrics_text import collector_success, only_collectors, series_values, value
+from stuck_files import StuckTreeFactory, stuck_trees  # noqa: F401  (a fixture)
 
 FOUR = only_collectors("buddyinfo", "vmstat", "sysctl", "kernel")
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -104,32 +102,9 @@ def test_broken_tree_fails_one_collector_and_logs_once(exporter_factory: Callabl
     assert f"{path}: malformed: line 96: expected 'NAME VALUE', got 'compact_st'" in failures[0]
 
 
-def fifo_tree(tmp_path: Path) -> tuple[list[str], Path]:
-    """A copy of rhel7-fragmented whose proc/vmstat is a FIFO: the vmstat collector blocks until the test writes."""
-    proc = copy_proc("rhel7-fragmented", tmp_path)
-    fifo = proc / "vmstat"
-    fifo.unlink()
-    os.mkfifo(fifo)
-    return [f"--path.procfs={proc}", f"--path.sysfs={tmp_path / 'sys'}"], fifo
-
-
-def open_writer_when_read(fifo: Path) -> int:
-    """The write end of the FIFO once the exporter has opened it for reading (ENXIO until then)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as err:
-            if err.errno != errno.ENXIO:
-                raise
-        time.sleep(0.01)
-    raise AssertionError(f"the exporter never opened {fifo}")
-
-
-def threads_opening_fifo(exporter: RunningExporter) -> int:
-    """How many of the exporter's threads wait in the kernel for a FIFO's writer (wchan `wait_for_partner`)."""
-    tasks = Path(f"/proc/{exporter.process.pid}/task")
-    return sum((task / "wchan").read_text() == "wait_for_partner" for task in tasks.iterdir())
+FRAGMENTED = FIXTURES / "rhel7-fragmented"
+VMSTAT = "proc/vmstat"
+CGROUPS = "proc/cgroups"
 
 
 def wait_for_log(exporter: RunningExporter, text: str) -> None:
@@ -150,17 +125,17 @@ class Scrape(threading.Thread):
         self.result = self.exporter.get("/metrics")
 
 
-def test_concurrent_scrapes_share_one_collection(exporter_factory: Callable[..., RunningExporter],
-                                                 tmp_path: Path) -> None:
-    flags, fifo = fifo_tree(tmp_path)
-    exporter = exporter_factory(*flags, *only_collectors("buddyinfo", "vmstat"), "--log.level=debug",
+def test_concurrent_scrapes_share_one_collection(stuck_trees: StuckTreeFactory,
+                                                 exporter_factory: Callable[..., RunningExporter]) -> None:
+    tree = stuck_trees(FRAGMENTED, blocked={VMSTAT})  # proc/vmstat's reads wait until the test releases them
+    exporter = exporter_factory(*tree.path_flags(), *only_collectors("buddyinfo", "vmstat"), "--log.level=debug",
                                 "--collector.timeout=60s")
     first = Scrape(exporter)
-    writer = open_writer_when_read(fifo)  # the first scrape's vmstat read is now held open
+    tree.wait_for_waiting_reads(VMSTAT)  # the first scrape's vmstat read is now held
     second = Scrape(exporter)
     wait_for_log(exporter, "scrape joins the collection in progress")
-    os.write(writer, (FIXTURES / "rhel7-fragmented" / "proc" / "vmstat").read_bytes())
-    os.close(writer)
+    assert (tree.reads_started(VMSTAT), tree.reads_waiting(VMSTAT)) == (1, 1)  # the second scrape reads nothing
+    tree.release(VMSTAT)
     first.join(30)
     second.join(30)
     assert first.result is not None and second.result is not None
@@ -169,59 +144,52 @@ def test_concurrent_scrapes_share_one_collection(exporter_factory: Callable[...,
     text = first.result[2].decode()
     assert collector_success(text) == {"buddyinfo": 1, "vmstat": 1}
     assert value(text, "kmem_vmstat_compact_stall_total") == 184312
-    assert threads_opening_fifo(exporter) == 0  # vmstat was read once; no second read waits
+    assert (tree.reads_started(VMSTAT), tree.reads_waiting(VMSTAT)) == (1, 0)  # vmstat was read once
 
 
-def test_collector_timeout_fails_that_collector_only(exporter_factory: Callable[..., RunningExporter],
-                                                     tmp_path: Path) -> None:
-    flags, _ = fifo_tree(tmp_path)
-    exporter = exporter_factory(*flags, *only_collectors("buddyinfo", "vmstat"), "--collector.timeout=500ms")
-    text = exporter.metrics()  # nobody writes to proc/vmstat: the read blocks past the timeout
+def test_collector_timeout_fails_that_collector_only(stuck_trees: StuckTreeFactory,
+                                                     exporter_factory: Callable[..., RunningExporter]) -> None:
+    tree = stuck_trees(FRAGMENTED, blocked={VMSTAT})  # never released: the read stays stuck in the kernel
+    exporter = exporter_factory(*tree.path_flags(), *only_collectors("buddyinfo", "vmstat"),
+                                "--collector.timeout=500ms")
+    text = exporter.metrics()
     assert collector_success(text) == {"buddyinfo": 1, "vmstat": 0}
     assert value(text, "kmem_buddy_free_blocks", node="0", zone="Normal", order="0") == 40153
     assert "collector=vmstat failed: timed out after 0.5s" in exporter.log()
     assert collector_success(exporter.metrics()) == {"buddyinfo": 1, "vmstat": 0}
     assert "collector=vmstat failed: the previous collection is still running" in exporter.log()
+    # The stuck read is not piled on: the second scrape started no second read of proc/vmstat.
+    assert (tree.reads_started(VMSTAT), tree.reads_waiting(VMSTAT)) == (1, 1)
     # The read is still stuck; SIGTERM must end the exporter all the same.
-    assert threads_opening_fifo(exporter) == 1
     assert exporter.stop() == 0
 
 
 def test_background_pass_stuck_at_start_neither_blocks_serving_nor_readiness_forever(
-        exporter_factory: Callable[..., RunningExporter], tmp_path: Path) -> None:
-    # memcg's first pass opens proc/cgroups, here a FIFO nobody writes to: the pass never finishes.
-    proc = copy_proc("rhel7-fragmented", tmp_path)
-    (proc / "cgroups").unlink()
-    os.mkfifo(proc / "cgroups")
-    flags = [f"--path.procfs={proc}", f"--path.sysfs={FIXTURES / 'rhel7-fragmented' / 'sys'}"]
+        stuck_trees: StuckTreeFactory, exporter_factory: Callable[..., RunningExporter]) -> None:
+    # memcg's first pass reads proc/cgroups, here held and never released: the pass never finishes.
+    tree = stuck_trees(FRAGMENTED, blocked={CGROUPS})
     started = time.monotonic()
     # exporter_factory returns once /-/ready answers 200: after the collector timeout, not never.
-    exporter = exporter_factory(*flags, *only_collectors("buddyinfo", "memcg"), "--collector.timeout=1s")
+    exporter = exporter_factory(*tree.path_flags(), *only_collectors("buddyinfo", "memcg"), "--collector.timeout=1s")
     assert time.monotonic() - started >= 1.0
     text = exporter.metrics()
     assert collector_success(text) == {"buddyinfo": 1, "memcg": 0}
     assert "collector=memcg failed: the first background pass has not finished yet" in exporter.log()
-    assert threads_opening_fifo(exporter) == 1
+    assert (tree.reads_started(CGROUPS), tree.reads_waiting(CGROUPS)) == (1, 1)
     assert exporter.stop() == 0
 
 
-def test_ready_waits_for_the_first_background_pass(exporter_factory: Callable[..., RunningExporter],
-                                                   tmp_path: Path) -> None:
-    proc = copy_proc("rhel7-fragmented", tmp_path)
-    cgroups = proc / "cgroups"
-    content = cgroups.read_bytes()
-    cgroups.unlink()
-    os.mkfifo(cgroups)
-    flags = [f"--path.procfs={proc}", f"--path.sysfs={FIXTURES / 'rhel7-fragmented' / 'sys'}"]
+def test_ready_waits_for_the_first_background_pass(stuck_trees: StuckTreeFactory,
+                                                   exporter_factory: Callable[..., RunningExporter]) -> None:
+    tree = stuck_trees(FRAGMENTED, blocked={CGROUPS})
     ready: list[RunningExporter] = []  # exporter_factory returns once /-/ready answers 200
-    starter = threading.Thread(daemon=True, target=lambda: ready.append(
-        exporter_factory(*flags, *only_collectors("buddyinfo", "memcg"), "--collector.timeout=60s")))
+    starter = threading.Thread(daemon=True, target=lambda: ready.append(exporter_factory(
+        *tree.path_flags(), *only_collectors("buddyinfo", "memcg"), "--collector.timeout=60s")))
     starter.start()
-    writer = open_writer_when_read(cgroups)  # the first pass is under way and held
+    tree.wait_for_waiting_reads(CGROUPS)  # the first pass is under way and held
     time.sleep(0.5)
     assert not ready, "the exporter said it was ready before its first background pass finished"
-    os.write(writer, content)
-    os.close(writer)
+    tree.release(CGROUPS)
     starter.join(30)
     assert ready, "the exporter never became ready"
     assert collector_success(ready[0].metrics()) == {"buddyinfo": 1, "memcg": 1}
