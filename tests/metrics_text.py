@@ -59,5 +59,5 @@ def only_collectors(*enabled: str) -> list[str]:
 
 
 def all_collectors() -> list[str]:
-    """Flags that enable every collector, including those disabled by default."""
-    return [f"--collector.{name}" for name in COLLECTORS]
+    """Flags that enable every collector, including those disabled by default, with every optional column."""
+    return [f"--collector.{name}" for name in COLLECTORS] + ["--collector.slabinfo.fields=.*"]

@@ -18,7 +18,7 @@ from metrics_text import collector_success, only_collectors, series_values, type
 from exporter.sources import ParseError
 from exporter.sources.slabinfo import SlabCache, SlabFamily, family_name, fold_caches, parse_slabinfo
 
-ONLY_SLABINFO = only_collectors("slabinfo")
+ONLY_SLABINFO = [*only_collectors("slabinfo"), "--collector.slabinfo.fields=.*"]
 PAGE = os.sysconf("SC_PAGE_SIZE")
 HEADER = ("slabinfo - version: 2.1\n# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> "
           ": tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>\n")
@@ -369,3 +369,17 @@ def test_unprivileged_user_gets_a_message_that_says_how_to_grant_access() -> Non
                              capture_output=True, text=True, timeout=60, cwd=PROJECT)
     assert granted.returncode == 0, granted.stderr
     assert collector_success(granted.stdout) == {"slabinfo": 1}
+
+
+def test_default_fields_are_what_dashboards_alerts_and_report_read() -> None:
+    out = scrape_fixture_ok("rhel7-fragmented", *only_collectors("slabinfo"))
+    assert set(types(out)) == {"kmem_slab_bytes", "kmem_slab_caches", "kmem_collector_success",
+                               "kmem_collector_duration_seconds", "kmem_exporter_build_info"}
+    assert value(out, "kmem_slab_caches", cache="nf_conntrack") == 8
+
+
+def test_fields_select_columns_by_whole_name() -> None:
+    out = scrape_fixture_ok("rhel7-fragmented", *only_collectors("slabinfo"), "--collector.slabinfo.fields=objects|slabs")
+    assert {name for name in types(out) if name.startswith("kmem_slab_")} == {"kmem_slab_objects", "kmem_slab_slabs"}
+    result = scrape_fixture("rhel7-fragmented", *only_collectors("slabinfo"), "--collector.slabinfo.fields=(")
+    assert result.returncode == 2 and "collector.slabinfo.fields" in result.stderr
