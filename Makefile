@@ -52,6 +52,10 @@ tools:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends iproute2; }
 	@command -v fusermount3 >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends fuse3; }
+	@if ! command -v curl >/dev/null || ! command -v openssl >/dev/null; then \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends curl openssl; \
+	fi
 
 # The extfrag tests compare computed indices with the kernel's own debugfs files when debugfs can be mounted.
 debugfs:
