@@ -13,13 +13,14 @@ a blank line, a bad value) is read line by line by `parse_line`, which raises th
 from __future__ import annotations
 
 from operator import itemgetter, mul
+from typing import Hashable, TypeVar, cast
 
 from exporter.sources import U64_MAX, ParseError
 from exporter.sources.slabinfo import (CONNTRACK_FAMILY, ConntrackCaches, SlabFamily, SlabSummary, check_header,
                                        conntrack_caches, fold_caches, is_conntrack_cache, parse_line, parse_slabinfo,
                                        split_name)
 
-_CHUNK_CHARACTERS = 1 << 20  # the text is tokenized a chunk at a time, so a 20 MB file is never held twice
+_CHUNK_CHARACTERS = 1 << 18  # the text is tokenized a chunk at a time, so a 20 MB file is never held twice
 _END = "\x00"  # marks the line ends among a chunk's tokens: a name the kernel prints (a C string) cannot hold it
 _WIDTH = 17  # tokens per line: the name, the fifteen fixed fields, the line-end mark
 _MARKS = ((6, ":"), (7, "tunables"), (11, ":"), (12, "slabdata"))
@@ -33,6 +34,8 @@ _MAXIMA = (3, 4, 5)  # positions in a running total that are maxima (the geometr
 
 # Running totals per (exported name, memory cgroup copy): caches, then the SlabFamily fields after `caches`.
 Totals = dict[tuple[str, bool], list[int]]
+
+K = TypeVar("K", bound=Hashable)
 
 # The family of each cache name seen lately: the same names come back at every scrape.
 _FAMILY_MEMO: dict[str, tuple[str, bool]] = {}
@@ -120,18 +123,22 @@ def _fold_regular_chunk(chunk: str, fold_families: bool, totals: Totals) -> bool
 
 def _group(names: list[str], fold_families: bool) -> dict[tuple[str, bool], list[int]]:
     """The positions of the names under each (exported name, memory cgroup copy)."""
-    groups: dict[tuple[str, bool], list[int]] = {}
+    if not fold_families:
+        return {(name, False): rows for name, rows in _positions(names).items()}
     memo = _FAMILY_MEMO
-    for row, name in enumerate(names):
-        if fold_families:
-            key = memo.get(name)
-            if key is None:
-                key = split_name(name)
-                if len(memo) >= _MEMO_LIMIT:
-                    memo.clear()
-                memo[name] = key
-        else:
-            key = (name, False)
+    keys = list(map(memo.get, names))
+    if None in keys:
+        if len(memo) + len(names) > _MEMO_LIMIT:
+            memo.clear()
+        for row, name in enumerate(names):
+            if keys[row] is None:
+                keys[row] = memo[name] = split_name(name)
+    return _positions(cast("list[tuple[str, bool]]", keys))  # no None is left
+
+
+def _positions(keys: list[K]) -> dict[K, list[int]]:
+    groups: dict[K, list[int]] = {}
+    for row, key in enumerate(keys):
         group = groups.get(key)
         if group is None:
             groups[key] = [row]

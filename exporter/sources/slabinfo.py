@@ -132,11 +132,17 @@ def parse_line(line: str, line_number: int, statistics: bool) -> SlabCache:
     for field in extra:  # the ': globalstat ...' and ': cpustat ...' sections of CONFIG_DEBUG_SLAB kernels
         if field != ":" and not (field.isascii() and (field.isdigit() or field.isalpha())):
             raise ParseError(f"line {line_number}: unexpected field {field[:40]!r} after slabdata")
-    numbers = [parse_unsigned(tail[i], f"line {line_number}: {_COLUMNS[i]}") for i in _NUMERIC]
+    tokens = [tail[i] for i in _NUMERIC]
+    joined = "".join(tokens)
+    if joined.isdigit() and joined.isascii() and max(map(len, tokens)) <= 19:
+        numbers = list(map(int, tokens))  # the usual case, checked at once: each fits in 64 bits
+    else:
+        numbers = [parse_unsigned(tail[i], f"line {line_number}: {_COLUMNS[i]}") for i in _NUMERIC]
     # The name as the kernel printed it, inner spaces and odd characters kept (split() would turn U+2028 into a
     # space): the line without its last len(tail) fields.
     name = line.rsplit(None, len(tail))[0].lstrip()
-    return SlabCache(name, *numbers[:5], numbers[8], numbers[9])
+    active, objects, size, per_slab, pages_per_slab = numbers[:5]
+    return SlabCache(name, active, objects, size, per_slab, pages_per_slab, numbers[8], numbers[9])
 
 
 def parse_slabinfo(text: str) -> list[SlabCache]:
