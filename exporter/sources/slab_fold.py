@@ -12,6 +12,7 @@ a blank line, a bad value) is read line by line by `parse_line`, which raises th
 
 from __future__ import annotations
 
+from collections import Counter
 from operator import itemgetter, mul
 from typing import Hashable, TypeVar, cast
 
@@ -99,26 +100,47 @@ def _fold_regular_chunk(chunk: str, fold_families: bool, totals: Totals) -> bool
     del joined
     if any(max(map(len, tokens[i::_PER_LINE])) > _SAFE_DIGITS for i in _UNUSED):
         return False
-    try:
-        columns = [list(map(int, tokens[i::_PER_LINE])) for i in _USED]
-    except ValueError:  # more digits than int() takes (4300): far beyond 64 bits
-        return False
-    if any(max(column) > U64_MAX for column in columns):
-        return False
+    columns = [tokens[i::_PER_LINE] for i in _USED]
     del tokens
-    active, objects, size, per_slab, pages_per_slab, active_slabs, slabs = columns
-    for key, rows in _group(names, fold_families).items():
-        if len(rows) == 1:
-            row = rows[0]
-            _add(totals, key, [1, active[row], objects[row], size[row], per_slab[row], pages_per_slab[row],
-                               active_slabs[row], slabs[row], slabs[row] * pages_per_slab[row]])
-            continue
-        pick = itemgetter(*rows)
-        slab_counts, slab_pages = pick(slabs), pick(pages_per_slab)
-        _add(totals, key, [len(rows), sum(pick(active)), sum(pick(objects)), max(pick(size)), max(pick(per_slab)),
-                           max(slab_pages), sum(pick(active_slabs)), sum(slab_counts),
-                           sum(map(mul, slab_counts, slab_pages))])
+    try:
+        folded = [(key, *_fold_rows(columns, rows)) for key, rows in _group(names, fold_families).items()]
+    except ValueError:  # more digits than int() takes (4300)
+        return False
+    if any(largest > U64_MAX for _, _, largest in folded):
+        return False
+    for key, values, _ in folded:
+        _add(totals, key, values)
     return True
+
+
+def _fold_rows(columns: list[list[str]], rows: list[int]) -> tuple[list[int], int]:
+    """The running totals of some lines of a chunk, from the columns of their numbers (as text); and the largest
+    number among them."""
+    if len(rows) == 1:
+        numbers = [int(column[rows[0]]) for column in columns]
+        active, objects, size, per_slab, pages_per_slab, active_slabs, slabs = numbers
+        return [1, active, objects, size, per_slab, pages_per_slab, active_slabs, slabs,
+                slabs * pages_per_slab], max(numbers)
+    pick = itemgetter(*rows)
+    (active, active_max), (objects, objects_max), (_, size), (_, per_slab), (_, pages_per_slab), \
+        (active_slabs, active_slabs_max), (slabs, slabs_max) = (_sum_and_max(pick(column)) for column in columns)
+    slab_pages = pick(columns[4])
+    if len(set(slab_pages)) == 1:  # the usual case: one geometry for the whole family
+        pages = pages_per_slab * slabs
+    else:
+        pages = sum(map(mul, map(int, pick(columns[6])), map(int, slab_pages)))
+    return ([len(rows), active, objects, size, per_slab, pages_per_slab, active_slabs, slabs, pages],
+            max(active_max, objects_max, size, per_slab, pages_per_slab, active_slabs_max, slabs_max))
+
+
+def _sum_and_max(numbers: tuple[str, ...]) -> tuple[int, int]:
+    """Sum and largest of numbers written in ASCII digits; each distinct spelling is converted once (the lines of
+    a family repeat the same few numbers), unless they are mostly distinct."""
+    counts = Counter(numbers)
+    if len(counts) * 2 > len(numbers):
+        values = list(map(int, numbers))
+        return sum(values), max(values)
+    return sum(int(number) * count for number, count in counts.items()), max(map(int, counts))
 
 
 def _group(names: list[str], fold_families: bool) -> dict[tuple[str, bool], list[int]]:
