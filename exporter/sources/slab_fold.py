@@ -38,9 +38,10 @@ Totals = dict[tuple[str, bool], list[int]]
 
 K = TypeVar("K", bound=Hashable)
 
-# The family of each cache name seen lately: the same names come back at every scrape.
+# The family of each cache name seen lately: the same names come back at every scrape. Bounded (about 4 MB when
+# full); a host with more per-instance caches than that pays for working their families out at each scrape.
 _FAMILY_MEMO: dict[str, tuple[str, bool]] = {}
-_MEMO_LIMIT = 1 << 16
+_MEMO_LIMIT = 1 << 15
 
 
 def parse_slab_families(text: str, fold_families: bool = True) -> SlabSummary:
@@ -152,9 +153,11 @@ def _group(names: list[str], fold_families: bool) -> dict[tuple[str, bool], list
     if None in keys:
         if len(memo) + len(names) > _MEMO_LIMIT:
             memo.clear()
+        shared: dict[tuple[str, bool], tuple[str, bool]] = {}  # one key object per family, not one per name
         for row, name in enumerate(names):
             if keys[row] is None:
-                keys[row] = memo[name] = split_name(name)
+                key = split_name(name)
+                keys[row] = memo[name] = shared.setdefault(key, key)
     return _positions(cast("list[tuple[str, bool]]", keys))  # no None is left
 
 
