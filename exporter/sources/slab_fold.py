@@ -123,10 +123,13 @@ def _fold_rows(columns: list[list[str]], rows: list[int]) -> tuple[list[int], in
         return [1, active, objects, size, per_slab, pages_per_slab, active_slabs, slabs,
                 slabs * pages_per_slab], max(numbers)
     pick = itemgetter(*rows)
-    (active, active_max), (objects, objects_max), (_, size), (_, per_slab), (_, pages_per_slab), \
-        (active_slabs, active_slabs_max), (slabs, slabs_max) = (_sum_and_max(pick(column)) for column in columns)
+    (active, active_max), (objects, objects_max), (active_slabs, active_slabs_max), (slabs, slabs_max) = (
+        _sum_and_max(pick(columns[i])) for i in (0, 1, 5, 6))
+    size, per_slab = (max(map(int, set(pick(columns[i])))) for i in (2, 3))
     slab_pages = pick(columns[4])
-    if len(set(slab_pages)) == 1:  # the usual case: one geometry for the whole family
+    geometries = set(slab_pages)
+    pages_per_slab = max(map(int, geometries))
+    if len(geometries) == 1:  # the usual case: one geometry for the whole family
         pages = pages_per_slab * slabs
     else:
         pages = sum(map(mul, map(int, pick(columns[6])), map(int, slab_pages)))

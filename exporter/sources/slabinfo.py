@@ -132,25 +132,26 @@ def parse_line(line: str, line_number: int, statistics: bool) -> SlabCache:
     for field in extra:  # the ': globalstat ...' and ': cpustat ...' sections of CONFIG_DEBUG_SLAB kernels
         if field != ":" and not (field.isascii() and (field.isdigit() or field.isalpha())):
             raise ParseError(f"line {line_number}: unexpected field {field[:40]!r} after slabdata")
-    tokens = [tail[i] for i in _NUMERIC]
+    tokens = tail[0:5] + tail[7:10] + tail[12:15]  # the numbers: _NUMERIC
     joined = "".join(tokens)
-    if joined.isdigit() and joined.isascii() and max(map(len, tokens)) <= 19:
-        numbers = list(map(int, tokens))  # the usual case, checked at once: each fits in 64 bits
-    else:
-        numbers = [parse_unsigned(tail[i], f"line {line_number}: {_COLUMNS[i]}") for i in _NUMERIC]
+    # The usual case, checked at once: ASCII digits, each fitting in 64 bits (at most 19 digits: sure when all
+    # eleven together have at most 29).
+    if not (joined.isdigit() and joined.isascii() and (len(joined) <= 29 or max(map(len, tokens)) <= 19)):
+        for i in _NUMERIC:
+            parse_unsigned(tail[i], f"line {line_number}: {_COLUMNS[i]}")  # raises, unless 20 digits that fit
     # The name as the kernel printed it, inner spaces and odd characters kept (split() would turn U+2028 into a
     # space): the line without its last len(tail) fields.
-    name = line.rsplit(None, len(tail))[0].lstrip()
-    active, objects, size, per_slab, pages_per_slab = numbers[:5]
-    return SlabCache(name, active, objects, size, per_slab, pages_per_slab, numbers[8], numbers[9])
+    name = fields[0] if tunables == 6 else line.rsplit(None, len(tail))[0].lstrip()
+    active, objects, size, per_slab, pages_per_slab = map(int, tail[0:5])
+    return SlabCache(name, active, objects, size, per_slab, pages_per_slab, int(tail[12]), int(tail[13]))
 
 
 def parse_slabinfo(text: str) -> list[SlabCache]:
     """Every cache line, in file order (a name may appear more than once)."""
     statistics = check_header(text)
     caches = []
-    for number, line in enumerate(split_lines(text)[1:], 2):
-        if not line.strip() or line.startswith("#"):
+    for number, line in enumerate(split_lines(text), 1):
+        if number == 1 or not line.strip() or line.startswith("#"):
             continue
         caches.append(parse_line(line, number, statistics))
     if not caches:
@@ -161,7 +162,7 @@ def parse_slabinfo(text: str) -> list[SlabCache]:
 def split_name(name: str) -> tuple[str, bool]:
     """(family, whether the cache is a memory cgroup's copy) of a cache name."""
     memcg = False
-    if name.endswith(")"):
+    if name[-1:] == ")":
         # `<family>(<digits>:<anything>)`: the first `(` (not at the start) followed by digits and a colon.
         start = name.find("(", 1)
         while start > 0:
@@ -172,13 +173,14 @@ def split_name(name: str) -> tuple[str, bool]:
                 name, memcg = name[:start], True
                 break
             start = name.find("(", start + 1)
-    base, underscore, suffix = name.rpartition("_")
-    if not underscore or not base or base in _NUMBERED_BY_DESIGN:
+    underscore = name.rfind("_")
+    if underscore <= 0:
         return name, memcg
-    if suffix.isdecimal():
-        return base, memcg  # a counter
-    if len(suffix) in (8, 16) and not suffix.strip(_HEX) and suffix.strip("abcdef"):
-        return base, memcg  # an address: hex digits, at least one of them a decimal digit
+    suffix = name[underscore + 1:]
+    # A counter, or an address: 8 or 16 hex digits, at least one of them a decimal digit.
+    if suffix.isdecimal() or (len(suffix) in (8, 16) and not suffix.strip(_HEX) and suffix.strip("abcdef")):
+        family = name[:underscore]
+        return (name, memcg) if family in _NUMBERED_BY_DESIGN else (family, memcg)
     return name, memcg
 
 
