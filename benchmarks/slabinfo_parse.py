@@ -5,7 +5,11 @@
 The generated file has the real caches of tests/fixtures/live-6.18 plus per-memory-cgroup copies
 (`dentry(1234:docker-<id>.scope)`, as 3.x-5.8 kernels name them) spread over a few common caches, and per-namespace
 `nf_conntrack_<address>` caches as RHEL 7 names them. Prints the size of the input and the best time of each step:
-parsing, folding into families, building the metric families, and all three (what one scrape costs).
+parsing, folding into families, building the metric families, and all three (what one scrape costs); then the same
+for the one-pass `parse_slab_families` (warm: the cache names seen at the previous scrape; cold: never seen), and the
+peak memory (tracemalloc) each way takes beyond the text itself.
+
+    .venv/bin/python benchmarks/slabinfo_parse.py --memcg-caches 161850 --conntrack-caches 0 --repeat 2   # 20 MB
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Callable
 
 from exporter.collectors.slabinfo import slab_metrics
+from exporter.sources import slab_fold
+from exporter.sources.slab_fold import parse_slab_families
 from exporter.sources.slabinfo import fold_caches, parse_slabinfo
 
 LIVE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "live-6.18" / "proc" / "slabinfo"
@@ -46,6 +53,21 @@ def best_of(repeat: int, step: Callable[[], object]) -> float:
     return min(times)
 
 
+def peak_bytes(step: Callable[[], object]) -> int:
+    """The most memory `step` held at once (Python allocations, tracemalloc)."""
+    tracemalloc.start()
+    try:
+        step()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def cold_families(text: str) -> object:
+    slab_fold._FAMILY_MEMO.clear()
+    return parse_slab_families(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--memcg-caches", type=int, default=20000)
@@ -67,6 +89,19 @@ def main() -> None:
     print(f"fold:    {fold * 1e3:8.1f} ms")
     print(f"metrics: {metrics * 1e3:8.1f} ms")
     print(f"total:   {total * 1e3:8.1f} ms  (best of {args.repeat})")
+    summary = parse_slab_families(text)
+    assert summary.families == families, "parse_slab_families disagrees with fold_caches(parse_slabinfo())"
+    one_pass = best_of(args.repeat, lambda: parse_slab_families(text))
+    cold = best_of(args.repeat, lambda: cold_families(text))
+    one_pass_total = best_of(args.repeat, lambda: list(slab_metrics(parse_slab_families(text).families, page)))
+    print(f"parse_slab_families: {one_pass * 1e3:8.1f} ms warm, {cold * 1e3:.1f} ms cold "
+          f"({one_pass / len(caches) * 1e6:.2f} us per line); with metrics {one_pass_total * 1e3:.1f} ms; "
+          f"conntrack: {summary.conntrack.caches} caches")
+    size = len(text)
+    plain_peak = peak_bytes(lambda: fold_caches(parse_slabinfo(text)))
+    one_pass_peak = peak_bytes(lambda: cold_families(text))
+    print(f"peak memory beyond the {size / 1e6:.2f} MB text: parse_slabinfo + fold_caches {plain_peak / 1e6:.1f} MB "
+          f"({plain_peak / size:.1f}x), parse_slab_families {one_pass_peak / 1e6:.1f} MB ({one_pass_peak / size:.1f}x)")
 
 
 if __name__ == "__main__":

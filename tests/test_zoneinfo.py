@@ -82,7 +82,7 @@ def test_before_3_8_there_is_no_managed_line() -> None:
     (ZONE + ZONE, "listed twice"),
     (ZONE + "Node 0, zo", "expected 'Node N, zone NAME'"),
     (ZONE.replace("min      10\n", "min      10\n  pages free     3\n"), "second 'pages free' line"),
-    (ZONE.replace("100", "9" * 5000), "no 'pages free' line"),
+    (ZONE.replace("100", "9" * 5000), "line 2: pages free does not fit in 64 bits"),
 ])
 def test_malformed(text: str, message: str) -> None:
     with pytest.raises(ParseError) as err:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exporter.sources import parse_unsigned
 from exporter.sources.zone_rows import parse_zone_rows, zone_row_pattern
 
-_ROW = zone_row_pattern(r"\d{1,20}")  # counts fit an unsigned long
+_ROW = zone_row_pattern(r"-?\d+")  # counts: unsigned long (`%6lu`), checked by parse_unsigned
 
 
 @dataclass(frozen=True)
@@ -36,5 +37,5 @@ class ZoneFreeBlocks:
 
 
 def parse_buddyinfo(text: str) -> list[ZoneFreeBlocks]:
-    return [ZoneFreeBlocks(node, zone, tuple(int(c) for c in counts))
-            for node, zone, counts in parse_zone_rows(text, _ROW, "COUNT...")]
+    return [ZoneFreeBlocks(node, zone, counts)
+            for node, zone, counts in parse_zone_rows(text, _ROW, "COUNT...", parse_unsigned)]

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
-from exporter.sources import ParseError
+from exporter.sources import ParseError, parse_unsigned, split_lines
 
 
 @dataclass(frozen=True)
@@ -39,14 +39,15 @@ class Controller:
 def parse_proc_cgroups(text: str) -> dict[str, Controller]:
     """The rows of /proc/cgroups by controller name."""
     controllers: dict[str, Controller] = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(split_lines(text), 1):
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split()
         if len(fields) != 4 or not all(_is_number(f) for f in fields[1:]) or fields[3] not in ("0", "1"):
             raise ParseError(f"line {number}: expected 'NAME HIERARCHY NUM_CGROUPS ENABLED', got {line[:80]!r}")
         name, hierarchy, num_cgroups, enabled = fields
-        controllers[name] = Controller(name, int(hierarchy), int(num_cgroups), enabled == "1")
+        controllers[name] = Controller(name, parse_unsigned(hierarchy, f"line {number}: hierarchy"),
+                                       parse_unsigned(num_cgroups, f"line {number}: num_cgroups"), enabled == "1")
     if not controllers:
         raise ParseError("no controllers listed (empty or truncated file)")
     return controllers
@@ -67,13 +68,13 @@ class CgroupStat:
 
 def parse_cgroup_stat(text: str) -> CgroupStat:
     values: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(split_lines(text), 1):
         if not line.strip():
             continue
         fields = line.split()
         if len(fields) != 2 or not _is_number(fields[1]):
             raise ParseError(f"line {number}: expected 'KEY VALUE', got {line[:80]!r}")
-        values[fields[0]] = int(fields[1])
+        values[fields[0]] = parse_unsigned(fields[1], f"line {number}: {fields[0][:40]}")
     missing = [key for key in ("nr_descendants", "nr_dying_descendants") if key not in values]
     if missing:
         raise ParseError(f"no {missing[0]} line (truncated file?)")
@@ -95,7 +96,7 @@ def _prefixed(values: Mapping[str, int], prefix: str) -> dict[str, int]:
 
 def parse_controllers(text: str) -> frozenset[str]:
     """The controller names in a cgroup v2 `cgroup.controllers` file (empty when none is available)."""
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in split_lines(text) if line.strip()]
     if len(lines) > 1:
         raise ParseError(f"expected one line of controller names, got {len(lines)} lines")
     names = frozenset(lines[0].split()) if lines else frozenset()

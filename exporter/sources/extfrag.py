@@ -29,7 +29,7 @@ from exporter.sources.buddyinfo import ZoneFreeBlocks
 from exporter.sources.zone_rows import parse_zone_rows, zone_row_pattern
 
 _ROW = zone_row_pattern(r"-?\d{1,4}\.-?\d{3}")
-_VALUE = re.compile(r"(-?\d{1,4})\.(-?\d{3})")
+_VALUE = re.compile(r"(-?\d{1,4})\.(-?\d{3})", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -48,22 +48,19 @@ class ContigPageInfo(NamedTuple):
     free_blocks_suitable: int
 
 
-def _parse_value(token: str) -> int:
+def _parse_value(token: str, what: str = "value") -> int:
     # The kernel prints `index / 1000` and `index % 1000` with C semantics (both truncate towards zero), so the
-    # sign can sit on either part: -1000 -> "-1.000", -500 -> "0.-500".
+    # sign can sit on either part: -1000 -> "-1.000", -500 -> "0.-500". Both parts are signed (`%d.%03d`).
     match = _VALUE.fullmatch(token)
     if match is None:
-        raise ParseError(f"not an index value: {token!r}")
+        raise ParseError(f"{what}: not an index value: {token[:40]!r}")
     return int(match.group(1)) * 1000 + int(match.group(2))
 
 
 def parse_index_file(text: str) -> list[ZoneIndex]:
     """Parse extfrag_index or unusable_index (same layout)."""
-    zones = [ZoneIndex(node, zone, tuple(_parse_value(v) for v in values))
-             for node, zone, values in parse_zone_rows(text, _ROW, "X.XXX...")]
-    if len({(z.node, z.zone) for z in zones}) != len(zones):
-        raise ParseError("a node and zone is listed twice")
-    return zones
+    return [ZoneIndex(node, zone, values) for node, zone, values in parse_zone_rows(text, _ROW, "X.XXX...",
+                                                                                    _parse_value)]
 
 
 def fill_contig_page_info(free_blocks: tuple[int, ...], suitable_order: int) -> ContigPageInfo:

@@ -13,7 +13,7 @@ import re
 
 from exporter.sources import ParseError
 
-_RELEASE = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?\S*")
+_RELEASE = re.compile(r"(\d{1,9})\.(\d{1,9})(?:\.(\d+))?\S*", re.ASCII)
 
 
 def parse_release_string(text: str) -> str:

@@ -116,7 +116,9 @@ class KernelEvent:
 
 
 def order_label(order: str) -> str:
-    """The order as a label value: the number, or "other" beyond any kernel's orders."""
+    """The order as a label value: the number, or "other" beyond any kernel's orders (or not in ASCII digits)."""
+    if not (order.isascii() and order.isdigit()) or len(order) > 3:
+        return OTHER_ORDER
     number = int(order)
     return str(number) if number <= MAX_ORDER_LABEL else OTHER_ORDER
 

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from exporter.sources import ParseError
+from exporter.sources import ParseError, parse_unsigned
 
 KERNEL_FACILITY = 0
 
@@ -57,12 +57,7 @@ def parse_record(data: bytes) -> KmsgRecord:
     parts = header.split(b",")
     if len(parts) < 4:
         raise ParseError(f"expected 'prio,seq,usec,flags;' header, got {header[:80]!r}")
-    try:
-        prio, seq, usec = (int(p) for p in parts[:3])
-    except ValueError:
-        raise ParseError(f"non-numeric prio, seq or usec in header {header[:80]!r}") from None
-    if prio < 0 or seq < 0 or usec < 0:
-        raise ParseError(f"negative prio, seq or usec in header {header[:80]!r}")
+    prio, seq, usec = (_header_number(part, name, header) for part, name in zip(parts, ("prio", "seq", "usec")))
     fields = {}
     for line in rest.split(b"\n"):
         if line.startswith(b" "):
@@ -79,6 +74,16 @@ def parse_record(data: bytes) -> KmsgRecord:
         text=unescape(text),
         fields=fields,
     )
+
+
+def _header_number(part: bytes, name: str, header: bytes) -> int:
+    """prio (`%u`), seq and usec (`%llu`): ASCII digits, at most 64 bits."""
+    token = part.decode("ascii", errors="replace")
+    if token.startswith("-") and token[1:].isdigit():
+        raise ParseError(f"negative {name} in header {header[:80]!r}")
+    if not (token.isdigit() and token.isascii()):
+        raise ParseError(f"non-numeric {name} in header {header[:80]!r}")
+    return parse_unsigned(token, f"{name} in header {header[:80]!r}")
 
 
 def split_records(data: bytes) -> list[bytes]:

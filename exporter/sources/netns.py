@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import re
 
-from exporter.sources import ParseError
+from exporter.sources import ParseError, parse_unsigned, split_lines
 
-_LINK = re.compile(r"(?P<kind>[a-z_]+):\[(?P<inode>\d+)\]")
+_LINK = re.compile(r"(?P<kind>[a-z_]+):\[(?P<inode>\d+)\]", re.ASCII)
 
 
 def parse_namespace_link(target: str, kind: str) -> int:
@@ -25,13 +25,13 @@ def parse_namespace_link(target: str, kind: str) -> int:
     match = _LINK.fullmatch(target)
     if match is None or match.group("kind") != kind:
         raise ParseError(f"expected a link to '{kind}:[INODE]', got {target[:80]!r}")
-    return int(match.group("inode"))
+    return parse_unsigned(match.group("inode"), "the namespace's inode number")
 
 
 def mounted_network_namespaces(mountinfo: str) -> set[int]:
     """Inode numbers of the network namespaces bind-mounted somewhere in this mount table."""
     found = set()
-    for number, line in enumerate(mountinfo.splitlines(), 1):
+    for number, line in enumerate(split_lines(mountinfo), 1):
         if not line.strip():
             continue
         fields = line.split(" ")
@@ -40,5 +40,5 @@ def mounted_network_namespaces(mountinfo: str) -> set[int]:
                              f"OPTIONS', got {line[:120]!r}")
         match = _LINK.fullmatch(fields[3])
         if match is not None and match.group("kind") == "net":
-            found.add(int(match.group("inode")))
+            found.add(parse_unsigned(match.group("inode"), f"line {number}: the namespace's inode number"))
     return found

@@ -22,15 +22,15 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from exporter.sources import ParseError
-from exporter.sources.zone_rows import zone_row_pattern
+from exporter.sources import MAX_MIGRATE_TYPES, ParseError, add_bounded, parse_unsigned, split_lines
+from exporter.sources.zone_rows import ZoneKeys, check_orders, zone_row_pattern
 
-_BLOCK_ORDER = re.compile(r"Page block order:\s*(\d{1,3})\s*")
-_PAGES_PER_BLOCK = re.compile(r"Pages per block:\s*(\d{1,20})\s*")
-_FREE_HEADER = re.compile(r"Free pages count per migrate type at order((?:\s+\d{1,3})+)\s*")
-_FREE_ROW = re.compile(r"Node\s+(\d+),\s+zone\s+(\S+),\s+type\s+(\S+)((?:\s+>?\d{1,20})+)\s*")
-_TABLE_HEADER = re.compile(r"Number of (blocks type|mixed blocks)((?:\s+\S+)+?)\s*")
-_TABLE_ROW = zone_row_pattern(r"\d{1,20}")  # the layout of a buddyinfo line
+_BLOCK_ORDER = re.compile(r"Page block order:\s*(\d+)\s*", re.ASCII)
+_PAGES_PER_BLOCK = re.compile(r"Pages per block:\s*(\d+)\s*", re.ASCII)
+_FREE_HEADER = re.compile(r"Free pages count per migrate type at order((?:\s+\d+)+)\s*", re.ASCII)
+_FREE_ROW = re.compile(r"Node\s+(\d+),\s+zone\s+(\S+),\s+type\s+(\S+)((?:\s+>?-?\d+)+)\s*", re.ASCII)
+_TABLE_HEADER = re.compile(r"Number of (blocks type|mixed blocks)((?:\s+\S+)+?)\s*", re.ASCII)
+_TABLE_ROW = zone_row_pattern(r"-?\d+")  # the layout of a buddyinfo line
 
 CAP = 100000  # the kernel's limit on counted free-list entries (mm/vmstat.c, since 5.4)
 
@@ -59,10 +59,10 @@ class Pagetypeinfo:
     pageblocks: tuple[ZonePageblocks, ...]
 
 
-def _count(token: str) -> tuple[int, bool]:
+def _count(token: str, what: str) -> tuple[int, bool]:
     if token.startswith(">"):
-        return int(token[1:]), True
-    return int(token), False
+        return parse_unsigned(token[1:], what), True
+    return parse_unsigned(token, what), False
 
 
 def parse_pagetypeinfo(text: str) -> Pagetypeinfo:
@@ -74,17 +74,21 @@ def parse_pagetypeinfo(text: str) -> Pagetypeinfo:
     free: dict[tuple[str, str, str], MigratetypeFree] = {}
     blocks: dict[tuple[str, str], ZonePageblocks] = {}
 
-    for number, line in enumerate(text.splitlines(), 1):
+    zones = ZoneKeys()  # node numbers and zone names (pairs repeat: once per migrate type and in the table)
+    mtypes: set[str] = set()
+    for number, line in enumerate(split_lines(text), 1):
         where = f"line {number}"
         if not line.strip():
             continue
         if m := _BLOCK_ORDER.fullmatch(line):
-            block_orders.add(int(m.group(1)))
+            block_orders.add(parse_unsigned(m.group(1), f"{where}: page block order"))
             table = None
         elif m := _PAGES_PER_BLOCK.fullmatch(line):
-            pages_per_block.add(int(m.group(1)))
+            pages_per_block.add(parse_unsigned(m.group(1), f"{where}: pages per block"))
         elif m := _FREE_HEADER.fullmatch(line):
-            orders = tuple(int(o) for o in m.group(1).split())
+            tokens = m.group(1).split()
+            check_orders(len(tokens), where)
+            orders = tuple(parse_unsigned(o, f"{where}: order column") for o in tokens)
             if orders != tuple(range(len(orders))):
                 raise ParseError(f"{where}: order columns are not 0..N: {orders}")
             table = None
@@ -92,7 +96,9 @@ def parse_pagetypeinfo(text: str) -> Pagetypeinfo:
             node, zone, mtype, counts = m.groups()
             if orders is None:
                 raise ParseError(f"{where}: free counts before the 'Free pages count' header")
-            parsed = [_count(c) for c in counts.split()]
+            zones.check(node, zone, where)
+            add_bounded(mtypes, mtype, MAX_MIGRATE_TYPES, "migrate types", where)
+            parsed = [_count(c, f"{where}: {mtype} order {order}") for order, c in enumerate(counts.split())]
             if len(parsed) != len(orders):
                 raise ParseError(f"{where}: {len(parsed)} counts for {len(orders)} orders (truncated line?)")
             if (node, zone, mtype) in free:
@@ -101,13 +107,17 @@ def parse_pagetypeinfo(text: str) -> Pagetypeinfo:
                 node, zone, mtype, tuple(c for c, _ in parsed), tuple(capped for _, capped in parsed))
         elif m := _TABLE_HEADER.fullmatch(line):
             table, types = m.group(1), tuple(m.group(2).split())
+            for mtype in types:
+                add_bounded(mtypes, mtype, MAX_MIGRATE_TYPES, "migrate types", where)
         elif m := _TABLE_ROW.fullmatch(line):
             node, zone, counts = m.groups()
             if table is None:
                 raise ParseError(f"{where}: pageblock counts before the 'Number of blocks type' header")
-            values = [int(c) for c in counts.split()]
-            if len(values) != len(types):
-                raise ParseError(f"{where}: {len(values)} counts for {len(types)} migrate types (truncated line?)")
+            zones.check(node, zone, where)
+            tokens = counts.split()
+            if len(tokens) != len(types):
+                raise ParseError(f"{where}: {len(tokens)} counts for {len(types)} migrate types (truncated line?)")
+            values = [parse_unsigned(c, f"{where}: {mtype} pageblocks") for mtype, c in zip(types, tokens)]
             if table != "blocks type":
                 continue
             if (node, zone) in blocks:

@@ -14,7 +14,7 @@ from exporter.sources import ParseError
 
 KERNEL_PAGE_SIZE_FIELD = "KernelPageSize:"
 
-_LINE = re.compile(r"KernelPageSize:\s+(\d{1,9}) kB\s*")
+_LINE = re.compile(r"KernelPageSize:\s+(\d{1,9}) kB\s*", re.ASCII)
 
 
 def parse_kernel_page_size(line: str) -> int:

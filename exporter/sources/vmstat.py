@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import re
 
-from exporter.sources import ParseError
+from exporter.sources import ParseError, parse_unsigned, split_lines
 
-_LINE = re.compile(r"([A-Za-z0-9_]+)\s+(-?\d+)\s*")
+_LINE = re.compile(r"([A-Za-z0-9_]+)\s+(-?\d+)\s*", re.ASCII)  # values: unsigned long (`%lu`)
+# The kernel's field list is fixed when it is built (about 200 names on 6.x); far more is a garbled file, refused
+# before it turns into as many series.
+MAX_FIELDS = 4096
 
 
 def is_gauge(field: str) -> bool:
@@ -26,7 +29,7 @@ def is_gauge(field: str) -> bool:
 def parse_vmstat(text: str) -> dict[str, int]:
     """The fields of /proc/vmstat in file order."""
     fields: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(split_lines(text), 1):
         if not line.strip():
             continue
         match = _LINE.fullmatch(line)
@@ -35,7 +38,9 @@ def parse_vmstat(text: str) -> dict[str, int]:
         name, value = match.groups()
         if name in fields:
             raise ParseError(f"line {number}: field {name!r} appears twice")
-        fields[name] = int(value)
+        fields[name] = parse_unsigned(value, f"line {number}: {name}")
+        if len(fields) > MAX_FIELDS:
+            raise ParseError(f"line {number}: more than {MAX_FIELDS} fields (a kernel has about 200; garbled file?)")
     if not fields:
         raise ParseError("no fields found (empty file)")
     return fields

@@ -29,11 +29,12 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from exporter.sources import ParseError
+from exporter.sources import ParseError, parse_unsigned, split_lines
+from exporter.sources.zone_rows import ZoneKeys
 
-_ZONE = re.compile(r"Node\s+(\d+),\s+zone\s+(\S+)\s*")
-_FREE = re.compile(r"\s+pages free\s+(\d{1,20})\s*")
-_FIELD = re.compile(r"\s+(min|low|high|boost|spanned|present|managed)\s+(\d{1,20})\s*")
+_ZONE = re.compile(r"Node\s+(\d+),\s+zone\s+(\S+)\s*", re.ASCII)
+_FREE = re.compile(r"\s+pages free\s+(-?\d+)\s*", re.ASCII)  # values: unsigned long (`%lu`)
+_FIELD = re.compile(r"\s+(min|low|high|boost|spanned|present|managed)\s+(-?\d+)\s*", re.ASCII)
 _REQUIRED = ("min", "low", "high")
 
 
@@ -68,19 +69,17 @@ def _finish(node: str, zone: str, free: Optional[int], fields: dict[str, int]) -
 
 def parse_zoneinfo(text: str) -> list[ZoneInfo]:
     zones: list[ZoneInfo] = []
-    seen: set[tuple[str, str]] = set()
+    keys = ZoneKeys()
     current: Optional[tuple[str, str]] = None
     free: Optional[int] = None
     fields: dict[str, int] = {}
 
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(split_lines(text), 1):
         if m := _ZONE.fullmatch(line):
             if current is not None:
                 zones.append(_finish(*current, free, fields))
+            keys.add(m.group(1), m.group(2), f"line {number}")
             current, free, fields = (m.group(1), m.group(2)), None, {}
-            if current in seen:
-                raise ParseError(f"line {number}: node {current[0]} zone {current[1]} listed twice")
-            seen.add(current)
         elif line.startswith("Node"):
             raise ParseError(f"line {number}: expected 'Node N, zone NAME', got {line[:80]!r}")
         elif current is None:
@@ -89,10 +88,10 @@ def parse_zoneinfo(text: str) -> list[ZoneInfo]:
         elif m := _FREE.fullmatch(line):
             if free is not None:
                 raise ParseError(f"line {number}: second 'pages free' line in node {current[0]} zone {current[1]}")
-            free = int(m.group(1))
+            free = parse_unsigned(m.group(1), f"line {number}: pages free")
         elif free is not None and (m := _FIELD.fullmatch(line)) and m.group(1) not in fields:
             # Only the lines right after `pages free` are zone fields; the first occurrence wins.
-            fields[m.group(1)] = int(m.group(2))
+            fields[m.group(1)] = parse_unsigned(m.group(2), f"line {number}: {m.group(1)}")
     if current is None:
         raise ParseError("no zones found (empty file)")
     zones.append(_finish(*current, free, fields))
