@@ -7,16 +7,9 @@ from typing import Iterable
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter.collectors.base import Collector, KernelFiles
-from exporter.collectors.slabinfo import read_slab_caches
-from exporter.sources.slabinfo import SlabCache, family_name, is_memcg_copy
+from exporter.collectors.slabinfo import read_slab_summary
+from exporter.sources.slabinfo import ConntrackCaches
 from exporter.sources.sysctl import parse_sysctl_int
-
-
-def is_conntrack_cache(name: str) -> bool:
-    """`nf_conntrack` (a single cache on newer kernels), `nf_conntrack_<address>` or `nf_conntrack_<number>` (one per
-    network namespace on 3.10 and other older kernels). Not `nf_conntrack_expect`, and not a memory cgroup's copy of
-    one of them."""
-    return family_name(name) == "nf_conntrack" and not is_memcg_copy(name)
 
 
 class ConntrackCollector(Collector):
@@ -24,8 +17,7 @@ class ConntrackCollector(Collector):
     description = "nf_conntrack slab caches (/proc/slabinfo, root only) and table fill (/proc/sys/net/netfilter)"
 
     def collect(self, files: KernelFiles) -> Iterable[Metric]:
-        caches = [c for c in read_slab_caches(self.config, files) if is_conntrack_cache(c.name)]
-        yield from _cache_metrics(caches)
+        yield from _cache_metrics(read_slab_summary(self.config, files).conntrack)
         netfilter = self.config.procfs / "sys" / "net" / "netfilter"
         entries = files.parse_optional_value(netfilter / "nf_conntrack_count", parse_sysctl_int)
         limit = files.parse_optional_value(netfilter / "nf_conntrack_max", parse_sysctl_int)
@@ -41,14 +33,12 @@ class ConntrackCollector(Collector):
                 "reached.", value=limit)
 
 
-def _cache_metrics(caches: list[SlabCache]) -> Iterable[Metric]:
+def _cache_metrics(caches: ConntrackCaches) -> Iterable[Metric]:
     yield GaugeMetricFamily(
         "kmem_nf_conntrack_slab_caches",
         "Slab caches of connection tracking. 3.10 kernels (RHEL/CentOS 7) create one per network namespace and may "
-        "not free it when the namespace goes: compare with kmem_network_namespaces.", value=len(caches))
+        "not free it when the namespace goes: compare with kmem_network_namespaces.", value=caches.caches)
     yield GaugeMetricFamily("kmem_nf_conntrack_slab_objects_active",
-                            "Objects in use in all conntrack slab caches together.",
-                            value=sum(c.active_objects for c in caches))
+                            "Objects in use in all conntrack slab caches together.", value=caches.active_objects)
     yield GaugeMetricFamily("kmem_nf_conntrack_slab_objects",
-                            "Objects the conntrack slab caches have room for, in use or free.",
-                            value=sum(c.objects for c in caches))
+                            "Objects the conntrack slab caches have room for, in use or free.", value=caches.objects)

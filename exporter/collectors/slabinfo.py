@@ -1,6 +1,7 @@
 """Slab caches from /proc/slabinfo: objects, slabs and bytes per cache, per-instance caches folded into families.
 
-`read_slab_caches` is shared with the conntrack collector, which counts its caches in the same file.
+`read_slab_summary` is shared with the conntrack collector, which counts its caches in the same file: one read and
+one parse per scrape serve both.
 """
 
 from __future__ import annotations
@@ -12,15 +13,26 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter.collectors.base import Collector, KernelFiles
 from exporter.settings import Setting, parse_bool, parse_regex
-from exporter.sources.slabinfo import SlabCache, SlabFamily, fold_caches, parse_slabinfo
+from exporter.sources.slab_fold import parse_slab_families
+from exporter.sources.slabinfo import SlabFamily, SlabSummary
 
 if TYPE_CHECKING:
     from exporter.config import Config
 
 
-def read_slab_caches(config: "Config", files: KernelFiles) -> list[SlabCache]:
-    """Every cache line of `<procfs>/slabinfo`; CollectorError when it cannot be read (root-only) or parsed."""
-    return files.parse(config.procfs / "slabinfo", parse_slabinfo)
+def _folded(text: str) -> SlabSummary:
+    return parse_slab_families(text, fold_families=True)
+
+
+def _unfolded(text: str) -> SlabSummary:
+    return parse_slab_families(text, fold_families=False)
+
+
+def read_slab_summary(config: "Config", files: KernelFiles) -> SlabSummary:
+    """`<procfs>/slabinfo`, parsed once per scrape for both collectors that need it (folded or not as
+    --collector.slabinfo.fold-caches says); CollectorError when it cannot be read (root-only) or parsed."""
+    fold = bool(config.option("collector.slabinfo.fold-caches"))
+    return files.parse(config.procfs / "slabinfo", _folded if fold else _unfolded)
 
 
 def _selected(name: str, include: Optional[re.Pattern[str]], exclude: Optional[re.Pattern[str]]) -> bool:
@@ -71,7 +83,7 @@ class SlabinfoCollector(Collector):
     )
 
     def collect(self, files: KernelFiles) -> Iterable[Metric]:
-        families = fold_caches(read_slab_caches(self.config, files), fold_families=bool(self.option("fold-caches")))
+        families = read_slab_summary(self.config, files).families
         include: Optional[re.Pattern[str]] = self.option("include")  # type: ignore[assignment]
         exclude: Optional[re.Pattern[str]] = self.option("exclude")  # type: ignore[assignment]
         selected = [f for f in families if _selected(f.name, include, exclude)]
