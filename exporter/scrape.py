@@ -10,7 +10,9 @@ import asyncio
 import functools
 import gzip
 import logging
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
@@ -25,6 +27,7 @@ from exporter.threads import DaemonPool
 log = logging.getLogger(__name__)
 
 GZIP_LEVEL = 6  # a 150 kB exposition shrinks tenfold for about a millisecond
+STALL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,10 @@ class Scraper:
         self.timeout = timeout
         self.max_file_bytes = max_file_bytes
         self._pool = DaemonPool("collect")
-        self._running: dict[str, asyncio.Future[CollectorOutcome]] = {}
+        self._busy = _Busy()
+        # A collector running longer than this hands the ones after it to another thread, so that a read stuck in
+        # the kernel delays nobody else; in the usual case, one thread runs every collector in turn.
+        self._stall = min(STALL_SECONDS, timeout / 4)
         self._in_flight: Optional[asyncio.Future[Collection]] = None
         self._reported_errors: dict[str, str] = {}
 
@@ -123,27 +129,22 @@ class Scraper:
         self._in_flight = None
 
     async def _collect_all(self) -> Collection:
-        files = KernelFiles(self.max_file_bytes)
-        outcomes = await asyncio.gather(*(self._collect_one(c, files) for c in self.collectors))
+        run = _Run([c for c in self.collectors if not self._busy.taken(c.name)], self._busy,
+                   KernelFiles(self.max_file_bytes))
+        workers = [self._pool.submit(run.work)]
+        deadline = time.monotonic() + self.timeout
+        while not run.finished() and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait(workers, timeout=min(left, self._stall), return_when=asyncio.FIRST_COMPLETED)
+            workers = [w for w in workers if not w.done()]
+            if run.needs_another_worker(self._stall):
+                log.debug("a collector has been running for over %gs; the others go on in another thread", self._stall)
+                workers.append(self._pool.submit(run.work))
+        outcomes = [run.outcome(c, self.timeout) for c in self.collectors]
         for outcome in outcomes:
             self._report(outcome)
-        families = merge_families([m for o in outcomes for m in o.metrics]) + self_metrics(outcomes)
+        families = merge_families([*(m for o in outcomes for m in o.metrics), *self_metrics(outcomes)])
         failures = {o.name: o.error for o in outcomes if o.error is not None}
-        return Collection(sorted(families, key=lambda f: f.name), failures, self._pool)
-
-    async def _collect_one(self, collector: Collector, files: KernelFiles) -> CollectorOutcome:
-        started = time.monotonic()
-        previous = self._running.get(collector.name)
-        if previous is not None and not previous.done():
-            # A read stuck in the kernel keeps its thread; don't pile more threads onto it.
-            return CollectorOutcome(collector.name, (), 0.0, "the previous collection is still running")
-        future = self._pool.submit(functools.partial(_run_collector, collector, files))
-        self._running[collector.name] = future
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), self.timeout)
-        except asyncio.TimeoutError:
-            return CollectorOutcome(collector.name, (), time.monotonic() - started,
-                                    f"timed out after {self.timeout:g}s")
+        return Collection(families, failures, self._pool)
 
     def _report(self, outcome: CollectorOutcome) -> None:
         """Log a failure once (not every scrape), and the recovery."""
@@ -155,6 +156,81 @@ class Scraper:
         elif outcome.error != previous:
             log.error("collector=%s failed: %s", outcome.name, outcome.error)
             self._reported_errors[outcome.name] = outcome.error
+
+
+class _Busy:
+    """The collectors running now, in any thread: a collector stuck in the kernel is not started again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._names: set[str] = set()
+
+    def taken(self, name: str) -> bool:
+        with self._lock:
+            return name in self._names
+
+    def take(self, name: str) -> None:
+        with self._lock:
+            self._names.add(name)
+
+    def release(self, name: str) -> None:
+        with self._lock:
+            self._names.discard(name)
+
+
+class _Run:
+    """The collectors of one collection, taken in turn by a worker thread (by another one too when a collector
+    stalls its worker); each outcome is kept as it comes."""
+
+    def __init__(self, collectors: Sequence[Collector], busy: _Busy, files: KernelFiles) -> None:
+        self._lock = threading.Lock()
+        self._waiting = deque(collectors)
+        self._total = len(collectors)
+        self._running: dict[str, float] = {}  # collector -> when it started
+        self._outcomes: dict[str, CollectorOutcome] = {}
+        self._busy = busy
+        self._files = files
+        self._started = time.monotonic()
+
+    def work(self) -> None:
+        """Run waiting collectors until none is left (in a worker thread)."""
+        while True:
+            with self._lock:
+                if not self._waiting:
+                    return
+                collector = self._waiting.popleft()
+                self._running[collector.name] = time.monotonic()
+            self._busy.take(collector.name)
+            try:
+                outcome = _run_collector(collector, self._files)
+            finally:
+                self._busy.release(collector.name)
+            with self._lock:
+                del self._running[collector.name]
+                self._outcomes[collector.name] = outcome
+
+    def finished(self) -> bool:
+        with self._lock:
+            return len(self._outcomes) == self._total
+
+    def needs_another_worker(self, stall: float) -> bool:
+        """Whether collectors wait while every one that runs has been running for `stall` seconds or more."""
+        now = time.monotonic()
+        with self._lock:
+            return bool(self._waiting) and all(now - started >= stall for started in self._running.values())
+
+    def outcome(self, collector: Collector, timeout: float) -> CollectorOutcome:
+        with self._lock:
+            outcome = self._outcomes.get(collector.name)
+            started = self._running.get(collector.name)
+            waiting = collector in self._waiting
+        if outcome is not None:
+            return outcome
+        if started is None and not waiting:
+            # A read stuck in the kernel keeps its thread; don't pile more threads onto it.
+            return CollectorOutcome(collector.name, (), 0.0, "the previous collection is still running")
+        return CollectorOutcome(collector.name, (), time.monotonic() - (started or self._started),
+                                f"timed out after {timeout:g}s")
 
 
 def _run_collector(collector: Collector, files: KernelFiles) -> CollectorOutcome:

@@ -99,8 +99,13 @@ async def test_slow_collector_times_out_alone_and_is_not_piled_on() -> None:
     assert success(await scraper.scrape()) == {"gate": 0, "quick": 1}
     assert gate.calls == 1
     gate.gate.set()
-    await scraper._running["gate"]  # the stuck read, now finished
-    assert success(await scraper.scrape()) == {"gate": 1, "quick": 1}
+    for _ in range(300):  # the stuck read, now let go, finishes; the next scrape collects it again
+        collection = await scraper.scrape()
+        if success(collection) == {"gate": 1, "quick": 1}:
+            break
+        assert collection.failures["gate"] == "the previous collection is still running"
+        await asyncio.sleep(0.01)
+    assert success(collection) == {"gate": 1, "quick": 1}
     assert gate.calls == 2
     await scraper.stop()
 
@@ -177,4 +182,19 @@ async def test_what_the_exposition_cannot_write_fails_its_collector_alone(family
     assert success(collection) == {"unexportable": 0, "quick": 1}
     assert reason in collection.failures["unexportable"]
     assert b"kmem_test_quick 1.0\n" in await collection.body(TEXT)
+    await scraper.stop()
+
+
+async def test_one_thread_runs_the_collectors_in_turn_unless_one_stalls() -> None:
+    threads: list[str] = []
+
+    class Recording(Quick):
+        def collect(self, files: KernelFiles) -> Iterable[Metric]:
+            threads.append(threading.current_thread().name)
+            return []
+
+    recorders = [type(f"Recording{i}", (Recording,), {"name": f"recording{i}"})(CONFIG) for i in range(5)]
+    scraper = Scraper(recorders, timeout=10, max_file_bytes=MAX_BYTES)
+    await scraper.scrape()
+    assert len(threads) == 5 and len(set(threads)) == 1
     await scraper.stop()
