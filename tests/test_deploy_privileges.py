@@ -12,7 +12,7 @@ import pytest
 
 from conftest import PROJECT, fixture_flags, is_root, promtool_check_metrics, require_tool
 from deploy_paths import Privilege, privileges_table
-from metrics_text import collector_success, series_values
+from metrics_text import all_collectors, collector_success, series_values
 
 from exporter.collectors import COLLECTORS
 
@@ -33,7 +33,8 @@ def scrape_as_nobody(capabilities: set[str]) -> tuple[str, str]:
     caps = ",".join(["-all"] + [f"+{c.removeprefix('CAP_').lower()}" for c in sorted(capabilities)])
     result = subprocess.run(
         [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", f"--inh-caps={caps}",
-         f"--ambient-caps={caps}", f"--bounding-set={caps}", "--", sys.executable, "-m", "exporter", "scrape"],
+         f"--ambient-caps={caps}", f"--bounding-set={caps}", "--", sys.executable, "-m", "exporter", "scrape",
+         *all_collectors()],
         capture_output=True, text=True, timeout=120, cwd=PROJECT)
     assert result.stdout, result.stderr
     return result.stdout, result.stderr
