@@ -182,3 +182,39 @@ def test_bad_listen_addresses_are_refused(address: str) -> None:
     result = subprocess.run([sys.executable, "-m", "exporter", f"--web.listen-address={address}"],
                             capture_output=True, text=True, timeout=60, cwd=PROJECT)
     assert result.returncode == 2 and "web.listen-address" in result.stderr, result.stderr
+
+
+def rss_peak_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_900_clients_pipelining_without_reading_leave_memory_bounded(
+        exporter_factory: Callable[..., RunningExporter]) -> None:
+    """Each of 900 connections sends 20 `GET /metrics` at once and reads nothing for 10 s: the exporter stays up,
+    under 100 MiB, and serves a normal client (at once, or after a 503 while every slot is taken)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    exporter = exporter_factory("--collector.slabinfo.fields=.*")  # this host, every collector: the largest answer
+    clients = []
+    try:
+        for _ in range(900):
+            sock = connect(exporter)
+            sock.sendall(REQUEST * 20)
+            clients.append(sock)
+        time.sleep(10)
+        assert exporter.process.poll() is None
+        assert rss_peak_mib(exporter.process.pid) < 100
+        deadline = time.monotonic() + 60
+        status = 0
+        while status != 200 and time.monotonic() < deadline:
+            status = exporter.get("/metrics")[0]
+            assert status in (200, 503)
+            time.sleep(0.5)
+        assert status == 200
+    finally:
+        for sock in clients:
+            sock.close()
+    assert "Traceback" not in exporter.log()
