@@ -10,9 +10,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO, Mapping, Optional, Sequence, Union
+from typing import IO, Mapping, NamedTuple, Optional, Sequence, Union
 
 PROJECT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -91,15 +92,35 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def scrape(url: str, headers: Optional[Mapping[str, str]] = None, timeout: float = 60) -> tuple[float, bytes]:
-    """Seconds from sending the request to the last byte of the answer, and the (decompressed) body."""
+class Fetched(NamedTuple):
+    latency: float  # seconds from sending the request to the last byte of the answer
+    status: int
+    body: bytes  # decompressed
+    wire_bytes: int  # body bytes as sent (compressed when the server used gzip)
+
+
+def fetch(url: str, headers: Optional[Mapping[str, str]] = None, timeout: float = 60) -> Fetched:
+    """One GET over a new connection; an HTTP error status is returned, not raised."""
     request = urllib.request.Request(url, headers=dict(headers or {}))
     started = time.perf_counter()
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        body = response.read()
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as error:
+        response = error
+    with response:
+        raw = response.read()
         encoding = response.headers.get("Content-Encoding", "")
+        status = response.status
     latency = time.perf_counter() - started
-    return latency, gzip.decompress(body) if encoding == "gzip" else body
+    return Fetched(latency, status, gzip.decompress(raw) if encoding == "gzip" else raw, len(raw))
+
+
+def scrape(url: str, headers: Optional[Mapping[str, str]] = None, timeout: float = 60) -> tuple[float, bytes]:
+    """Seconds from sending the request to the last byte of a 200 answer, and the (decompressed) body."""
+    result = fetch(url, headers, timeout)
+    if result.status != 200:
+        raise OSError(f"{url}: HTTP {result.status}")
+    return result.latency, result.body
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
