@@ -151,6 +151,21 @@ def common_keys(body: bytes, kmem: bool) -> dict[Key, float]:
     return values
 
 
+def failed_collectors(body: bytes, metric: str) -> list[str]:
+    return sorted(dict(labels)["collector"] for (name, labels), value in parse_samples(body).items()
+                  if name == metric and value == 0)
+
+
+def slabinfo_file(root: Path) -> dict[Key, float]:
+    """Active objects and objects per cache straight from the file (names listed twice keep the last line)."""
+    values: dict[Key, float] = {}
+    for line in (root / "proc" / "slabinfo").read_text().splitlines()[2:]:
+        fields = line.split()
+        values[("objects_active", fields[0])] = float(fields[1])
+        values[("objects", fields[0])] = float(fields[2])
+    return values
+
+
 def duplicate_caches(root: Path) -> set[str]:
     names = [line.split(None, 1)[0] for line in (root / "proc" / "slabinfo").read_text().splitlines()[2:] if line]
     return {name for name, count in Counter(names).items() if count > 1}
@@ -171,11 +186,19 @@ def check_values(node: Target, kmem: Target, root: Path, headers: dict[str, str]
         return {k for k in values if not (k[0].startswith("objects") and k[1] in skipped)}
 
     counts: dict[tuple[str, str], int] = {}
+    lines = []
+    slab_from_file = "slabinfo" in failed_collectors(node.get(headers).body, "node_scrape_collector_success")
+    if slab_from_file:
+        size = (root / "proc" / "slabinfo").stat().st_size
+        lines.append(f"  node_exporter's slabinfo collector failed on this root ({size / 1e6:.1f} MB slabinfo): "
+                     "kmem-exporter's slab values compared with the file instead")
     pending: set[Key] = set()
     only: dict[str, set[Key]] = {}
     for attempt in range(CHECK_ROUNDS):
         before = common_keys(kmem.get(headers).body, True)
         theirs = common_keys(node.get(headers).body, False)
+        if slab_from_file:
+            theirs.update(slabinfo_file(root))
         after = common_keys(kmem.get(headers).body, True)
         if attempt == 0:
             only = {"node_exporter": compared(theirs) - compared(before),
@@ -189,7 +212,6 @@ def check_values(node: Target, kmem: Target, root: Path, headers: dict[str, str]
                     pending.discard(key)
         if not pending:
             break
-    lines = []
     for kind in ("buddyinfo", "objects_active", "objects", "vmstat"):
         bad = sorted(k[-1] for k in pending if k[0] == kind)
         line = (f"  {kind:<15} equal {counts.get((kind, 'equal'), 0):>6}, moved between scrapes "
@@ -245,6 +267,17 @@ def idle_millicores(targets: list[Target], seconds: float) -> dict[str, float]:
     before = {t.name: cpu_seconds(t.process.pid) for t in targets}
     time.sleep(seconds)
     return {t.name: (cpu_seconds(t.process.pid) - before[t.name]) / seconds * 1000 for t in targets}
+
+
+def failures(targets: list[Target]) -> list[str]:
+    lines = []
+    for target in targets:
+        assert target.last is not None
+        metric = "node_scrape_collector_success" if target.name == "node_exporter" else "kmem_collector_success"
+        failed = failed_collectors(target.last.body, metric)
+        if failed:
+            lines.append(f"{target.name}: collectors that failed: {', '.join(failed)}")
+    return lines
 
 
 def figures(target: Target, n: int) -> list[float]:
@@ -320,6 +353,8 @@ def main() -> None:
     print(f"\n{args.n} scrapes of each, in turn, over loopback{' with gzip' if args.gzip else ''}; "
           f"kmem same data sets: {' '.join(same_data)}")
     print_table(node, [same, default], args.n)
+    for line in failures(targets):
+        print(line)
     print(f"floor (open and read once): {', '.join(SAME_DATA_FILES)}: {floors[0]:.2f} ms; "
           f"every file of the default collectors' scrape: {floors[1]:.2f} ms")
     for target in targets:
