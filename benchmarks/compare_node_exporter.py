@@ -215,14 +215,16 @@ def check_values(node: Target, kmem: Target, root: Path, headers: dict[str, str]
     for kind in ("buddyinfo", "objects_active", "objects", "vmstat"):
         bad = sorted(k[-1] for k in pending if k[0] == kind)
         line = (f"  {kind:<15} equal {counts.get((kind, 'equal'), 0):>6}, moved between scrapes "
-                f"{counts.get((kind, 'moved'), 0):>4}, mismatched {len(bad):>3}" + (f" ({', '.join(bad[:5])})" if bad else ""))
+                f"{counts.get((kind, 'moved'), 0):>4}, mismatched {len(bad):>3}")
+        line += f" ({', '.join(bad[:5])})" if bad else ""
         for side, keys in only.items():
             names = sorted(k[-1] for k in keys if k[0] == kind)
             if names:
                 line += f"; only in {side}: {len(names)} ({', '.join(names[:5])})"
         lines.append(line)
     if skipped:
-        lines.append(f"  left out: {len(skipped)} cache names listed twice in slabinfo ({', '.join(sorted(skipped)[:5])})")
+        lines.append(f"  left out: {len(skipped)} cache names listed twice in slabinfo "
+                     f"({', '.join(sorted(skipped)[:5])})")
     return lines
 
 

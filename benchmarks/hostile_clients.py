@@ -502,7 +502,8 @@ def print_results(results: list[PhaseResult], out: TextIO = sys.stdout) -> None:
         def cell(before: int, after: Optional[int], peak: int) -> str:
             return f"{before}->{after if after is not None else '-'} ({peak})"
 
-        print(f"{r.name:<10} {cell(r.before.rss_kib // 1024, a.rss_kib // 1024 if a else None, r.peak.rss_kib // 1024):>16} "
+        rss = cell(r.before.rss_kib // 1024, a.rss_kib // 1024 if a else None, r.peak.rss_kib // 1024)
+        print(f"{r.name:<10} {rss:>16} "
               f"{cell(r.before.threads, a.threads if a else None, r.peak.threads):>12} "
               f"{cell(r.before.fds, a.fds if a else None, r.peak.fds):>16} "
               f"{'+' + str((a.log_bytes - r.before.log_bytes) // 1024) if a else '-':>8}  {'yes' if a else 'NO'}",
@@ -521,6 +522,7 @@ def main() -> None:
     parser.add_argument("--exporter-open-files", type=int, default=1024,
                         help="soft open-file limit of the exporter started here (default: 1024)")
     parser.add_argument("--rss-guard", type=int, default=1024, help="MiB; a started exporter above it is killed")
+    parser.add_argument("--keep-log", action="store_true", help="keep the started exporter's log file")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}")
     args = parser.parse_args()
     phases = args.phases.split(",")
@@ -532,8 +534,8 @@ def main() -> None:
           f"{os.uname().release}; {'quick' if args.quick else 'full'} run; benchmark open-file limit {limit}")
     exporter = Exporter(args.url, args.pid, ["--path.procfs=/proc", "--path.sysfs=/sys",
                                              *shlex.split(args.exporter_args)], args.exporter_open_files)
-    print(f"exporter pid {exporter.pid} at {exporter.base}" +
-          (f", open-file limit {args.exporter_open_files}, log {exporter.log_path}" if exporter.process else ""), flush=True)
+    started_here = f", open-file limit {args.exporter_open_files}, log {exporter.log_path}" if exporter.process else ""
+    print(f"exporter pid {exporter.pid} at {exporter.base}{started_here}", flush=True)
     start = exporter.snapshot()
     results = []
     try:
@@ -550,8 +552,10 @@ def main() -> None:
               f", restarts {exporter.restarts}")
     if exporter.log_path:
         text = exporter.log_path.read_text(errors="replace")
-        print(f"exporter log: {len(text)} bytes, {text.count(chr(10))} lines, {text.count('Traceback')} tracebacks "
-              f"({exporter.log_path})")
+        print(f"exporter log: {len(text)} bytes, {text.count(chr(10))} lines, {text.count('Traceback')} tracebacks"
+              + (f" ({exporter.log_path})" if args.keep_log else ""))
+        if not args.keep_log:
+            exporter.log_path.unlink()
 
 
 if __name__ == "__main__":
