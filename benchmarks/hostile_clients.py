@@ -534,7 +534,7 @@ def main() -> None:
           f"{os.uname().release}; {'quick' if args.quick else 'full'} run; benchmark open-file limit {limit}")
     exporter = Exporter(args.url, args.pid, ["--path.procfs=/proc", "--path.sysfs=/sys",
                                              *shlex.split(args.exporter_args)], args.exporter_open_files)
-    started_here = f", open-file limit {args.exporter_open_files}, log {exporter.log_path}" if exporter.process else ""
+    started_here = f", open-file limit {args.exporter_open_files}" if exporter.process else ""
     print(f"exporter pid {exporter.pid} at {exporter.base}{started_here}", flush=True)
     start = exporter.snapshot()
     results = []
