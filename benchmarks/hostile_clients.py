@@ -490,7 +490,12 @@ def run_phase(name: str, exporter: Exporter, plan: Plan, guard_kib: int) -> Phas
         notes.append(f"killed by the benchmark's RSS guard at {guard_kib // 1024} MiB (as a memory limit would)")
     elif not exporter.alive():
         notes.append("the exporter DIED during this phase")
-    return PhaseResult(name, outcome, before, exporter.snapshot(), sampler.peak, notes)
+    after = exporter.snapshot()
+    peak = sampler.peak
+    for seen in (before, after):
+        if seen is not None:
+            peak = Snapshot(max(peak.rss_kib, seen.rss_kib), max(peak.threads, seen.threads), max(peak.fds, seen.fds))
+    return PhaseResult(name, outcome, before, after, peak, notes)
 
 
 def print_results(results: list[PhaseResult], out: TextIO = sys.stdout) -> None:
