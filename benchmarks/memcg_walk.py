@@ -21,6 +21,7 @@ full tree: slower to generate, closer to what a real listing costs); `minimal` p
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import statistics
