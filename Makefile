@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test test-image image-tools prometheusrule tools debugfs benchmark clean
+.PHONY: run test test-image image-tools prometheusrule tools debugfs benchmark benchmark-worst-case \
+	benchmark-hostile benchmark-scrape-latency node-exporter clean
 
 run: $(VENV)/.installed
 	$(BIN)/kmem-exporter $(ARGS)
@@ -26,8 +27,27 @@ image-tools:
 prometheusrule: $(VENV)/.installed
 	$(BIN)/python deploy/kubernetes/generate_prometheusrule.py
 
-benchmark: $(VENV)/.installed
+# Side by side with Debian's node_exporter: this host, then the generated worst-case RHEL 7 node (fewer scrapes:
+# one unfolded worst-case scrape takes seconds; then 60 idle seconds for the background passes). ARGS go to both.
+WORST_CASE_SCRAPES ?= 20
+benchmark: $(VENV)/.installed node-exporter
+	$(BIN)/python benchmarks/compare_node_exporter.py $(ARGS)
+	$(BIN)/python benchmarks/compare_node_exporter.py --worst-case -n $(WORST_CASE_SCRAPES) --idle 60 $(ARGS)
+
+benchmark-worst-case: $(VENV)/.installed node-exporter
+	$(BIN)/python benchmarks/compare_node_exporter.py --worst-case -n $(WORST_CASE_SCRAPES) --idle 60 $(ARGS)
+
+# Load, soak and hostile clients against kmem-exporter on this host (ARGS=--quick for a one-minute run).
+benchmark-hostile: $(VENV)/.installed
+	$(BIN)/python benchmarks/hostile_clients.py $(ARGS)
+
+benchmark-scrape-latency: $(VENV)/.installed
 	$(BIN)/python benchmarks/scrape_latency.py $(ARGS)
+
+# Debian's node_exporter, for `make benchmark`.
+node-exporter:
+	@command -v prometheus-node-exporter >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus-node-exporter; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -27,9 +27,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from exporter_process import PROJECT, cpu_seconds, memory_kib, start_serving, stop
-from memcg_walk import V1_FILES_MINIMAL, V1_FILES_REAL, generate_v1_tree
-from scrape_latency import percentile, scrape
+from exporter_process import PROJECT, cpu_seconds, memory_kib, percentile, scrape, start_serving, stop
+from memcg_tree import V1_FILES_MINIMAL, V1_FILES_REAL, replace_memory_cgroups
 
 
 class Result(NamedTuple):
@@ -45,14 +44,7 @@ class Result(NamedTuple):
 def build_root(fixture: Path, target: Path, cgroups: int, files: tuple[str, ...]) -> None:
     """Copy `fixture` to `target` with a generated memory cgroup tree of `cgroups` cgroups (root included)."""
     shutil.copytree(fixture, target, symlinks=True)
-    memory = target / "sys" / "fs" / "cgroup" / "memory"
-    shutil.rmtree(memory)
-    generate_v1_tree(memory, cgroups, files)
-    proc_cgroups = target / "proc" / "cgroups"
-    text, replaced = re.subn(r"^(memory\t\d+\t)\d+(\t)", rf"\g<1>{cgroups}\g<2>", proc_cgroups.read_text(), flags=re.M)
-    if replaced != 1:
-        raise SystemExit(f"{proc_cgroups}: no memory row to rewrite")
-    proc_cgroups.write_text(text)
+    replace_memory_cgroups(target, cgroups, files)
 
 
 def sample(body: bytes, name: str) -> float:

@@ -30,52 +30,14 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 PROJECT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(PROJECT), str(PROJECT / "tests" / "fixtures")]
+sys.path[:0] = [str(PROJECT), str(PROJECT / "benchmarks")]
 
-from construct_memcg import V1_CHILD  # noqa: E402
 from exporter.collectors.memcg_walk import WalkCounts, walk_memory_cgroups  # noqa: E402
-
-MEMORY_CGROUP_ID_LIMIT = 65535
-
-# The control files of a non-root cgroup v1 memory cgroup (3.10 and 6.x list the same names), as in the fixtures.
-V1_FILES_REAL = V1_CHILD
-V1_FILES_MINIMAL = ("cgroup.procs", "memory.kmem.slabinfo", "memory.usage_in_bytes")
-
-
-def cgroup_dirs(total: int, containers_per_pod: int = 2) -> Iterator[str]:
-    """Relative paths of `total - 1` cgroup directories below the root, parents before children."""
-    fixed = ["kubepods", "kubepods/burstable", "kubepods/besteffort", "system.slice"]
-    emitted = 0
-    for path in fixed[: total - 1]:
-        emitted += 1
-        yield path
-    pod = 0
-    while emitted < total - 1:
-        qos = ("burstable", "besteffort")[pod % 2]
-        pod_dir = f"kubepods/{qos}/pod{pod:08x}-0000-4000-8000-{pod:012x}"
-        yield pod_dir
-        emitted += 1
-        for container in range(min(containers_per_pod, total - 1 - emitted)):
-            yield f"{pod_dir}/{pod:032x}{container:032x}"
-            emitted += 1
-        pod += 1
-
-
-def generate_v1_tree(root: Path, total: int = MEMORY_CGROUP_ID_LIMIT, files: tuple[str, ...] = V1_FILES_MINIMAL
-                     ) -> int:
-    """Write a cgroup v1 memory hierarchy of `total` cgroups (root included) under `root`; returns `total`."""
-    root.mkdir(parents=True, exist_ok=True)
-    for name in (*files, "cgroup.sane_behavior", "release_agent"):
-        (root / name).touch()
-    for relative in cgroup_dirs(total):
-        directory = root / relative
-        directory.mkdir()
-        for name in files:
-            os.close(os.open(directory / name, os.O_CREAT | os.O_WRONLY, 0o644))
-    return total
+from memcg_tree import (MEMORY_CGROUP_ID_LIMIT, V1_FILES_MINIMAL, V1_FILES_REAL, cgroup_dirs,  # noqa: E402
+                        generate_v1_tree)
 
 
 def timed(passes: int, walk: Callable[[], WalkCounts]) -> tuple[list[float], list[float], WalkCounts]:

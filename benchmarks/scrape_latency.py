@@ -15,12 +15,10 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Optional
 
-from exporter_process import PROJECT, cpu_seconds, memory_kib, start_serving, stop
+from exporter_process import PROJECT, cpu_seconds, memory_kib, percentile, scrape, start_serving, stop
 
 sys.path.insert(0, str(PROJECT))
 
@@ -34,18 +32,6 @@ def root_flags(root: str) -> list[str]:
     if not (path / "proc").is_dir():
         sys.exit(f"{root}: not a fixture tree (no proc/ directory)")
     return [f"--path.procfs={path / 'proc'}", f"--path.sysfs={path / 'sys'}", f"--path.kmsg={path / 'dev' / 'kmsg'}"]
-
-
-def scrape(url: str) -> tuple[float, bytes]:
-    started = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=60) as response:
-        body = response.read()
-    return time.perf_counter() - started, body
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def main() -> None:
