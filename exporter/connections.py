@@ -1,9 +1,11 @@
 """Client connections, bounded: at most so many open at once, and a request head must arrive in time.
 
-`GuardedConnection` wraps the HTTP server's protocol for one connection. Past the connection limit it answers 503 and
-closes at once, so idle or hostile clients cannot use up the process's file descriptors. A client that opens a
-connection (or starts a request) and does not finish sending the request head within the header timeout is
-disconnected, so half-sent requests do not pile up.
+`GuardedConnection` wraps the HTTP server's protocol for one connection. At the connection limit, a new connection
+takes the place of the connection idle the longest (one between requests, which its client can simply open again);
+when none is idle, the new one is answered 503 and closed at once. So idle or hostile clients can neither use up the
+process's file descriptors nor keep others out by holding connections open. A client that opens a connection (or
+starts a request) and does not finish sending the request head within the header timeout is disconnected, so
+half-sent requests do not pile up.
 """
 
 from __future__ import annotations
@@ -21,14 +23,46 @@ _HEAD_ENDS = (b"\r\n\r\n", b"\n\n", b"\n\r\n")
 
 
 class ConnectionLimit:
-    """The count of open connections, shared by every listener."""
+    """The open connections, shared by every listener, least recently active first."""
 
     def __init__(self, limit: int, header_timeout: float) -> None:
         self.limit = limit
         self.header_timeout = header_timeout
-        self.open = 0
         self.rejected = 0
+        self.evicted = 0
+        self._connections: dict[GuardedConnection, None] = {}  # insertion order: least recently active first
+        self._by_transport: dict[asyncio.BaseTransport, GuardedConnection] = {}
         self._last_warning = -float("inf")
+
+    @property
+    def open(self) -> int:
+        return len(self._connections)
+
+    def admit(self, connection: "GuardedConnection", transport: asyncio.BaseTransport) -> bool:
+        """Count a new connection in, making room by closing the longest idle one if need be."""
+        if len(self._connections) >= self.limit:
+            idle = next((c for c in self._connections if c.idle), None)
+            if idle is None:
+                self.note_rejected()
+                return False
+            self.evicted += 1
+            idle.close()
+        self._connections[connection] = None
+        self._by_transport[transport] = connection
+        return True
+
+    def leave(self, connection: "GuardedConnection", transport: Optional[asyncio.BaseTransport]) -> None:
+        self._connections.pop(connection, None)
+        if transport is not None:
+            self._by_transport.pop(transport, None)
+
+    def touch(self, connection: "GuardedConnection") -> None:
+        """Mark the connection as the most recently active."""
+        if self._connections.pop(connection, False) is None:
+            self._connections[connection] = None
+
+    def connection_of(self, transport: Optional[asyncio.BaseTransport]) -> "Optional[GuardedConnection]":
+        return None if transport is None else self._by_transport.get(transport)
 
     def guard(self, inner: asyncio.Protocol) -> "GuardedConnection":
         """`inner`, the server's protocol for a new connection, counted against this limit."""
@@ -39,8 +73,8 @@ class ConnectionLimit:
         now = time.monotonic()
         if now - self._last_warning >= 60:  # one line a minute while it goes on, not one per connection
             self._last_warning = now
-            log.warning("connection limit reached (%d open, --web.max-connections); closing new connections "
-                        "(%d so far)", self.open, self.rejected)
+            log.warning("connection limit reached (%d open, --web.max-connections) and none idle; closing new "
+                        "connections (%d so far)", self.open, self.rejected)
 
 
 class GuardedConnection(asyncio.Protocol):
@@ -53,16 +87,24 @@ class GuardedConnection(asyncio.Protocol):
         self._counted = False
         self._deadline: Optional[asyncio.TimerHandle] = None
         self._tail = b""  # the last bytes received, to find a head's end split over two reads
+        self.requests = 0  # requests being answered (the server counts them in and out)
+
+    @property
+    def idle(self) -> bool:
+        """Between requests: none being answered, and no request head begun."""
+        return self.requests == 0 and self._deadline is None
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
-        if self._limit.open >= self._limit.limit:
-            self._limit.note_rejected()
+        if not self._limit.admit(self, transport):
             if isinstance(transport, asyncio.WriteTransport):
                 transport.write(_REJECTED)
             transport.close()
             return
-        self._limit.open += 1
         self._counted = True
         self._arm()
         self._inner.connection_made(transport)
@@ -71,12 +113,13 @@ class GuardedConnection(asyncio.Protocol):
         self._disarm()
         if self._counted:
             self._counted = False
-            self._limit.open -= 1
+            self._limit.leave(self, self._transport)
             self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if not self._counted:
             return
+        self._limit.touch(self)
         received = self._tail + data
         end = max(received.rfind(marker) + len(marker) if marker in received else -1 for marker in _HEAD_ENDS)
         if end >= 0:  # a head is complete; whatever follows starts the next request

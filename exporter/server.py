@@ -1,9 +1,9 @@
 """The HTTP server: /metrics (text or OpenMetrics, gzip when accepted), a landing page, and health endpoints.
 
 Bounded whatever clients do: at most `--web.max-requests` /metrics requests are served at once (more get 503 at
-once), each holding its slot until its answer is written or the write times out; every request that joins a
-collection shares its rendering; connections are limited and must send their request heads in time
-(`exporter.connections`).
+once); a request whose client reads its answer slowly gives its slot up after a second and waits within a budget of
+bytes, or is disconnected; every request that joins a collection shares its rendering; connections are limited and
+must send their request heads in time (`exporter.connections`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from exporter.web_config import WebConfig
 log = logging.getLogger(__name__)
 
 WRITE_TIMEOUT = 30.0  # seconds to hand a client its answer; a client that does not read is disconnected
+SLOT_GRACE = 1.0  # a request still writing its answer after this long gives its slot up to other clients
+SLOW_READERS_MAX_BYTES = 32 << 20  # answers waiting for slow readers, all together; beyond it they are disconnected
 KEEPALIVE_TIMEOUT = 75.0  # seconds an idle keep-alive connection stays open (Prometheus reuses it between scrapes)
 SHUTDOWN_TIMEOUT = 5.0
 
@@ -53,11 +55,13 @@ def accepts_gzip(accept_encoding: str) -> bool:
 
 
 class RequestSlots:
-    """At most `limit` /metrics requests at once."""
+    """At most `limit` /metrics requests at once; besides, answers that slow readers have not taken yet, within a
+    budget of bytes."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.in_use = 0
+        self.slow_bytes = 0
         self._last_warning = -float("inf")
 
     def try_take(self) -> bool:
@@ -73,11 +77,23 @@ class RequestSlots:
     def release(self) -> None:
         self.in_use -= 1
 
+    def take_slow(self, size: int) -> bool:
+        """Room for `size` unsent bytes of a slow reader's answer."""
+        if self.slow_bytes + size > SLOW_READERS_MAX_BYTES:
+            return False
+        self.slow_bytes += size
+        return True
 
-def make_app(config: Config, scraper: Scraper, web_config: Optional[WebConfig] = None) -> web.Application:
+    def release_slow(self, size: int) -> None:
+        self.slow_bytes -= size
+
+
+def make_app(config: Config, scraper: Scraper, limit: ConnectionLimit,
+             web_config: Optional[WebConfig] = None) -> web.Application:
     app = web.Application()
     if web_config is not None:
         install_web_config(app, web_config)
+    app.middlewares.insert(0, _counting_requests(limit))  # first: a request waiting for its password check counts
     slots = RequestSlots(config.max_requests)
 
     async def metrics(request: web.Request) -> web.StreamResponse:
@@ -95,15 +111,13 @@ def make_app(config: Config, scraper: Scraper, web_config: Optional[WebConfig] =
             if gzipped:
                 response.headers["Content-Encoding"] = "gzip"
             response.content_length = len(body)
-            try:
-                await asyncio.wait_for(_send(request, response, body), WRITE_TIMEOUT)
-            except asyncio.TimeoutError:
-                log.debug("a client did not read its answer in %gs; disconnecting it", WRITE_TIMEOUT)
-                if request.transport is not None:
-                    request.transport.abort()
-            return response
+            sending = asyncio.ensure_future(_send(request, response, body))
+            await asyncio.wait({sending}, timeout=SLOT_GRACE)
         finally:
             slots.release()
+        if not sending.done():
+            await _finish_for_slow_reader(request, sending, slots)
+        return response
 
     async def landing(request: web.Request) -> web.Response:
         path = html.escape(config.telemetry_path)
@@ -147,10 +161,48 @@ def make_app(config: Config, scraper: Scraper, web_config: Optional[WebConfig] =
     return app
 
 
+def _counting_requests(limit: ConnectionLimit) -> Any:
+    """A middleware that tells each connection when it is answering a request, so that only idle connections make
+    room for new ones at the connection limit."""
+
+    @web.middleware
+    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+        connection = limit.connection_of(request.transport)
+        if connection is None:
+            return await handler(request)  # type: ignore[no-any-return]
+        connection.requests += 1
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        finally:
+            connection.requests -= 1
+
+    return count
+
+
 async def _send(request: web.Request, response: web.StreamResponse, body: bytes) -> None:
     await response.prepare(request)
     await response.write(body)
     await response.write_eof()
+
+
+async def _finish_for_slow_reader(request: web.Request, sending: "asyncio.Future[None]", slots: RequestSlots) -> None:
+    """Let a client that reads slowly finish without a request slot, so that clients which do not read cannot keep
+    others out; what waits for them in memory is bounded, and one that takes too long is disconnected."""
+    transport = request.transport
+    unsent = transport.get_write_buffer_size() if transport is not None else 0
+    if slots.take_slow(unsent):
+        try:
+            await asyncio.wait_for(sending, WRITE_TIMEOUT - SLOT_GRACE)
+            return
+        except asyncio.TimeoutError:
+            log.debug("a client did not read its answer in %gs; disconnecting it", WRITE_TIMEOUT)
+        finally:
+            slots.release_slow(unsent)
+    else:
+        log.debug("too many answers wait for slow readers; disconnecting one")
+        sending.cancel()
+    if transport is not None:
+        transport.abort()
 
 
 class GuardedSite(web.BaseSite):
@@ -215,14 +267,14 @@ async def run_server(config: Config, scraper: Scraper, web_config: Optional[WebC
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_loop_exception_handler())
     raise_open_file_limit()
-    runner = web.AppRunner(make_app(config, scraper, web_config), access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT,
-                           shutdown_timeout=SHUTDOWN_TIMEOUT)
+    limit = ConnectionLimit(config.max_connections, config.read_header_timeout)
+    runner = web.AppRunner(make_app(config, scraper, limit, web_config), access_log=None,
+                           keepalive_timeout=KEEPALIVE_TIMEOUT, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        limit = ConnectionLimit(config.max_connections, config.read_header_timeout)
         for address in config.listen_addresses:
             try:
                 await GuardedSite(runner, address, limit, web_config).start()

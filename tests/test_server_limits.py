@@ -49,10 +49,10 @@ def responses(data: bytes) -> list[tuple[int, bytes]]:
     return found
 
 
-def test_connections_beyond_the_limit_get_503_and_the_rest_is_served(
+def test_connections_beyond_the_limit_get_503_when_none_is_idle(
         exporter_factory: Callable[..., RunningExporter]) -> None:
     exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR, "--web.max-connections=4")
-    idle = [connect(exporter) for _ in range(4)]
+    idle = [connect(exporter) for _ in range(4)]  # connected, but no request sent yet: not idle
     time.sleep(0.5)  # the server has taken all four
     extra = connect(exporter)
     answer = read_until_closed(extra)
@@ -62,7 +62,29 @@ def test_connections_beyond_the_limit_get_503_and_the_rest_is_served(
     assert exporter.get("/metrics")[0] == 200
     for sock in idle:
         sock.close()
-    assert "connection limit reached (4 open, --web.max-connections)" in exporter.log()
+    assert "connection limit reached (4 open, --web.max-connections) and none idle" in exporter.log()
+
+
+def test_at_the_limit_a_new_connection_takes_the_place_of_the_longest_idle_one(
+        exporter_factory: Callable[..., RunningExporter]) -> None:
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR, "--web.max-connections=3")
+    kept_alive = []
+    for _ in range(3):  # each asks once, reads its answer, and keeps the connection open
+        sock = connect(exporter)
+        sock.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        kept_alive.append(sock)
+        time.sleep(0.1)
+    kept_alive[0].sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")  # the first is now the most recent
+    assert kept_alive[0].recv(65536).startswith(b"HTTP/1.1 200")
+    newcomer = connect(exporter)
+    newcomer.sendall(REQUEST.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    assert read_until_closed(newcomer).startswith(b"HTTP/1.1 200")
+    assert read_until_closed(kept_alive[1]) == b""  # the longest idle was closed to make room
+    kept_alive[0].sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert kept_alive[0].recv(65536).startswith(b"HTTP/1.1 200")
+    for sock in kept_alive:
+        sock.close()
 
 
 def test_half_sent_requests_and_silent_connections_are_closed(
