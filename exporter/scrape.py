@@ -251,18 +251,19 @@ def check_exportable(families: Iterable[Metric]) -> None:
     """CollectorError unless every sample has a value the exposition can write, string labels, and no series twice:
     what a collector returns can fail that collector, never the encoder and so the whole scrape."""
     for family in families:
-        seen: set[tuple[str, ...]] = set()
+        series = set()
         for sample in family.samples:
-            try:
-                float(sample.value)
-            except (TypeError, ValueError, OverflowError):
-                raise CollectorError(f"{family.name}: value {str(sample.value)[:40]!r} cannot be exported") from None
-            key = (sample.name, *sample.labels.values())
-            if not all(type(v) is str for v in key):
-                raise CollectorError(f"{family.name}: a label value is not a string: {sample.labels!r:.80}")
-            if key in seen:
-                raise CollectorError(f"{family.name}: the series {sample.labels!r:.120} is listed twice")
-            seen.add(key)
+            if type(sample.value) is not float:
+                try:
+                    float(sample.value)
+                except (TypeError, ValueError, OverflowError):
+                    raise CollectorError(f"{family.name}: value {str(sample.value)[:40]!r} cannot be exported") from None
+            try:  # label values come from kernel strings, which hold no NUL
+                series.add("\0".join((sample.name, *sample.labels.values())))
+            except TypeError:
+                raise CollectorError(f"{family.name}: a label value is not a string: {sample.labels!r:.80}") from None
+        if len(series) != len(family.samples):
+            raise CollectorError(f"{family.name}: a series is listed twice")
 
 
 def merge_families(families: Iterable[Metric]) -> list[Metric]:

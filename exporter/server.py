@@ -9,6 +9,7 @@ must send their request heads in time (`exporter.connections`).
 from __future__ import annotations
 
 import asyncio
+import gc
 import html
 import logging
 import resource
@@ -261,9 +262,18 @@ def _loop_exception_handler() -> Any:
     return handle
 
 
+def tune_garbage_collection() -> None:
+    """A scrape makes thousands of short-lived objects. Objects made at start (modules, settings, collectors) are moved
+    out of the collector's way, and young objects are collected less often, so that a collection does not walk the
+    whole heap again and again: about a tenth of a scrape's CPU."""
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
 async def run_server(config: Config, scraper: Scraper, web_config: Optional[WebConfig]) -> int:
     """Serve until SIGTERM or SIGINT, then shut down cleanly (exit status 0). ConfigError when an address cannot be
     bound."""
+    tune_garbage_collection()
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_loop_exception_handler())
     raise_open_file_limit()

@@ -10,6 +10,7 @@ import re
 from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.samples import Sample
 
 from exporter.collectors.base import Collector, KernelFiles
 from exporter.settings import Setting, parse_bool, parse_regex
@@ -97,7 +98,7 @@ def slab_metrics(families: Iterable[SlabFamily], page_size: int, fields: re.Patt
     for suffix, help_text, value in _SERIES:
         if not fields.fullmatch(suffix):
             continue
-        metric = GaugeMetricFamily(f"kmem_slab_{suffix}", help_text, labels=["cache"])
-        for family in families:
-            metric.add_metric([family.name], value(family, page_size))
+        name = f"kmem_slab_{suffix}"
+        metric = GaugeMetricFamily(name, help_text, labels=["cache"])
+        metric.samples = [Sample(name, {"cache": family.name}, value(family, page_size)) for family in families]
         yield metric
