@@ -383,3 +383,14 @@ def test_synthetic_tree_generator(tmp_path: Path) -> None:
     total = benchmark.generate_v1_tree(tmp_path / "memory", 1000)
     counts = memcg_walk.walk_memory_cgroups(tmp_path / "memory", probe_kmem=True)
     assert (counts.visible, counts.kmem_enabled, counts.vanished) == (total, total - 1, 0) == (1000, 999, 0)
+
+
+@pytest.mark.parametrize("interval, duration, pause", [
+    ("30s", 0.002, 30.0),  # a small tree: the interval
+    ("30s", 0.2, 100.0),  # 500 times the pass: 0.2 % of a core
+    ("30s", 0.6, 300.0),  # a crowded node: capped at 5 minutes
+    ("10m", 0.6, 600.0),  # a longer interval is kept
+])
+def test_slow_passes_are_spaced_out(interval: str, duration: float, pause: float) -> None:
+    collector = MemcgCollector(config_for(FIXTURES / "live-6.18", **{"collector.memcg.interval": interval}))
+    assert collector.pause_after(duration) == pytest.approx(pause)
