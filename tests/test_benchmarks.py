@@ -8,7 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 from conftest import PROJECT, promtool_check_metrics, scrape_ok
-from metrics_text import collector_success, series_values, value
+from metrics_text import all_collectors, collector_success, series_values, value
 from exporter.collectors import COLLECTORS
 from exporter.sources.buddyinfo import parse_buddyinfo
 
@@ -25,7 +25,7 @@ def test_worst_case_root_scrapes_cleanly(tmp_path: Path) -> None:
     root = tmp_path / "root"
     load_generator().generate(root, conntrack=120, cgroups=300, nodes=4)
     flags = [f"--path.procfs={root / 'proc'}", f"--path.sysfs={root / 'sys'}", f"--path.kmsg={root / 'dev' / 'kmsg'}"]
-    exposition = scrape_ok(*flags)
+    exposition = scrape_ok(*flags, *all_collectors())
 
     assert collector_success(exposition) == dict.fromkeys(COLLECTORS, 1.0)
     assert value(exposition, "kmem_nf_conntrack_slab_caches") == 120
