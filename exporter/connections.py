@@ -1,8 +1,8 @@
 """Client connections, bounded: at most so many open at once, and a request head must arrive in time.
 
 `GuardedConnection` wraps the HTTP server's protocol for one connection. At the connection limit, a new connection
-takes the place of the connection idle the longest (one between requests, which its client can simply open again);
-when none is idle, the new one is answered 503 and closed at once. So idle or hostile clients can neither use up the
+takes the place of the connection idle the longest (one between requests or that has sent nothing yet, which its
+client can simply open again); when none is idle, the new one is answered 503 and closed at once. So idle or hostile clients can neither use up the
 process's file descriptors nor keep others out by holding connections open. A client that opens a connection (or
 starts a request) and does not finish sending the request head within the header timeout is disconnected, so
 half-sent requests do not pile up.
@@ -88,11 +88,12 @@ class GuardedConnection(asyncio.Protocol):
         self._deadline: Optional[asyncio.TimerHandle] = None
         self._tail = b""  # the last bytes received, to find a head's end split over two reads
         self.requests = 0  # requests being answered (the server counts them in and out)
+        self._head_begun = False  # bytes of a request head have come, not yet its end
 
     @property
     def idle(self) -> bool:
-        """Between requests: none being answered, and no request head begun."""
-        return self.requests == 0 and self._deadline is None
+        """Between requests (or before the first): none being answered, and no request head begun."""
+        return self.requests == 0 and not self._head_begun
 
     def close(self) -> None:
         if self._transport is not None:
@@ -127,6 +128,7 @@ class GuardedConnection(asyncio.Protocol):
             received = received[end:]
         if received and self._deadline is None:
             self._arm()
+        self._head_begun = bool(received)
         self._tail = received[-3:]
         assert isinstance(self._inner, asyncio.Protocol)
         self._inner.data_received(data)

@@ -52,7 +52,9 @@ def responses(data: bytes) -> list[tuple[int, bytes]]:
 def test_connections_beyond_the_limit_get_503_when_none_is_idle(
         exporter_factory: Callable[..., RunningExporter]) -> None:
     exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR, "--web.max-connections=4")
-    idle = [connect(exporter) for _ in range(4)]  # connected, but no request sent yet: not idle
+    idle = [connect(exporter) for _ in range(4)]
+    for sock in idle:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\n")  # a request head begun: not idle
     time.sleep(0.5)  # the server has taken all four
     extra = connect(exporter)
     answer = read_until_closed(extra)
@@ -84,6 +86,20 @@ def test_at_the_limit_a_new_connection_takes_the_place_of_the_longest_idle_one(
     kept_alive[0].sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
     assert kept_alive[0].recv(65536).startswith(b"HTTP/1.1 200")
     for sock in kept_alive:
+        sock.close()
+
+
+def test_connections_that_send_nothing_make_room(exporter_factory: Callable[..., RunningExporter]) -> None:
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR, "--web.max-connections=8")
+    silent = [connect(exporter) for _ in range(8)]
+    time.sleep(0.5)
+    for _ in range(3):  # the first takes the place of the oldest silent connection; the others find room again
+        assert exporter.get("/metrics")[0] == 200
+    assert read_until_closed(silent[0], timeout=5) == b""
+    silent[1].settimeout(0.5)
+    with pytest.raises(socket.timeout):
+        silent[1].recv(1)  # still open
+    for sock in silent:
         sock.close()
 
 
