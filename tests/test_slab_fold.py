@@ -217,3 +217,20 @@ def test_header_and_empty_files_are_refused_like_the_plain_reading() -> None:
     for text in ("", "\n", "slabinfo - version: 2.0\n", HEADER, HEADER + "\n\n", "junk\n"):
         assert _summary_or_none(text) is None
         assert_same(text)
+
+
+def test_chunks_kept_from_the_previous_parse_give_the_same_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parse after parse, with lines changed first near the end (a live cache), then at the start (a new cache
+    listed first), then a malformed line, then the first text again: each result is the plain reading's."""
+    monkeypatch.setattr(slab_fold, "_CHUNK_CHARACTERS", 400)
+    original = (FIXTURES / "rhel7-fragmented" / "proc" / "slabinfo").read_text()
+    lines = original.split("\n")
+    late, early, broken = list(lines), list(lines), list(lines)
+    late[-2] = re.sub(r" 0 ", " 42 ", late[-2], count=1) if " 0 " in late[-2] else late[-2].replace("  ", " 9", 1)
+    early.insert(2, "nf_conntrack_ffff88000000beef     25     25    320   25    2 : tunables    0    0    0 : "
+                    "slabdata      1      1      0")
+    broken[3] = broken[3][:20]
+    slab_fold._CHUNK_MEMO.clear()
+    for text in (original, original, "\n".join(late), "\n".join(early), "\n".join(broken), original):
+        assert_same(text)
+    assert slab_fold._CHUNK_MEMO, "the chunks of the last parse are kept"

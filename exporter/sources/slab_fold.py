@@ -4,7 +4,8 @@
 `conntrack_caches(parse_slabinfo(text))` (and raises the same ParseError) without one object per line, fast enough
 for a 3.10 node's 20,000 `nf_conntrack_<address>` caches or 160,000 per-cgroup ones.
 
-How: the text is taken a chunk of lines at a time. A chunk whose every line has the usual shape (a name without
+How: the text is taken a chunk of lines at a time; a chunk whose text is the same as at the previous parse gives
+the same totals, kept from then. A chunk whose every line has the usual shape (a name without
 spaces, then the fifteen fixed fields) is split into tokens in one call, each column is taken by slicing and checked
 whole, and only the grouping of lines into families runs per line in Python. Any other chunk (a name with spaces,
 a blank line, a bad value) is read line by line by `parse_line`, which raises the exact error.
@@ -44,6 +45,12 @@ K = TypeVar("K", bound=Hashable)
 _FAMILY_MEMO: dict[str, tuple[str, bool]] = {}
 _MEMO_LIMIT = 1 << 15
 
+# The folded totals of each chunk of the previous parse, by the chunk's text. On a 3.10 node the caches leaked by
+# dead network namespaces print the same lines at every scrape, ahead of the live caches (the kernel lists the
+# newest cache first), so their chunks come back unchanged and are not parsed again. At most 8 MB of text is kept.
+_CHUNK_MEMO: dict[tuple[str, bool], tuple[tuple[tuple[str, bool], tuple[int, ...]], ...]] = {}
+_CHUNK_MEMO_CHARACTERS = 8 << 20
+
 
 def parse_slab_families(text: str, fold_families: bool = True) -> SlabSummary:
     """The exported series (folded into families or not) and the conntrack caches, from one pass over the text."""
@@ -53,12 +60,23 @@ def parse_slab_families(text: str, fold_families: bool = True) -> SlabSummary:
     totals: Totals = {}
     start, number = _after_comments(text)
     stop = len(text) - 1 if text.endswith("\n") else len(text)  # the last line's "\n" ends it, starts no other
+    previous, seen = _CHUNK_MEMO.copy(), 0
+    _CHUNK_MEMO.clear()
     while start < stop:
         end = text.find("\n", start + _CHUNK_CHARACTERS, stop)
         end = stop if end < 0 else end
         chunk = text[start:end]
-        if not _fold_regular_chunk(chunk, fold_families, totals):
-            _fold_lines(chunk.split("\n"), number, fold_families, totals)
+        folded = previous.get((chunk, fold_families))
+        if folded is None:
+            chunk_totals: Totals = {}
+            if not _fold_regular_chunk(chunk, fold_families, chunk_totals):
+                _fold_lines(chunk.split("\n"), number, fold_families, chunk_totals)
+            folded = tuple((key, tuple(values)) for key, values in chunk_totals.items())
+        seen += len(chunk)
+        if seen <= _CHUNK_MEMO_CHARACTERS:
+            _CHUNK_MEMO[(chunk, fold_families)] = folded
+        for key, values in folded:
+            _add(totals, key, list(values))
         number += chunk.count("\n") + 1
         start = end + 1
     if not totals:
