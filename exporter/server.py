@@ -113,11 +113,17 @@ def make_app(config: Config, scraper: Scraper, limit: ConnectionLimit,
                 response.headers["Content-Encoding"] = "gzip"
             response.content_length = len(body)
             sending = asyncio.ensure_future(_send(request, response, body))
-            await asyncio.wait({sending}, timeout=SLOT_GRACE)
+            try:
+                await asyncio.wait({sending}, timeout=SLOT_GRACE)
+            except asyncio.CancelledError:
+                sending.cancel()
+                raise
         finally:
             slots.release()
         if not sending.done():
             await _finish_for_slow_reader(request, sending, slots)
+        elif not sending.cancelled() and isinstance(sending.exception(), ConnectionError):
+            log.debug("a client went away before reading its answer")
         return response
 
     async def landing(request: web.Request) -> web.Response:
@@ -197,6 +203,9 @@ async def _finish_for_slow_reader(request: web.Request, sending: "asyncio.Future
             return
         except asyncio.TimeoutError:
             log.debug("a client did not read its answer in %gs; disconnecting it", WRITE_TIMEOUT)
+        except ConnectionError:
+            log.debug("a client went away before reading its answer")
+            return
         finally:
             slots.release_slow(unsent)
     else:

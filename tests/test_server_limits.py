@@ -7,6 +7,7 @@ import gzip
 import re
 import resource
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -256,3 +257,17 @@ def test_900_clients_pipelining_without_reading_leave_memory_bounded(
         for sock in clients:
             sock.close()
     assert "Traceback" not in exporter.log()
+
+
+def test_clients_that_go_away_mid_answer_leave_no_trace(exporter_factory: Callable[..., RunningExporter]) -> None:
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR)
+    for _ in range(20):
+        sock = connect(exporter)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+        sock.sendall(REQUEST * 5)
+        sock.recv(100)
+        sock.close()
+    time.sleep(1)
+    assert exporter.get("/metrics")[0] == 200
+    log = exporter.log()
+    assert "Traceback" not in log and "never retrieved" not in log and "level=error" not in log, log[-2000:]
