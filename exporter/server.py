@@ -14,7 +14,6 @@ import html
 import logging
 import resource
 import signal
-import ssl
 import time
 from typing import Any, AsyncIterator, Optional
 

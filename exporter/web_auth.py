@@ -6,8 +6,9 @@ Interface:
   two at once, and a successful check is remembered (64 users at most, keyed by an HMAC of the password with a
   per-process random key) so that a scrape pays bcrypt's cost once, not every time. Failures are never remembered.
 - `web_config_middleware(web_config)`: an aiohttp middleware that applies `rate_limit` (429), `client_allowed_sans`
-  (403) and `basic_auth_users` (401 with `WWW-Authenticate: Basic`), and adds `http_server_config.headers` to every
-  response it answers, errors included (not to a response a handler has already started streaming).
+  (403) and `basic_auth_users` (401 with `WWW-Authenticate: Basic`).
+- `install_web_config(app, web_config)`: that middleware, and `http_server_config.headers` on every response (streamed
+  ones and errors included).
 """
 
 from __future__ import annotations
@@ -164,8 +165,8 @@ def _peer_sans(request: web.Request) -> set[str]:
 
 
 def web_config_middleware(web_config: WebConfig) -> Middleware:
-    """The aiohttp middleware applying a web config's HTTP settings (see the module docstring)."""
-    headers = dict(web_config.headers)
+    """The aiohttp middleware applying a web config's access rules: rate limit, client certificate names, basic
+    authentication (`install_web_config` adds the headers)."""
     auth = web_config.basic_auth
     bucket = (_TokenBucket(web_config.rate_limit.interval, web_config.rate_limit.burst)
               if web_config.rate_limit is not None else None)
