@@ -8,9 +8,7 @@ Duplicate keys, which YAML would silently resolve to the last one, are refused a
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 from typing import Callable
 
 import yaml
@@ -23,6 +21,7 @@ from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
+from exporter.reading import FileTooLarge, read_bounded_bytes
 from exporter.settings import shorten, shown
 
 MAX_BYTES = 1 << 20
@@ -45,46 +44,13 @@ def read_text(path: str) -> str:
 
 def _read_capped(path: str) -> bytes:
     try:
-        # O_NONBLOCK: opening a FIFO without a writer returns at once instead of waiting for one.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as err:
+        return read_bounded_bytes(path, MAX_BYTES)
+    except FileTooLarge:
+        size = os.stat(path).st_size  # a regular file: say how large, unless it is still growing
+        raise ConfigFileError(f"larger than {MAX_BYTES} bytes" + (f" ({size} bytes)" if size > MAX_BYTES else "")
+                              ) from None
+    except OSError as err:  # NotARegularFile says which kind of file it found
         raise ConfigFileError(f"cannot read: {err.strerror or err}") from None
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise ConfigFileError(f"cannot read: {os.strerror(errno.EISDIR)}")
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigFileError(f"cannot read: not a regular file ({_file_type(info.st_mode)})")
-        if info.st_size > MAX_BYTES:
-            raise ConfigFileError(f"larger than {MAX_BYTES} bytes ({info.st_size} bytes)")
-        data = _read_at_most(fd, MAX_BYTES + 1)  # the file may grow after fstat
-    except OSError as err:
-        raise ConfigFileError(f"cannot read: {err.strerror or err}") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_BYTES:
-        raise ConfigFileError(f"larger than {MAX_BYTES} bytes")
-    return data
-
-
-def _read_at_most(fd: int, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    left = limit
-    while left > 0:
-        chunk = os.read(fd, min(left, 65536))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def _file_type(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a plain file"
 
 
 class _BoundedComposer(Composer):

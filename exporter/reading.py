@@ -1,12 +1,14 @@
-"""Bounded reads of kernel files: a file that is huge, endless or not a file at all fails, it never takes the process.
+"""Bounded reads: a file that is huge, endless or not a file at all fails; it never blocks or takes the process.
 
-Every kernel file the exporter reads is a regular file (procfs, sysfs, debugfs and cgroupfs files all are). Opening
-with O_NONBLOCK keeps a FIFO put in a file's place from blocking the open; it is then refused as not a regular file,
-as are devices such as /dev/zero. A regular file is read up to a cap and refused when it holds more.
+Every file the exporter reads is a regular file: kernel files (procfs, sysfs, debugfs and cgroupfs files all are),
+the config file, the web config file and the certificates it names. Opening with O_NONBLOCK keeps a FIFO put in a
+file's place from blocking the open; it is then refused as not a regular file, as are devices such as /dev/zero. A
+regular file is read up to a cap and refused when it holds more.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -30,9 +32,16 @@ def read_bounded(path: Path, max_bytes: int) -> str:
 
     Raises OSError: the open or read failed, FileTooLarge, or NotARegularFile.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    return read_bounded_bytes(path, max_bytes).decode("utf-8", errors="replace")
+
+
+def read_bounded_bytes(path: "Path | str", max_bytes: int) -> bytes:
+    """The bytes of `path`, at most `max_bytes` of them; raises like `read_bounded`."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     try:
         mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
         if not stat.S_ISREG(mode):
             raise NotARegularFile(0, f"not a regular file ({_kind(mode)})")
         chunks = []
@@ -44,10 +53,10 @@ def read_bounded(path: Path, max_bytes: int) -> str:
             chunks.append(chunk)
             size += len(chunk)
             if size > max_bytes:
-                raise FileTooLarge(0, f"larger than the {max_bytes}-byte limit (--collector.max-file-size)")
+                raise FileTooLarge(0, f"larger than the {max_bytes}-byte limit")
     finally:
         os.close(fd)
-    return b"".join(chunks).decode("utf-8", errors="replace")
+    return b"".join(chunks)
 
 
 def read_head(path: Path, max_bytes: int) -> str:

@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import ssl
-import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 
 import yaml
 
+from exporter.reading import FileTooLarge, NotARegularFile, read_bounded_bytes
 from exporter.web_auth import BasicAuth, is_bcrypt_hash
 
 log = logging.getLogger(__name__)
@@ -298,16 +298,13 @@ def _read_capped(path: str, key: str) -> bytes:
     """A regular file's bytes, refused beyond MAX_FILE_BYTES; never blocks on a FIFO or device."""
     what = f"{key}: " if key else ""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+        return read_bounded_bytes(path, MAX_FILE_BYTES)
+    except FileTooLarge:
+        raise WebConfigError(f"{what}{path} is larger than {MAX_FILE_BYTES} bytes") from None
+    except NotARegularFile as err:
+        raise WebConfigError(f"{what}{path} is {err.strerror}") from None
     except OSError as err:
         raise WebConfigError(f"{what}cannot read {path}: {err.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise WebConfigError(f"{what}{path} is not a regular file")
-        data = f.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise WebConfigError(f"{what}{path} is larger than {MAX_FILE_BYTES} bytes")
-    return data
 
 
 # --- validating each section -----------------------------------------------------------------------------------

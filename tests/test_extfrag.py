@@ -243,7 +243,7 @@ def test_collector_fails_when_debugfs_cannot_be_read_for_another_reason(tmp_path
     result = scrape_fixture("live-6.18", f"--path.debugfs={debugfs}", *ONLY)
     assert result.returncode == 1
     assert collector_success(result.stdout) == {"buddyinfo": 1, "extfrag": 0}
-    assert f"{debugfs / 'extfrag/unusable_index'}: not a regular file (a directory)" in result.stderr
+    assert f"{debugfs / 'extfrag/unusable_index'}: EISDIR: Is a directory" in result.stderr
 
 
 def test_collector_computes_when_a_debugfs_file_is_absent(tmp_path: Path) -> None:

@@ -132,7 +132,7 @@ def test_missing_vmstat_names_the_path(tmp_path: Path) -> None:
 def test_unreadable_vmstat_names_the_reason(tmp_path: Path) -> None:
     proc = copy_proc("rhel7-fragmented", tmp_path)
     (proc / "vmstat").unlink()
-    (proc / "vmstat").mkdir()  # a directory where a kernel file should be is refused
+    (proc / "vmstat").mkdir()  # reading a directory fails with EISDIR even as root
     result = run_exporter("scrape", f"--path.procfs={proc}", *ONLY_VMSTAT)
     assert result.returncode == 1
-    assert f"{proc / 'vmstat'}: not a regular file (a directory)" in result.stderr
+    assert f"{proc / 'vmstat'}: EISDIR: Is a directory" in result.stderr

@@ -42,7 +42,9 @@ class CollectorError(Exception):
 
 def describe_os_error(path: Path, err: OSError) -> str:
     """A one-line reason for a failed read that tells an operator what to do."""
-    if isinstance(err, (FileTooLarge, NotARegularFile)):
+    if isinstance(err, FileTooLarge):
+        return f"{path}: {err.strerror} (--collector.max-file-size)"
+    if isinstance(err, NotARegularFile):
         return f"{path}: {err.strerror}"
     if isinstance(err, FileNotFoundError):
         return f"{path}: file not found"
