@@ -234,3 +234,29 @@ def test_chunks_kept_from_the_previous_parse_give_the_same_results(monkeypatch: 
     for text in (original, original, "\n".join(late), "\n".join(early), "\n".join(broken), original):
         assert_same(text)
     assert slab_fold._CHUNK_MEMO, "the chunks of the last parse are kept"
+
+
+def test_a_cache_listed_first_leaves_the_chunks_below_it_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """3.10 lists a new network namespace's conntrack cache first: chunk boundaries depend on the lines, not on
+    offsets from the top, so only the first chunk is parsed again."""
+    monkeypatch.setattr(slab_fold, "_CHUNK_CHARACTERS", 8000)
+    line = ("nf_conntrack_ffff8800{:08x}     25     25    320   25    2 : tunables    0    0    0 : "
+            "slabdata      1      1      0")
+    header = "slabinfo - version: 2.1\n# name <active_objs> <num_objs> ...\n"
+    text = header + "".join(line.format(0x1000 + i * 0x140) + "\n" for i in range(3000))
+    newer = header + line.format(0xfffff) + "\n" + text[len(header):]
+    parsed: list[str] = []
+    original = slab_fold._fold_regular_chunk
+
+    def counting(chunk: str, fold_families: bool, totals: slab_fold.Totals) -> bool:
+        parsed.append(chunk)
+        return original(chunk, fold_families, totals)
+
+    monkeypatch.setattr(slab_fold, "_fold_regular_chunk", counting)
+    slab_fold._CHUNK_MEMO.clear()
+    assert parse_slab_families(text, True) == plain(text, True)
+    chunks = len(parsed)
+    assert chunks > 20
+    parsed.clear()
+    assert parse_slab_families(newer, True) == plain(newer, True)
+    assert len(parsed) <= 2, f"{len(parsed)} of {chunks} chunks parsed again"

@@ -50,6 +50,7 @@ _MEMO_LIMIT = 1 << 15
 # newest cache first), so their chunks come back unchanged and are not parsed again. At most 8 MB of text is kept.
 _CHUNK_MEMO: dict[tuple[str, bool], tuple[tuple[tuple[str, bool], tuple[int, ...]], ...]] = {}
 _CHUNK_MEMO_CHARACTERS = 8 << 20
+_BOUNDARY_MASK = 63  # a line ends a chunk when its successor's hash has these bits clear: one line in 64
 
 
 def parse_slab_families(text: str, fold_families: bool = True) -> SlabSummary:
@@ -63,8 +64,7 @@ def parse_slab_families(text: str, fold_families: bool = True) -> SlabSummary:
     previous, seen = _CHUNK_MEMO.copy(), 0
     _CHUNK_MEMO.clear()
     while start < stop:
-        end = text.find("\n", start + _CHUNK_CHARACTERS, stop)
-        end = stop if end < 0 else end
+        end = _chunk_end(text, start, stop)
         chunk = text[start:end]
         folded = previous.get((chunk, fold_families))
         if folded is None:
@@ -82,6 +82,20 @@ def parse_slab_families(text: str, fold_families: bool = True) -> SlabSummary:
     if not totals:
         raise ParseError("no slab caches listed (truncated file?)")
     return SlabSummary(_families(totals), _conntrack(totals, fold_families))
+
+
+def _chunk_end(text: str, start: int, stop: int) -> int:
+    """Where the chunk that starts at `start` ends: at a line end chosen by the line after it (its hash), past half
+    the chunk size and before twice it, so that a cache listed at the top of the file (a new network namespace's, on
+    3.10) shifts no boundary of the unchanged lines below it; `stop` when the text ends first."""
+    end = text.find("\n", start + _CHUNK_CHARACTERS // 2, stop)
+    longest = start + 2 * _CHUNK_CHARACTERS
+    while 0 <= end < longest:
+        following = text.find("\n", end + 1, stop)
+        if hash(text[end + 1:stop if following < 0 else following]) & _BOUNDARY_MASK == 0:
+            return end
+        end = following
+    return stop if end < 0 else end
 
 
 def _after_comments(text: str) -> tuple[int, int]:
