@@ -37,13 +37,8 @@ def read_bounded(path: Path, max_bytes: int) -> str:
 
 def read_bounded_bytes(path: "Path | str", max_bytes: int) -> bytes:
     """The bytes of `path`, at most `max_bytes` of them; raises like `read_bounded`."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    fd = _open_regular(path)
     try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-        if not stat.S_ISREG(mode):
-            raise NotARegularFile(0, f"not a regular file ({_kind(mode)})")
         chunks = []
         size = 0
         while True:
@@ -61,19 +56,31 @@ def read_bounded_bytes(path: "Path | str", max_bytes: int) -> bytes:
 
 def read_head(path: Path, max_bytes: int) -> str:
     """At most the first `max_bytes` of `path` (a regular file), for files only whose start matters."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = _open_regular(path)
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotARegularFile(0, f"not a regular file ({_kind(mode)})")
         return os.read(fd, max_bytes).decode("utf-8", errors="replace")
     finally:
         os.close(fd)
 
 
+def _open_regular(path: "Path | str") -> int:
+    """A descriptor of `path`, opened without blocking; IsADirectoryError or NotARegularFile unless a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if not stat.S_ISREG(mode):
+            raise NotARegularFile(0, f"not a regular file ({_kind(mode)})")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _kind(mode: int) -> str:
     for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
         if test(mode):
             return kind
     return "unknown type"

@@ -121,10 +121,6 @@ class Scraper:
             log.debug("scrape joins the collection in progress")
         return await asyncio.shield(self._in_flight)
 
-    def failures(self) -> dict[str, str]:
-        """The collectors that failed their last collection, with the reason each gave."""
-        return dict(self._reported_errors)
-
     def _clear_in_flight(self, _: "asyncio.Future[Collection]") -> None:
         self._in_flight = None
 

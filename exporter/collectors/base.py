@@ -78,8 +78,8 @@ class KernelFiles:
     """The kernel files of one collection (a scrape, or one background pass).
 
     Each file is read once, with a size cap, and parsed once per parser; collectors that need the same file (slabinfo
-    and conntrack, buddyinfo and extfrag) share the result. Thread-safe: collectors run in parallel threads, and a
-    collector that asks for a file another one is reading waits for that read.
+    and conntrack, buddyinfo and extfrag) share the result. Thread-safe: when a stalled collector hands the others to
+    another thread, a collector that asks for a file another one is reading waits for that read.
     """
 
     def __init__(self, max_bytes: int) -> None:
