@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence, cast
+from typing import Callable, Iterable, Iterator, Sequence, cast
 
 from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest as prometheus_text
@@ -43,10 +43,7 @@ def choose_format(accept: str) -> Format:
     """The format an Accept header asks for: OpenMetrics 1.x when it is preferred (by q-value, then order) to the
     text format, else text; anything unknown or malformed falls back to text."""
     best, best_q = TEXT, -1.0
-    for position, item in enumerate(accept.split(",")[:32]):
-        media, *params = (part.strip() for part in item.split(";"))
-        settings = dict(_param(p) for p in params)
-        q = _quality(settings.get("q", "1"))
+    for media, settings, q in header_items(accept):
         if media == "application/openmetrics-text" and _openmetrics_1(settings.get("version")):
             candidate = OPENMETRICS
         elif media in ("text/plain", "*/*", "text/*"):
@@ -56,6 +53,21 @@ def choose_format(accept: str) -> Format:
         if q > best_q:
             best, best_q = candidate, q
     return best if best_q != 0 else TEXT
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header allows gzip: listed (or `*`) with a q-value above 0."""
+    codings = {coding.lower(): q for coding, _, q in header_items(accept_encoding)}
+    return codings.get("gzip", codings.get("x-gzip", codings.get("*", 0.0))) > 0
+
+
+def header_items(header: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    """The items of an Accept or Accept-Encoding header (the first 32): each value, its parameters (names in lower
+    case) and its q-value (1 when absent; 0 when malformed or out of 0..1)."""
+    for item in header.split(",")[:32]:
+        value, *params = (part.strip() for part in item.split(";"))
+        settings = dict(_param(p) for p in params)
+        yield value, settings, _quality(settings.get("q", "1"))
 
 
 def _param(text: str) -> tuple[str, str]:

@@ -22,7 +22,7 @@ from aiohttp import web
 from exporter import __version__
 from exporter.config import Config, ConfigError, split_host_port
 from exporter.connections import ConnectionLimit
-from exporter.exposition import choose_format
+from exporter.exposition import accepts_gzip, choose_format
 from exporter.scrape import Scraper
 from exporter.settings import shown
 from exporter.web_auth import install_web_config
@@ -35,23 +35,6 @@ SLOT_GRACE = 1.0  # a request still writing its answer after this long gives its
 SLOW_READERS_MAX_BYTES = 32 << 20  # answers waiting for slow readers, all together; beyond it they are disconnected
 KEEPALIVE_TIMEOUT = 75.0  # seconds an idle keep-alive connection stays open (Prometheus reuses it between scrapes)
 SHUTDOWN_TIMEOUT = 5.0
-
-
-def accepts_gzip(accept_encoding: str) -> bool:
-    """Whether an Accept-Encoding header allows gzip: listed (or `*`) with a q-value above 0."""
-    codings: dict[str, float] = {}
-    for item in accept_encoding.split(",")[:32]:
-        coding, *params = (part.strip().lower() for part in item.split(";"))
-        q = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        codings[coding] = q if 0.0 <= q <= 1.0 else 0.0
-    return codings.get("gzip", codings.get("x-gzip", codings.get("*", 0.0))) > 0
 
 
 class RequestSlots:

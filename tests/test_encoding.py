@@ -16,8 +16,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as promethe
 from conftest import FIXTURES, fixture_flags
 from exporter.cli import collect_once
 from exporter.config import parse_args
-from exporter.exposition import OPENMETRICS, TEXT, choose_format, render
-from exporter.server import accepts_gzip
+from exporter.exposition import OPENMETRICS, TEXT, accepts_gzip, choose_format, render
 
 TREES = sorted(p.name for p in FIXTURES.iterdir() if (p / "proc").is_dir())
 
