@@ -13,7 +13,7 @@ ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY exporter ./exporter
+COPY kmem_exporter ./kmem_exporter
 # A virtualenv holding the exporter and its dependencies only; pip itself is removed from it afterwards.
 RUN python3 -m venv /opt/kmem-exporter \
     && /opt/kmem-exporter/bin/pip install --no-cache-dir /src \

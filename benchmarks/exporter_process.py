@@ -21,10 +21,10 @@ Stderr = Union[int, IO[bytes], None]
 
 
 def kmem_exporter_command() -> list[str]:
-    """The `kmem-exporter` command installed beside this interpreter (the project's venv), or `python -m exporter`
+    """The `kmem-exporter` command installed beside this interpreter (the project's venv), or `python -m kmem_exporter`
     when the console script is not there."""
     script = Path(sys.executable).parent / "kmem-exporter"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "exporter"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "kmem_exporter"]
 
 
 def free_port() -> int:

@@ -32,8 +32,8 @@ from exporter_process import PROJECT, cpu_seconds, start_serving, stop
 
 sys.path.insert(0, str(PROJECT))
 
-from exporter.collectors.kernel_log import KernelLogCollector  # noqa: E402
-from exporter.config import Config  # noqa: E402
+from kmem_exporter.collectors.kernel_log import KernelLogCollector  # noqa: E402
+from kmem_exporter.config import Config  # noqa: E402
 
 # A mix shaped like a busy container host's kernel log: ordinary messages, a few events, some user-space lines.
 TEXTS = [

@@ -35,7 +35,7 @@ from typing import Callable
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT), str(PROJECT / "benchmarks")]
 
-from exporter.collectors.memcg_walk import WalkCounts, walk_memory_cgroups  # noqa: E402
+from kmem_exporter.collectors.memcg_walk import WalkCounts, walk_memory_cgroups  # noqa: E402
 from memcg_tree import (MEMORY_CGROUP_ID_LIMIT, V1_FILES_MINIMAL, V1_FILES_REAL, cgroup_dirs,  # noqa: E402
                         generate_v1_tree)
 

@@ -22,7 +22,7 @@ from exporter_process import PROJECT, cpu_seconds, memory_kib, percentile, scrap
 
 sys.path.insert(0, str(PROJECT))
 
-from exporter.collectors import COLLECTORS  # noqa: E402
+from kmem_exporter.collectors import COLLECTORS  # noqa: E402
 
 
 def root_flags(root: str) -> list[str]:

@@ -22,10 +22,10 @@ import tracemalloc
 from pathlib import Path
 from typing import Callable
 
-from exporter.collectors.slabinfo import slab_metrics
-from exporter.sources import slab_fold
-from exporter.sources.slab_fold import parse_slab_families
-from exporter.sources.slabinfo import SlabSummary, fold_caches, parse_slabinfo
+from kmem_exporter.collectors.slabinfo import slab_metrics
+from kmem_exporter.sources import slab_fold
+from kmem_exporter.sources.slab_fold import parse_slab_families
+from kmem_exporter.sources.slabinfo import SlabSummary, fold_caches, parse_slabinfo
 
 LIVE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "live-6.18" / "proc" / "slabinfo"
 MEMCG_ROOTS = ("dentry", "inode_cache", "kmalloc-64", "kmalloc-192", "radix_tree_node", "filp", "sock_inode_cache",

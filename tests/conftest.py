@@ -53,8 +53,8 @@ def require_tool(name: str) -> str:
 
 
 def run_exporter(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run `python -m exporter ARGS` to completion."""
-    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True,
+    """Run `python -m kmem_exporter ARGS` to completion."""
+    return subprocess.run([sys.executable, "-m", "kmem_exporter", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=PROJECT)
 
 
@@ -122,7 +122,7 @@ def start_exporter(args: Sequence[str], log_path: Path) -> RunningExporter:
     port = free_port()
     with open(log_path, "w") as log_file:  # the exporter writes to its own copy of the descriptor
         process = subprocess.Popen(
-            [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}", *args],
+            [sys.executable, "-m", "kmem_exporter", f"--web.listen-address=127.0.0.1:{port}", *args],
             stdout=log_file, stderr=subprocess.STDOUT, text=True, cwd=PROJECT,
         )
     exporter = RunningExporter(process, f"http://127.0.0.1:{port}", log_path)

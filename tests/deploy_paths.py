@@ -1,9 +1,9 @@
 """What the deployment tests compare against: the exporter's configured roots and which collector reads which,
 taken from the exporter's own code.
 
-A root is a `Path` field of `exporter.config.Config` (procfs, sysfs, debugfs, cgroupfs, kmsg, and any root added
+A root is a `Path` field of `kmem_exporter.config.Config` (procfs, sysfs, debugfs, cgroupfs, kmsg, and any root added
 later); its default is where it lies on a host. A collector reads a root when its module (or an
-`exporter.collectors` module it imports) mentions `config.<root>`. A deployment's container passes `--path.*` flags
+`kmem_exporter.collectors` module it imports) mentions `config.<root>`. A deployment's container passes `--path.*` flags
 that put every root its enabled collectors read inside a mount, and the mount must bring in exactly that host path.
 """
 
@@ -16,8 +16,8 @@ import re
 from pathlib import PurePosixPath
 from typing import NamedTuple, Sequence
 
-from exporter.collectors import COLLECTORS
-from exporter.config import Config, ConfigError, parse_args
+from kmem_exporter.collectors import COLLECTORS
+from kmem_exporter.config import Config, ConfigError, parse_args
 
 
 class Mount(NamedTuple):
@@ -37,8 +37,8 @@ def host_roots() -> dict[str, PurePosixPath]:
 
 
 def _collector_sources(module_name: str, seen: set[str]) -> list[str]:
-    """The source of a collector module and of the exporter.collectors modules it imports (except base)."""
-    if module_name in seen or module_name == "exporter.collectors.base":
+    """The source of a collector module and of the kmem_exporter.collectors modules it imports (except base)."""
+    if module_name in seen or module_name == "kmem_exporter.collectors.base":
         return []
     seen.add(module_name)
     source = inspect.getsource(importlib.import_module(module_name))

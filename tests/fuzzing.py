@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional, TypeVar
 
-from exporter.sources import ParseError
+from kmem_exporter.sources import ParseError
 
 In = TypeVar("In")
 Out = TypeVar("Out")

@@ -6,7 +6,7 @@ import re
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collectors import COLLECTORS
+from kmem_exporter.collectors import COLLECTORS
 
 Series = tuple[str, tuple[tuple[str, str], ...]]
 

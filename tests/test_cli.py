@@ -10,8 +10,8 @@ from pathlib import Path
 from conftest import FIXTURES, PROJECT, promtool_check_metrics, run_exporter, scrape_fixture
 from metrics_text import collector_success, only_collectors
 from stuck_files import StuckTreeFactory, stuck_trees  # noqa: F401  (a fixture)
-from exporter import __version__
-from exporter.collectors import COLLECTORS
+from kmem_exporter import __version__
+from kmem_exporter.collectors import COLLECTORS
 
 FOUR = only_collectors("buddyinfo", "vmstat", "sysctl", "kernel")
 

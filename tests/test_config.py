@@ -8,7 +8,7 @@ from typing import Callable
 
 import pytest
 
-from exporter.collectors import COLLECTORS
+from kmem_exporter.collectors import COLLECTORS
 from conftest import RunningExporter, fixture_flags, free_port, run_exporter, scrape_ok
 from metrics_text import collector_success, only_collectors
 

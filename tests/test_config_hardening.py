@@ -13,8 +13,8 @@ from typing import Callable
 import pytest
 
 from conftest import RunningExporter, fixture_flags, free_port, run_exporter
-from exporter.config_file import MAX_BYTES, MAX_DEPTH, MAX_NODES
-from exporter.settings import MAX_STRING_LENGTH
+from kmem_exporter.config_file import MAX_BYTES, MAX_DEPTH, MAX_NODES
+from kmem_exporter.settings import MAX_STRING_LENGTH
 
 # A refusal comes before any collector or file is looked at: far under this bound, whatever the input.
 QUICK = 20
@@ -228,5 +228,5 @@ def test_sighup_is_ignored_and_said_so(exporter_factory: Callable[..., RunningEx
     exporter.process.send_signal(signal.SIGHUP)
     assert exporter.get("/metrics")[0] == 200
     assert exporter.stop() == 0
-    assert "level=warning logger=exporter.cli" in exporter.log()
+    assert "level=warning logger=kmem_exporter.cli" in exporter.log()
 

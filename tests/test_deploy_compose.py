@@ -13,7 +13,7 @@ import yaml
 from conftest import PROJECT, require_tool
 from deploy_paths import Mount, mismatches
 
-from exporter.config import parse_args
+from kmem_exporter.config import parse_args
 
 COMPOSE_DIR = PROJECT / "deploy" / "compose"
 COMPOSE = COMPOSE_DIR / "compose.yaml"

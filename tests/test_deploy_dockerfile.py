@@ -17,8 +17,8 @@ import pytest
 from conftest import PROJECT
 from deploy_paths import Mount, host_roots, mismatches
 
-from exporter import __version__
-from exporter.config import DEFAULT_PORT
+from kmem_exporter import __version__
+from kmem_exporter.config import DEFAULT_PORT
 
 DOCKERFILE = PROJECT / "Dockerfile"
 

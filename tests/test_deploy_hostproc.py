@@ -32,7 +32,7 @@ ATTEMPTS = 5  # other processes may make or drop network namespaces between two 
 def netns_walk(procfs: str, host_proc: Path | None = None) -> tuple[float, float]:
     """(kmem_network_namespaces, unreadable processes) of `kmem-exporter scrape --path.procfs=procfs`: on the host,
     or, given `host_proc`, in a new PID and mount namespace with the host's /proc bind-mounted at `host_proc`."""
-    command = [sys.executable, "-m", "exporter", "scrape", f"--path.procfs={procfs}", *ONLY_NETNS]
+    command = [sys.executable, "-m", "kmem_exporter", "scrape", f"--path.procfs={procfs}", *ONLY_NETNS]
     if host_proc is not None:
         command = [require_tool("unshare"), "--pid", "--fork", "--mount", "sh", "-c", CONTAINER, "sh",
                    str(host_proc), *command]

@@ -19,8 +19,8 @@ from cloudcoil.models.prometheus_operator import v1 as prometheus_operator
 from conftest import PROJECT, require_tool
 from deploy_paths import Mount, mismatches, parse_container_args, privileges_table
 
-from exporter.collectors import COLLECTORS
-from exporter.config import Config
+from kmem_exporter.collectors import COLLECTORS
+from kmem_exporter.config import Config
 
 KUBERNETES = PROJECT / "deploy" / "kubernetes"
 VERSIONS = ("1.28.0", kubernetes_validate.latest_version())
@@ -309,7 +309,7 @@ def test_generator_handles_missing_and_test_files(tmp_path: Path) -> None:
 
 
 def test_image_in_manifests_matches_the_version() -> None:
-    from exporter import __version__
+    from kmem_exporter import __version__
 
     for container in containers().values():
         assert re.fullmatch(rf"kmem-exporter:{re.escape(__version__)}", container["image"])

@@ -14,7 +14,7 @@ from conftest import PROJECT, fixture_flags, is_root, promtool_check_metrics, re
 from deploy_paths import Privilege, privileges_table
 from metrics_text import all_collectors, collector_success, series_values
 
-from exporter.collectors import COLLECTORS
+from kmem_exporter.collectors import COLLECTORS
 
 pytestmark = pytest.mark.live
 
@@ -33,7 +33,7 @@ def scrape_as_nobody(capabilities: set[str]) -> tuple[str, str]:
     caps = ",".join(["-all"] + [f"+{c.removeprefix('CAP_').lower()}" for c in sorted(capabilities)])
     result = subprocess.run(
         [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", f"--inh-caps={caps}",
-         f"--ambient-caps={caps}", f"--bounding-set={caps}", "--", sys.executable, "-m", "exporter", "scrape",
+         f"--ambient-caps={caps}", f"--bounding-set={caps}", "--", sys.executable, "-m", "kmem_exporter", "scrape",
          *all_collectors()],
         capture_output=True, text=True, timeout=120, cwd=PROJECT)
     assert result.stdout, result.stderr
@@ -105,7 +105,7 @@ def test_fixture_tree_needs_no_privilege() -> None:
     if not is_root():
         pytest.fail("this test needs root to change user")
     result = subprocess.run([require_tool("setpriv"), f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                             "--", sys.executable, "-m", "exporter", "scrape", *fixture_flags("live-6.18")],
+                             "--", sys.executable, "-m", "kmem_exporter", "scrape", *fixture_flags("live-6.18")],
                             capture_output=True, text=True, timeout=120, cwd=PROJECT)
     success = collector_success(result.stdout)
     assert success["buddyinfo"] == 1 and success["slabinfo"] == 1, result.stderr

@@ -314,7 +314,7 @@ def fill(expr: str, instance: str) -> str:
 # and prints each exposition's metric names.
 SCRAPE_ALL = """
 import asyncio, json, re, sys
-from exporter.cli import parse_args, scrape_once
+from kmem_exporter.cli import parse_args, scrape_once
 names = set()
 for flags in json.loads(sys.argv[1]):
     _, config = parse_args(["scrape", *flags])

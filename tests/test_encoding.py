@@ -14,9 +14,9 @@ from prometheus_client.exposition import generate_latest as prometheus_text
 from prometheus_client.openmetrics.exposition import generate_latest as prometheus_openmetrics
 
 from conftest import FIXTURES, fixture_flags
-from exporter.cli import collect_once
-from exporter.config import parse_args
-from exporter.exposition import OPENMETRICS, TEXT, accepts_gzip, choose_format, render
+from kmem_exporter.cli import collect_once
+from kmem_exporter.config import parse_args
+from kmem_exporter.exposition import OPENMETRICS, TEXT, accepts_gzip, choose_format, render
 
 TREES = sorted(p.name for p in FIXTURES.iterdir() if (p / "proc").is_dir())
 

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from conftest import (FIXTURES, PROJECT, promtool_check_metrics, require_tool, scrape_fixture,
                       scrape_fixture_ok, scrape_ok)
-from exporter.sources import ParseError
-from exporter.sources.buddyinfo import ZoneFreeBlocks, parse_buddyinfo
-from exporter.sources.extfrag import (ContigPageInfo, ZoneIndex, compute_indices, fill_contig_page_info,
+from kmem_exporter.sources import ParseError
+from kmem_exporter.sources.buddyinfo import ZoneFreeBlocks, parse_buddyinfo
+from kmem_exporter.sources.extfrag import (ContigPageInfo, ZoneIndex, compute_indices, fill_contig_page_info,
                                       format_value, fragmentation_index, parse_index_file, render_index_file,
                                       unusable_free_index)
 from fuzzing import cut_and_mutated, parse_or_none
@@ -162,7 +162,7 @@ def test_collector_live_without_root_computes(debugfs: Path) -> None:
     """debugfs is 0700: as nobody the collector falls back to computing from /proc/buddyinfo."""
     result = subprocess.run(
         [require_tool("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-         "exporter", "scrape", *ONLY], capture_output=True, text=True, timeout=60, cwd=PROJECT)
+         "kmem_exporter", "scrape", *ONLY], capture_output=True, text=True, timeout=60, cwd=PROJECT)
     assert result.returncode == 0, result.stderr
     assert collector_success(result.stdout) == {"buddyinfo": 1, "extfrag": 1}
     assert value(result.stdout, "kmem_extfrag_source_info", source="computed") == 1
@@ -175,7 +175,7 @@ def test_collector_live_as_nobody_with_cap_dac_read_search_reads_debugfs(debugfs
     caps = "-all,+dac_read_search"
     result = subprocess.run(
         [require_tool("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups", f"--inh-caps={caps}",
-         f"--ambient-caps={caps}", f"--bounding-set={caps}", "--", sys.executable, "-m", "exporter", "scrape",
+         f"--ambient-caps={caps}", f"--bounding-set={caps}", "--", sys.executable, "-m", "kmem_exporter", "scrape",
          *ONLY], capture_output=True, text=True, timeout=60, cwd=PROJECT)
     assert result.returncode == 0, result.stderr
     assert value(result.stdout, "kmem_extfrag_source_info", source="debugfs") == 1

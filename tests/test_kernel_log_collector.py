@@ -16,7 +16,7 @@ import pytest
 from conftest import (FIXTURES, PROJECT, fixture_flags, is_root, promtool_check_metrics, require_tool, run_exporter,
                       scrape_fixture_ok)
 from metrics_text import collector_success, only_collectors, series_values, types, value
-from exporter.sources.kernel_log_patterns import EVENTS, EVENTS_WITH_ORDER
+from kmem_exporter.sources.kernel_log_patterns import EVENTS, EVENTS_WITH_ORDER
 from test_kmsg_reader import write_kmsg
 
 ONLY_KERNEL_LOG = only_collectors("kernel_log")
@@ -102,7 +102,7 @@ def test_without_cap_syslog_the_collector_says_so() -> None:
     assert Path("/proc/sys/kernel/dmesg_restrict").read_text().strip() == "1"
     setpriv = require_tool("setpriv")
     result = subprocess.run([setpriv, "--bounding-set=-syslog", "--inh-caps=-syslog", sys.executable, "-m",
-                             "exporter", "scrape", "--path.kmsg=/dev/kmsg", *only_collectors("kernel_log")],
+                             "kmem_exporter", "scrape", "--path.kmsg=/dev/kmsg", *only_collectors("kernel_log")],
                             capture_output=True, text=True, timeout=60, cwd=PROJECT)
     assert result.returncode == 1
     assert collector_success(result.stdout) == {"kernel_log": 0.0}

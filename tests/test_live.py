@@ -11,7 +11,7 @@ import pytest
 
 from conftest import RunningExporter, is_root, promtool_check_metrics, run_exporter
 from metrics_text import all_collectors, collector_success, series_values, value
-from exporter.collectors import COLLECTORS
+from kmem_exporter.collectors import COLLECTORS
 
 pytestmark = pytest.mark.live
 

@@ -17,11 +17,11 @@ import pytest
 from conftest import (FIXTURES, PROJECT, fixture_flags, promtool_check_metrics, run_exporter, scrape_fixture,
                       scrape_fixture_ok)
 from metrics_text import collector_success, only_collectors, series_values, value
-from exporter.collectors import memcg as memcg_module
-from exporter.collectors import memcg_walk
-from exporter.collectors.base import CollectorError, KernelFiles
-from exporter.collectors.memcg import MemcgCollector, MemcgPass
-from exporter.config import Config
+from kmem_exporter.collectors import memcg as memcg_module
+from kmem_exporter.collectors import memcg_walk
+from kmem_exporter.collectors.base import CollectorError, KernelFiles
+from kmem_exporter.collectors.memcg import MemcgCollector, MemcgPass
+from kmem_exporter.config import Config
 
 ONLY_MEMCG = only_collectors("memcg")
 

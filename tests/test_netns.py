@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from conftest import (FIXTURES, PROJECT, fixture_flags, is_root, promtool_check_metrics, require_tool, run_exporter,
                       scrape_fixture)
 from metrics_text import collector_success, only_collectors, value
-from exporter.collectors.netns import NetnsWalk, walk_network_namespaces
-from exporter.sources import ParseError
-from exporter.sources.netns import mounted_network_namespaces, parse_namespace_link
+from kmem_exporter.collectors.netns import NetnsWalk, walk_network_namespaces
+from kmem_exporter.sources import ParseError
+from kmem_exporter.sources.netns import mounted_network_namespaces, parse_namespace_link
 
 ONLY_NETNS = only_collectors("netns")
 HOST_MOUNTINFO = (FIXTURES / "netns-bind-mounts" / "proc" / "1" / "mountinfo").read_text()
@@ -205,7 +205,7 @@ def test_live_unprivileged_walk_reports_unreadable_processes() -> None:
     assert is_root(), "this test drops from root to nobody"
     setpriv = require_tool("setpriv")
     result = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-                             "exporter", "scrape", *ONLY_NETNS], capture_output=True, text=True, timeout=60,
+                             "kmem_exporter", "scrape", *ONLY_NETNS], capture_output=True, text=True, timeout=60,
                             cwd=PROJECT)
     assert result.returncode == 0, result.stderr
     # nobody can read only its own processes' namespaces; root's processes are reported as unreadable.

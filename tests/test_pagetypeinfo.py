@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from conftest import (FIXTURES, PROJECT, is_root, promtool_check_metrics, require_tool, scrape_fixture,
                       scrape_fixture_ok)
-from exporter.sources import ParseError
-from exporter.sources.buddyinfo import parse_buddyinfo
-from exporter.sources.pagetypeinfo import Pagetypeinfo, parse_pagetypeinfo
+from kmem_exporter.sources import ParseError
+from kmem_exporter.sources.buddyinfo import parse_buddyinfo
+from kmem_exporter.sources.pagetypeinfo import Pagetypeinfo, parse_pagetypeinfo
 from fuzzing import cut_and_mutated, parse_or_none
 from metrics_text import collector_success, only_collectors, series_values, value
 
@@ -195,7 +195,7 @@ def test_collector_without_root_says_why() -> None:
     assert is_root(), "this test drops privileges to nobody and must start as root (run `make test` as root)"
     result = subprocess.run(
         [require_tool("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-         "exporter", "scrape", *ONLY], capture_output=True, text=True, timeout=60, cwd=PROJECT)
+         "kmem_exporter", "scrape", *ONLY], capture_output=True, text=True, timeout=60, cwd=PROJECT)
     assert result.returncode == 1
     assert collector_success(result.stdout) == {"buddyinfo": 1, "pagetypeinfo": 0}
     assert "/proc/pagetypeinfo: permission denied: readable by root only since Linux 5.4" in result.stderr

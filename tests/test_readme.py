@@ -7,9 +7,9 @@ import re
 import pytest
 
 from conftest import PROJECT
-from exporter.collectors import COLLECTORS
-from exporter.config import ALL_SETTINGS, COLLECTOR_SWITCHES
-from exporter.settings import parse_bool
+from kmem_exporter.collectors import COLLECTORS
+from kmem_exporter.config import ALL_SETTINGS, COLLECTOR_SWITCHES
+from kmem_exporter.settings import parse_bool
 
 README = (PROJECT / "README.md").read_text()
 

@@ -1,4 +1,4 @@
-"""`kmem-exporter report`: the real exporter on fixture trees and this host, and `exporter/report.py` on the
+"""`kmem-exporter report`: the real exporter on fixture trees and this host, and `kmem_exporter/report.py` on the
 metric families of real collections."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from prometheus_client.samples import Sample
 
 from conftest import PROJECT, fixture_flags, run_exporter
 from metrics_text import only_collectors
-from exporter.cli import collect_once
-from exporter.config import parse_args
-from exporter.report import BUGGY_KMEM_RELEASE, conntrack_caches_leaked, human_bytes, render_report
+from kmem_exporter.cli import collect_once
+from kmem_exporter.config import parse_args
+from kmem_exporter.report import BUGGY_KMEM_RELEASE, conntrack_caches_leaked, human_bytes, render_report
 
 LEAK = "  WARNING: caches far above namespaces: leaked per-namespace caches (the 3.10 leak)."
 
@@ -153,7 +153,7 @@ def test_live_host() -> None:
         "extfrag index: computed from /proc/buddyinfo" in result.stdout
 
 
-# exporter/report.py on the families of real collections
+# kmem_exporter/report.py on the families of real collections
 
 
 @lru_cache(maxsize=None)

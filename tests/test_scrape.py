@@ -11,10 +11,10 @@ from typing import Iterable
 import pytest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.collectors.base import Collector, CollectorError, KernelFiles
-from exporter.config import Config
-from exporter.exposition import OPENMETRICS, TEXT
-from exporter.scrape import Collection, Scraper
+from kmem_exporter.collectors.base import Collector, CollectorError, KernelFiles
+from kmem_exporter.config import Config
+from kmem_exporter.exposition import OPENMETRICS, TEXT
+from kmem_exporter.scrape import Collection, Scraper
 
 MAX_BYTES = 1 << 20
 
@@ -113,7 +113,7 @@ async def test_slow_collector_times_out_alone_and_is_not_piled_on() -> None:
 async def test_failure_is_logged_once_until_it_changes(caplog: pytest.LogCaptureFixture) -> None:
     failing = Failing(CONFIG)
     scraper = Scraper([failing, Quick(CONFIG)], timeout=10, max_file_bytes=MAX_BYTES)
-    with caplog.at_level(logging.INFO, logger="exporter.scrape"):
+    with caplog.at_level(logging.INFO, logger="kmem_exporter.scrape"):
         for _ in range(3):
             assert success(await scraper.scrape()) == {"failing": 0, "quick": 1}
         failing.error = CollectorError("/proc/test: file not found")
@@ -122,7 +122,7 @@ async def test_failure_is_logged_once_until_it_changes(caplog: pytest.LogCapture
         assert success(await scraper.scrape()) == {"failing": 1, "quick": 1}
         failing.error = ValueError("a bug")
         assert success(await scraper.scrape()) == {"failing": 0, "quick": 1}
-    messages = [r.getMessage() for r in caplog.records if r.name == "exporter.scrape"
+    messages = [r.getMessage() for r in caplog.records if r.name == "kmem_exporter.scrape"
                 and not r.getMessage().startswith("collector=failing raised")]
     assert messages == [
         "collector=failing failed: /proc/test: malformed: line 1",

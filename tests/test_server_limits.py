@@ -170,7 +170,7 @@ def test_several_listen_addresses(exporter_factory: Callable[..., RunningExporte
 def test_a_port_in_use_is_refused_with_exit_2(exporter_factory: Callable[..., RunningExporter]) -> None:
     exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR)
     taken = exporter.url.removeprefix("http://")
-    result = subprocess.run([sys.executable, "-m", "exporter", f"--web.listen-address={taken}",
+    result = subprocess.run([sys.executable, "-m", "kmem_exporter", f"--web.listen-address={taken}",
                              *fixture_flags("rhel7-fragmented"), *FOUR], capture_output=True, text=True, timeout=60,
                             cwd=PROJECT)
     assert result.returncode == 2
@@ -187,7 +187,7 @@ def test_out_of_file_descriptors_is_logged_once_and_recovers(tmp_path: Path) -> 
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 
     with open(log_path, "w") as log_file:
-        process = subprocess.Popen([sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}",
+        process = subprocess.Popen([sys.executable, "-m", "kmem_exporter", f"--web.listen-address=127.0.0.1:{port}",
                                     "--web.max-connections=1000", *fixture_flags("rhel7-fragmented"), *FOUR],
                                    stdout=log_file, stderr=subprocess.STDOUT, cwd=PROJECT, preexec_fn=low_limit)
     try:
@@ -218,7 +218,7 @@ def test_out_of_file_descriptors_is_logged_once_and_recovers(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("address", ["[::1", "::1:9792", "127.0.0.1:99999", "host name:80"])
 def test_bad_listen_addresses_are_refused(address: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "exporter", f"--web.listen-address={address}"],
+    result = subprocess.run([sys.executable, "-m", "kmem_exporter", f"--web.listen-address={address}"],
                             capture_output=True, text=True, timeout=60, cwd=PROJECT)
     assert result.returncode == 2 and "web.listen-address" in result.stderr, result.stderr
 

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES
-from exporter.sources import ParseError, slab_fold
-from exporter.sources.slab_fold import parse_slab_families
-from exporter.sources.slabinfo import (ConntrackCaches, SlabSummary, conntrack_caches, family_name, fold_caches,
+from kmem_exporter.sources import ParseError, slab_fold
+from kmem_exporter.sources.slab_fold import parse_slab_families
+from kmem_exporter.sources.slabinfo import (ConntrackCaches, SlabSummary, conntrack_caches, family_name, fold_caches,
                                        is_conntrack_cache, is_memcg_copy, parse_slabinfo)
 
 HEADER = ("slabinfo - version: 2.1\n# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> "

@@ -15,8 +15,8 @@ from conftest import (FIXTURES, PROJECT, is_root, promtool_check_metrics, requir
                       scrape_fixture_ok, scrape_ok)
 from fuzzing import parse_or_none
 from metrics_text import collector_success, only_collectors, series_values, types, value
-from exporter.sources import ParseError
-from exporter.sources.slabinfo import SlabCache, SlabFamily, family_name, fold_caches, parse_slabinfo
+from kmem_exporter.sources import ParseError
+from kmem_exporter.sources.slabinfo import SlabCache, SlabFamily, family_name, fold_caches, parse_slabinfo
 
 ONLY_SLABINFO = [*only_collectors("slabinfo"), "--collector.slabinfo.fields=.*"]
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -358,7 +358,7 @@ def _as_nobody(*extra: str) -> list[str]:
 @pytest.mark.live
 def test_unprivileged_user_gets_a_message_that_says_how_to_grant_access() -> None:
     assert is_root(), "this test drops from root to nobody"
-    command = [sys.executable, "-m", "exporter", "scrape", *ONLY_SLABINFO]
+    command = [sys.executable, "-m", "kmem_exporter", "scrape", *ONLY_SLABINFO]
     denied = subprocess.run(_as_nobody() + command, capture_output=True, text=True, timeout=60, cwd=PROJECT)
     assert denied.returncode == 1
     assert collector_success(denied.stdout) == {"slabinfo": 0}

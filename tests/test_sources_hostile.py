@@ -1,4 +1,4 @@
-"""Every parser in exporter/sources against hostile input: huge and negative numbers, Unicode line separators, many
+"""Every parser in kmem_exporter/sources against hostile input: huge and negative numbers, Unicode line separators, many
 NUMA nodes, zones, orders and migrate types. Anything may be refused, but only with a ParseError that says why."""
 
 from __future__ import annotations
@@ -11,21 +11,21 @@ from hypothesis import strategies as st
 
 from conftest import FIXTURES
 from fuzzing import parse_or_none
-from exporter.sources import MAX_NUMA_NODES, ParseError, split_lines
-from exporter.sources.buddyinfo import parse_buddyinfo
-from exporter.sources.cgroups import parse_cgroup_stat, parse_controllers, parse_proc_cgroups
-from exporter.sources.extfrag import parse_index_file
-from exporter.sources.kernel import parse_cmdline, parse_release, parse_release_string
-from exporter.sources.kernel_log_patterns import match_event
-from exporter.sources.kmsg import parse_record, split_records
-from exporter.sources.netns import mounted_network_namespaces, parse_namespace_link
-from exporter.sources.pagetypeinfo import parse_pagetypeinfo
-from exporter.sources.slab_fold import parse_slab_families
-from exporter.sources.slabinfo import parse_slabinfo
-from exporter.sources.smaps import parse_kernel_page_size
-from exporter.sources.sysctl import parse_sysctl_int, parse_sysctl_unsigned
-from exporter.sources.vmstat import parse_vmstat
-from exporter.sources.zoneinfo import parse_zoneinfo
+from kmem_exporter.sources import MAX_NUMA_NODES, ParseError, split_lines
+from kmem_exporter.sources.buddyinfo import parse_buddyinfo
+from kmem_exporter.sources.cgroups import parse_cgroup_stat, parse_controllers, parse_proc_cgroups
+from kmem_exporter.sources.extfrag import parse_index_file
+from kmem_exporter.sources.kernel import parse_cmdline, parse_release, parse_release_string
+from kmem_exporter.sources.kernel_log_patterns import match_event
+from kmem_exporter.sources.kmsg import parse_record, split_records
+from kmem_exporter.sources.netns import mounted_network_namespaces, parse_namespace_link
+from kmem_exporter.sources.pagetypeinfo import parse_pagetypeinfo
+from kmem_exporter.sources.slab_fold import parse_slab_families
+from kmem_exporter.sources.slabinfo import parse_slabinfo
+from kmem_exporter.sources.smaps import parse_kernel_page_size
+from kmem_exporter.sources.sysctl import parse_sysctl_int, parse_sysctl_unsigned
+from kmem_exporter.sources.vmstat import parse_vmstat
+from kmem_exporter.sources.zoneinfo import parse_zoneinfo
 
 LIVE = FIXTURES / "live-6.18"
 TEXT_PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from conftest import FIXTURES, copy_proc, run_exporter, scrape_fixture, scrape_fixture_ok
 from fuzzing import parse_or_none
 from metrics_text import collector_success, names, only_collectors, types, value
-from exporter.sources import ParseError
-from exporter.sources.vmstat import is_gauge, parse_vmstat
+from kmem_exporter.sources import ParseError
+from kmem_exporter.sources.vmstat import is_gauge, parse_vmstat
 
 ONLY_VMSTAT = only_collectors("vmstat")
 

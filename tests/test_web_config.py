@@ -20,12 +20,12 @@ import bcrypt
 import pytest
 import yaml
 
-import exporter.web_auth as web_auth
+import kmem_exporter.web_auth as web_auth
 from conftest import PROJECT, fixture_flags, free_port, require_tool
 from metrics_text import only_collectors
 from test_e2e import http_json, start_server, wait_for
-from exporter.web_auth import BasicAuth, parse_basic_authorization
-from exporter.web_config import WebConfig, WebConfigError, load_web_config
+from kmem_exporter.web_auth import BasicAuth, parse_basic_authorization
+from kmem_exporter.web_config import WebConfig, WebConfigError, load_web_config
 from web.pki import Pair, Pki, make_leaf, make_pki, openssl
 from web.tiny_app import EXPOSITION, TinyServer, curl, https_get, serving
 
@@ -170,7 +170,7 @@ def test_new_handshakes_present_a_replaced_certificate(pki: Pki, tmp_path: Path,
         # A key that does not match: the running certificate stays, one error is logged for that state of the files.
         broken = make_leaf(tmp_path / "broken", "server", pki.ca)
         caplog.clear()
-        with caplog.at_level(logging.ERROR, logger="exporter.web_config"):
+        with caplog.at_level(logging.ERROR, logger="kmem_exporter.web_config"):
             os.replace(broken.cert, live.cert)
             assert not web_config.reload_if_changed(force=True)
             assert not web_config.reload_if_changed(force=True)
@@ -490,7 +490,7 @@ def test_prometheus_scrapes_the_exporter_over_mutual_tls_with_basic_auth(pki: Pk
     exporter_port = free_port()
     with open(tmp_path / "exporter.log", "w") as exporter_log:
         exporter = subprocess.Popen(
-            [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{exporter_port}",
+            [sys.executable, "-m", "kmem_exporter", f"--web.listen-address=127.0.0.1:{exporter_port}",
              f"--web.config.file={web_yml}", *fixture_flags("rhel7-fragmented"),
              *only_collectors("buddyinfo", "vmstat")], stdout=exporter_log, stderr=subprocess.STDOUT, cwd=PROJECT)
     try:

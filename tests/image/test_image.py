@@ -23,9 +23,9 @@ import yaml
 from conftest import PROJECT, free_port, is_root, promtool_check_metrics, require_tool
 from deploy_paths import privileges_table
 
-from exporter import __version__
-from exporter.collectors import COLLECTORS
-from exporter.config import parse_args
+from kmem_exporter import __version__
+from kmem_exporter.collectors import COLLECTORS
+from kmem_exporter.config import parse_args
 
 BASE_IMAGE = "localhost/kmem-exporter-base:bookworm"
 IMAGE = "localhost/kmem-exporter:test"
@@ -111,7 +111,7 @@ def test_image_holds_only_the_installed_exporter(buildah: str, container: str) -
               "print(importlib.util.find_spec('pip') is None); print(pathlib.Path('/src').exists())")
     result = run(buildah, "run", "--isolation", "chroot", container, "--", "python3", "-c", script)
     module, no_pip, has_src = result.stdout.split()
-    assert module.startswith("/opt/kmem-exporter/lib/") and module.endswith("/site-packages/exporter/__init__.py")
+    assert module.startswith("/opt/kmem-exporter/lib/") and module.endswith("/site-packages/kmem_exporter/__init__.py")
     assert no_pip == "True"
     assert has_src == "False"
 

@@ -1,0 +1,3 @@
+from kmem_exporter.cli import main
+
+raise SystemExit(main())

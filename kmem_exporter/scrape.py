@@ -1,0 +1,305 @@
+"""Runs the enabled collectors for a scrape: off the event loop, each with a timeout, failures kept to themselves.
+
+Scrapes that arrive while a collection is running share that collection, and share its renderings too: each format
+(and its gzip) is written at most once per collection, whatever the number of requests that join it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gzip
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.samples import Sample
+
+from kmem_exporter import __version__
+from kmem_exporter.collectors.base import Collector, CollectorError, KernelFiles
+from kmem_exporter.exposition import Format, render
+from kmem_exporter.threads import DaemonPool
+
+log = logging.getLogger(__name__)
+
+GZIP_LEVEL = 6  # a 150 kB exposition shrinks tenfold for about a millisecond
+STALL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class CollectorOutcome:
+    name: str
+    metrics: tuple[Metric, ...]
+    duration: float
+    error: Optional[str]
+
+
+class Collection:
+    """The result of one collection: its metric families, and their renderings, made once and shared."""
+
+    def __init__(self, families: list[Metric], failures: dict[str, str], pool: DaemonPool) -> None:
+        self.families = families
+        self.failures = failures  # collector -> reason, for those that failed
+        self._pool = pool
+        self._bodies: dict[tuple[str, bool], asyncio.Future[bytes]] = {}
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.failures
+
+    def body(self, form: Format, gzipped: bool = False) -> "asyncio.Future[bytes]":
+        """The exposition in `form` (gzip-compressed when asked), rendered off the event loop at the first request
+        and shared by every later one."""
+        key = (form.name, gzipped)
+        body = self._bodies.get(key)
+        if body is None:
+            if gzipped:
+                plain = self.body(form)
+                body = asyncio.ensure_future(self._compress(plain))
+            else:
+                body = self._pool.submit(functools.partial(self.render, form))
+            self._bodies[key] = body
+        return body
+
+    def render(self, form: Format) -> bytes:
+        return render(self.families, form, _log_unwritable)
+
+    async def _compress(self, plain: "asyncio.Future[bytes]") -> bytes:
+        data = await plain
+        return await self._pool.submit(functools.partial(gzip.compress, data, GZIP_LEVEL, mtime=0))
+
+
+def _log_unwritable(family: Metric, err: Exception) -> None:
+    log.error("metric family %s left out: it cannot be written: %s", family.name, err)
+
+
+class Scraper:
+    def __init__(self, collectors: Sequence[Collector], timeout: float, max_file_bytes: int) -> None:
+        self.collectors = tuple(collectors)
+        self.timeout = timeout
+        self.max_file_bytes = max_file_bytes
+        self._pool = DaemonPool("collect")
+        self._busy = _Busy()
+        # A collector running longer than this hands the ones after it to another thread, so that a read stuck in
+        # the kernel delays nobody else; in the usual case, one thread runs every collector in turn.
+        self._stall = min(STALL_SECONDS, timeout / 4)
+        self._in_flight: Optional[asyncio.Future[Collection]] = None
+        self._reported_errors: dict[str, str] = {}
+
+    async def start(self) -> None:
+        """Start every collector's background work; a start that takes longer than the collector timeout is left
+        to finish on its own (the collector then fails its scrapes until it has)."""
+        starts = [asyncio.ensure_future(c.start()) for c in self.collectors]
+        if starts:
+            _, pending = await asyncio.wait(starts, timeout=self.timeout)
+            for start in pending:
+                log.error("a collector is still starting after %gs; serving without waiting for it", self.timeout)
+
+    async def wait_ready(self) -> None:
+        """Wait until every collector has something to serve (background collectors: their first pass), but no
+        longer than the collector timeout; a collector still without a result then fails in the scrapes."""
+        waits = [asyncio.ensure_future(c.first_result()) for c in self.collectors]
+        if not waits:
+            return
+        _, pending = await asyncio.wait(waits, timeout=self.timeout)
+        for wait in pending:
+            wait.cancel()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(c.stop() for c in self.collectors), return_exceptions=True)
+
+    async def scrape(self) -> Collection:
+        """One collection; concurrent callers share it."""
+        if self._in_flight is None:
+            self._in_flight = asyncio.ensure_future(self._collect_all())
+            self._in_flight.add_done_callback(self._clear_in_flight)
+        else:
+            log.debug("scrape joins the collection in progress")
+        return await asyncio.shield(self._in_flight)
+
+    def _clear_in_flight(self, _: "asyncio.Future[Collection]") -> None:
+        self._in_flight = None
+
+    async def _collect_all(self) -> Collection:
+        run = _Run([c for c in self.collectors if not self._busy.taken(c.name)], self._busy,
+                   KernelFiles(self.max_file_bytes))
+        workers = [self._pool.submit(run.work)]
+        deadline = time.monotonic() + self.timeout
+        while not run.finished() and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait(workers, timeout=min(left, self._stall), return_when=asyncio.FIRST_COMPLETED)
+            workers = [w for w in workers if not w.done()]
+            if run.needs_another_worker(self._stall):
+                log.debug("a collector has been running for over %gs; the others go on in another thread", self._stall)
+                workers.append(self._pool.submit(run.work))
+        outcomes = [run.outcome(c, self.timeout) for c in self.collectors]
+        for outcome in outcomes:
+            self._report(outcome)
+        families = merge_families([*(m for o in outcomes for m in o.metrics), *self_metrics(outcomes)])
+        failures = {o.name: o.error for o in outcomes if o.error is not None}
+        return Collection(families, failures, self._pool)
+
+    def _report(self, outcome: CollectorOutcome) -> None:
+        """Log a failure once (not every scrape), and the recovery."""
+        previous = self._reported_errors.get(outcome.name)
+        if outcome.error is None:
+            if previous is not None:
+                log.info("collector=%s recovered", outcome.name)
+                del self._reported_errors[outcome.name]
+        elif outcome.error != previous:
+            log.error("collector=%s failed: %s", outcome.name, outcome.error)
+            self._reported_errors[outcome.name] = outcome.error
+
+
+class _Busy:
+    """The collectors running now, in any thread: a collector stuck in the kernel is not started again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._names: set[str] = set()
+
+    def taken(self, name: str) -> bool:
+        with self._lock:
+            return name in self._names
+
+    def take(self, name: str) -> None:
+        with self._lock:
+            self._names.add(name)
+
+    def release(self, name: str) -> None:
+        with self._lock:
+            self._names.discard(name)
+
+
+class _Run:
+    """The collectors of one collection, taken in turn by a worker thread (by another one too when a collector
+    stalls its worker); each outcome is kept as it comes."""
+
+    def __init__(self, collectors: Sequence[Collector], busy: _Busy, files: KernelFiles) -> None:
+        self._lock = threading.Lock()
+        self._waiting = deque(collectors)
+        self._total = len(collectors)
+        self._running: dict[str, float] = {}  # collector -> when it started
+        self._outcomes: dict[str, CollectorOutcome] = {}
+        self._busy = busy
+        self._files = files
+        self._started = time.monotonic()
+
+    def work(self) -> None:
+        """Run waiting collectors until none is left (in a worker thread)."""
+        while True:
+            with self._lock:
+                if not self._waiting:
+                    return
+                collector = self._waiting.popleft()
+                self._running[collector.name] = time.monotonic()
+            self._busy.take(collector.name)
+            try:
+                outcome = _run_collector(collector, self._files)
+            finally:
+                self._busy.release(collector.name)
+            with self._lock:
+                del self._running[collector.name]
+                self._outcomes[collector.name] = outcome
+
+    def finished(self) -> bool:
+        with self._lock:
+            return len(self._outcomes) == self._total
+
+    def needs_another_worker(self, stall: float) -> bool:
+        """Whether collectors wait while every one that runs has been running for `stall` seconds or more."""
+        now = time.monotonic()
+        with self._lock:
+            return bool(self._waiting) and all(now - started >= stall for started in self._running.values())
+
+    def outcome(self, collector: Collector, timeout: float) -> CollectorOutcome:
+        with self._lock:
+            outcome = self._outcomes.get(collector.name)
+            started = self._running.get(collector.name)
+            waiting = collector in self._waiting
+        if outcome is not None:
+            return outcome
+        if started is None and not waiting:
+            # A read stuck in the kernel keeps its thread; don't pile more threads onto it.
+            return CollectorOutcome(collector.name, (), 0.0, "the previous collection is still running")
+        return CollectorOutcome(collector.name, (), time.monotonic() - (started or self._started),
+                                f"timed out after {timeout:g}s")
+
+
+def _run_collector(collector: Collector, files: KernelFiles) -> CollectorOutcome:
+    started = time.monotonic()
+    try:
+        metrics = tuple(collector.collect(files))
+        check_exportable(metrics)
+        error = None
+    except CollectorError as err:
+        metrics, error = (), str(err)
+    except Exception as err:  # a bug in one collector must not take the scrape down
+        log.exception("collector=%s raised an unexpected error", collector.name)
+        metrics, error = (), f"unexpected error: {err!r}"
+    return CollectorOutcome(collector.name, metrics, time.monotonic() - started, error)
+
+
+def check_exportable(families: Iterable[Metric]) -> None:
+    """CollectorError unless every sample has a value the exposition can write, string labels, and no series twice:
+    what a collector returns can fail that collector, never the encoder and so the whole scrape."""
+    for family in families:
+        series = set()
+        for sample in family.samples:
+            if type(sample.value) is not float:
+                try:
+                    float(sample.value)
+                except (TypeError, ValueError, OverflowError):
+                    raise CollectorError(f"{family.name}: value {str(sample.value)[:40]!r} cannot be exported") from None
+            try:  # label values come from kernel strings, which hold no NUL
+                series.add("\0".join((sample.name, *sample.labels.values())))
+            except TypeError:
+                raise CollectorError(f"{family.name}: a label value is not a string: {sample.labels!r:.80}") from None
+        if len(series) != len(family.samples):
+            raise CollectorError(f"{family.name}: a series is listed twice")
+
+
+def merge_families(families: Iterable[Metric]) -> list[Metric]:
+    """One family per name, sorted by name. Collectors may share a family (the background-pass gauges): its samples
+    are merged and put in a stable order, by name, then label values (numbers numerically), the last of a duplicate
+    series kept. A family from one collector keeps that collector's order."""
+    groups: dict[str, list[Metric]] = {}
+    for family in families:
+        groups.setdefault(family.name, []).append(family)
+    merged = []
+    for name in sorted(groups):
+        group = groups[name]
+        if len(group) == 1:
+            merged.append(group[0])
+            continue
+        target = Metric(name, group[0].documentation, group[0].type, group[0].unit)
+        unique = {(s.name, *sorted(s.labels.items())): s for family in group for s in family.samples}
+        target.samples = sorted(unique.values(), key=_sample_order)
+        merged.append(target)
+    return merged
+
+
+def _sample_order(sample: Sample) -> tuple[object, ...]:
+    return (sample.name, *(_natural(v) for _, v in sorted(sample.labels.items())))
+
+
+@functools.lru_cache(maxsize=4096)
+def _natural(value: str) -> tuple[int, object]:
+    """Numbers in numeric order (order 2 before order 10), then everything else by text."""
+    return (0, int(value)) if value.isdigit() and value.isascii() else (1, value)
+
+
+def self_metrics(outcomes: Sequence[CollectorOutcome]) -> list[Metric]:
+    success = GaugeMetricFamily("kmem_collector_success", "1 if the collector's last scrape succeeded, 0 if it failed.",
+                                labels=["collector"])
+    duration = GaugeMetricFamily("kmem_collector_duration_seconds", "How long the collector took in the last scrape.",
+                                 labels=["collector"])
+    for outcome in sorted(outcomes, key=lambda o: o.name):
+        success.add_metric([outcome.name], 0.0 if outcome.error else 1.0)
+        duration.add_metric([outcome.name], outcome.duration)
+    build = InfoMetricFamily("kmem_exporter_build", "The exporter's version; the value is always 1.",
+                             value={"version": __version__})
+    return [success, duration, build]
