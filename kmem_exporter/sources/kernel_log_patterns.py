@@ -112,14 +112,16 @@ PATTERNS: tuple[EventPattern, ...] = (
     EventPattern(
         "oom_kill",
         # mm/oom_kill.c, once per victim (not the "Kill process ... or sacrifice child" line before it, nor the
-        # processes sharing its memory), in three spellings:
+        # processes sharing its memory), in four spellings:
+        #   mainline 2.6.32 __oom_kill_task: "Killed process %d (%s)\n" (nothing after the name)
         #   RHEL 6 (2.6.32) oom_kill_task:  "Killed process %d, UID %d, (%s) total-vm:%lukB, ..."
         #   RHEL 7 (3.10, later updates):   "Killed process %d (%s), UID %d, total-vm:%lukB, ..."
-        #   mainline 3.x-4.19 oom_kill_process: "Killed process %d (%s) total-vm:%lukB, ..."
+        #   mainline 3.x-4.18 oom_kill_process, 4.19 __oom_kill_process:
+        #                                   "Killed process %d (%s) total-vm:%lukB, ..."
         #   mainline 5.x+ __oom_kill_process:   "%s: Killed process %d (%s) total-vm:%lukB, ..." with
         #   "Out of memory" or "Memory cgroup out of memory" as %s.
-        re.compile(r"\bKilled process \d+(?:, UID -?\d+,)? \(.*\)(?:, UID -?\d+,)? total-vm:\d+kB"),
-        "mm/oom_kill.c: oom_kill_task (2.6.32), oom_kill_process (3.x-4.x), __oom_kill_process (5.x+)",
+        re.compile(r"\bKilled process \d+(?:, UID -?\d+,)? \(.*\)(?:(?:, UID -?\d+,)? total-vm:\d+kB|\s*$)"),
+        "mm/oom_kill.c: (__)oom_kill_task (2.6.32), oom_kill_process (3.x-4.18), __oom_kill_process (4.19+)",
     ),
 )
 
