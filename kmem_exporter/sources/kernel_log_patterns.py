@@ -7,7 +7,7 @@ A record matches at most one pattern (the first in the table). An `order` group 
 One occurrence is one count: every pattern matches exactly one line form that the kernel prints once per
 occurrence, and never the lines printed around it. An OOM kill is counted on the "Killed process" line, which every
 kernel version prints once per victim (RHEL 6, RHEL 7 and mainline spell it differently); the line announcing the
-choice ("Kill process N (x) score S or sacrifice child", 2.6.32 to 5.0) and the memory report before it are not
+choice ("Kill process N (x) score S or sacrifice child", 2.6.32 to 4.19) and the memory report before it are not
 counted. kernel_log_formats.md, beside this module, lists the format strings by kernel version.
 """
 
@@ -42,7 +42,7 @@ PATTERNS: tuple[EventPattern, ...] = (
         #   2.6.32 (RHEL 6) __alloc_pages_slowpath: "%s: page allocation failure. order:%d, mode:0x%x\n"
         #   3.x-4.5 (RHEL 7) warn_alloc_failed:     "%s: page allocation failure: order:%d, mode:0x%x\n"
         #   4.6-4.8 warn_alloc_failed:              "%s: page allocation failure: order:%u, mode:%#x(%pGg)\n"
-        #   4.9-4.18 warn_alloc: "page allocation failure: order:%u" as one pr_cont("%pV") fragment after
+        #   4.9-4.14 warn_alloc: "page allocation failure: order:%u" as one pr_cont("%pV") fragment after
         #                        pr_warn("%s: "), then ", mode:%#x(%pGg)" (4.10+: ", nodemask=...")
         #   4.19+ warn_alloc:    "%s: %pV, mode:%#x(%pGg), nodemask=%*pbl" (5.x+: ",cpuset=%s,mems_allowed=%*pbl"
         #                        on the same line)
@@ -52,7 +52,7 @@ PATTERNS: tuple[EventPattern, ...] = (
     ),
     EventPattern(
         "page_allocation_stall",
-        # mm/page_alloc.c __alloc_pages_slowpath via warn_alloc, 4.9 to 4.14 (removed in 4.15; gone in 4.19):
+        # mm/page_alloc.c __alloc_pages_slowpath via warn_alloc, 4.9 to 4.14 (removed in 4.15):
         #   warn_alloc(gfp_mask, "page allocation stalls for %ums, order:%u", ...)
         # The first version of the message spelled it "alloction"; both spellings are accepted.
         re.compile(r"page alloca?tion stalls for \d+ms, order:(?P<order>\d+)"),
