@@ -74,7 +74,7 @@ def test_corpus_line(entry: dict[str, Any]) -> None:
     """Each kernel line is the event it is listed as, or none; user-space entries repeat kernel texts on purpose,
     so only the collector (by facility) keeps them out."""
     assert set(entry) <= {"line", "source", "kernel", "event", "order", "facility", "real", "note"}
-    assert entry["source"] and entry["kernel"]
+    assert isinstance(entry["source"], str) and isinstance(entry["kernel"], str) and entry["source"]
     if from_kernel(entry):
         assert match_event(kmsg_text(entry["line"])) == expected_event(entry)
 
