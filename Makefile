@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 run: $(VENV)/.installed
 	$(BIN)/kmem-exporter $(ARGS)
 
-test: $(VENV)/.installed-test tools debugfs
+test: $(VENV)/.installed-test tools node-exporter debugfs
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Builds the container image with buildah from a local debootstrap base and runs it on this host (slow; root).
@@ -60,7 +60,7 @@ benchmark-hostile: $(VENV)/.installed
 benchmark-scrape-latency: $(VENV)/.installed
 	$(BIN)/python benchmarks/scrape_latency.py $(ARGS)
 
-# Debian's node_exporter, for `make benchmark`.
+# Debian's node_exporter, for `make benchmark` and the tests of docs/node_exporter.md.
 node-exporter:
 	@command -v prometheus-node-exporter >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus-node-exporter; }
