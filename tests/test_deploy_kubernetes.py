@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import kubernetes_validate
 import pydantic
@@ -414,20 +415,21 @@ def test_dashboard_configmaps_hold_every_dashboard_for_grafanas_sidecar() -> Non
     assert all(len(json.dumps(m)) < 256 * 1024 for m in maps.values()), "too big for kubectl apply's annotation"
 
 
-def test_checked_in_dashboard_configmaps_equal_the_generated_ones() -> None:
-    checked_in = (KUBERNETES / "components" / "dashboards" / "dashboards.yaml").read_text()
-    assert checked_in == generate_dashboards.render(), "run `make dashboard-configmaps`"
-    result = subprocess.run([sys.executable, str(KUBERNETES / "generate_dashboards.py"), "--check"],
-                            capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("generator", [generate_dashboards, generate_prometheusrule], ids=lambda g: g.__name__)
+def test_checked_in_files_equal_the_generated_ones(generator: Any) -> None:
+    """prometheusrule.yaml and dashboards.yaml are what their generators make, in the file and by `--check`."""
+    assert generator.OUTPUT.read_text() == generator.render(), f"run `make`, see {generator.__name__}.py"
+    script = str(KUBERNETES / f"{generator.__name__}.py")
+    result = subprocess.run([sys.executable, script, "--check"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
 
 
-def test_checked_in_prometheusrule_equals_the_generated_one() -> None:
-    checked_in = (KUBERNETES / "components" / "prometheusrule" / "prometheusrule.yaml").read_text()
-    assert checked_in == generate_prometheusrule.render(), "run `make prometheusrule`"
-    result = subprocess.run([sys.executable, str(KUBERNETES / "generate_prometheusrule.py"), "--check"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+def test_the_dashboard_configmaps_follow_the_json_files(tmp_path: Path) -> None:
+    dashboards = tmp_path / "dashboards"
+    dashboards.mkdir()
+    (dashboards / "x.json").write_text("{}\n")
+    assert "kmem-exporter-dashboard-x" in generate_dashboards.render(dashboards)
+    assert generate_dashboards.render(dashboards) != generate_dashboards.OUTPUT.read_text()
 
 
 def test_prometheusrule_holds_every_group_of_alerts() -> None:
