@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Optional, Sequence
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.samples import Sample
 
-from kmem_exporter import __version__
+from kmem_exporter.build_info import build_labels
 from kmem_exporter.collectors.base import Collector, CollectorError, KernelFiles
 from kmem_exporter.exposition import TEXT, Format, render
 from kmem_exporter.families import RowFamily
@@ -90,8 +90,12 @@ def _log_unwritable(family: Metric, err: Exception) -> None:
 
 
 class Scraper:
-    def __init__(self, collectors: Sequence[Collector], timeout: float, max_file_bytes: int) -> None:
+    def __init__(self, collectors: Sequence[Collector], timeout: float, max_file_bytes: int,
+                 extra_families: Callable[[], Iterable[Metric]] = tuple) -> None:
+        """`extra_families` gives families that are not the kernel's, added to every collection (the exporter's
+        own process metrics when serving)."""
         self.collectors = tuple(collectors)
+        self._extra_families = extra_families
         self.timeout = timeout
         self.max_file_bytes = max_file_bytes
         self._pool = DaemonPool("collect")
@@ -163,7 +167,8 @@ class Scraper:
 
     def _assemble(self, outcomes: Sequence[CollectorOutcome], form: Optional[Format] = None,
                   gzipped: bool = False) -> Collection:
-        families = merge_families([*(m for o in outcomes for m in o.metrics), *self_metrics(outcomes)])
+        families = merge_families([*(m for o in outcomes for m in o.metrics), *self_metrics(outcomes),
+                                   *self._extra_families()])
         failures = {o.name: o.error for o in outcomes if o.error is not None}
         collection = Collection(families, failures, self._pool)
         if form is not None:
@@ -352,6 +357,7 @@ def self_metrics(outcomes: Sequence[CollectorOutcome]) -> list[Metric]:
     for outcome in sorted(outcomes, key=lambda o: o.name):
         success.add_metric([outcome.name], 0.0 if outcome.error else 1.0)
         duration.add_metric([outcome.name], outcome.duration)
-    build = InfoMetricFamily("kmem_exporter_build", "The exporter's version; the value is always 1.",
-                             value={"version": __version__})
+    build = InfoMetricFamily("kmem_exporter_build", "The exporter's version and the source revision it was built "
+                             "from (\"unknown\" when the build did not record it); the value is always 1.",
+                             value=build_labels())
     return [success, duration, build]

@@ -1,6 +1,7 @@
-"""Write deploy/kubernetes/prometheusrule.yaml: the rule groups of alerts/*.yaml as a Prometheus Operator rule.
+"""Write the rule groups of alerts/*.yaml as a Prometheus Operator rule, the prometheusrule component's
+prometheusrule.yaml.
 
-    python deploy/kubernetes/generate_prometheusrule.py           # rewrite the file
+    python deploy/kubernetes/generate_prometheusrule.py            # rewrite the file
     python deploy/kubernetes/generate_prometheusrule.py --check    # exit 1 when the file is out of date
 
 A rule file is a YAML file in alerts/ with a top-level `groups` list (promtool unit-test files, with
@@ -9,32 +10,16 @@ A rule file is a YAML file in alerts/ with a top-level `groups` list (promtool u
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import yaml
 
-PROJECT = Path(__file__).resolve().parents[2]
+from generated_file import PROJECT, dump, header, main
+
 ALERTS = PROJECT / "alerts"
-OUTPUT = Path(__file__).resolve().parent / "prometheusrule.yaml"
-
-HEADER = """\
-# Generated from alerts/*.yaml by deploy/kubernetes/generate_prometheusrule.py; do not edit.
-# Regenerate with `make prometheusrule` after changing the rule files.
-"""
-
-
-class _Dumper(yaml.SafeDumper):
-    """Multi-line strings (PromQL expressions, descriptions) as literal blocks, as a person would write them."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _represent_str)
+OUTPUT = Path(__file__).resolve().parent / "components" / "prometheusrule" / "prometheusrule.yaml"
+HEADER = header("alerts/*.yaml", "generate_prometheusrule.py", "prometheusrule")
 
 
 def rule_files(alerts: Path = ALERTS) -> list[Path]:
@@ -69,28 +54,13 @@ def render(alerts: Path = ALERTS) -> str:
         "kind": "PrometheusRule",
         "metadata": {
             "name": "kmem-exporter",
-            "labels": {"app.kubernetes.io/name": "kmem-exporter", "app.kubernetes.io/component": "alerting"},
+            "labels": {"app.kubernetes.io/name": "kmem-exporter", "app.kubernetes.io/component": "alerting",
+                       "app.kubernetes.io/part-of": "kmem-exporter"},
         },
         "spec": {"groups": rule_groups(alerts)},
     }
-    body = yaml.dump(rule, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120, allow_unicode=True)
-    return HEADER + body
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only check that the file is up to date")
-    args = parser.parse_args()
-    text = render()
-    if args.check:
-        if not OUTPUT.exists() or OUTPUT.read_text(encoding="utf-8") != text:
-            print(f"{OUTPUT.relative_to(PROJECT)} is out of date: run `make prometheusrule`", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT.relative_to(PROJECT)} ({len(rule_groups())} groups)")
-    return 0
+    return HEADER + dump([rule])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(__doc__.splitlines()[0], OUTPUT, render, "prometheusrule"))
