@@ -106,7 +106,7 @@ class Privilege(NamedTuple):
 
 
 def privileges_table(readme: str) -> dict[str, Privilege]:
-    """The README's Privileges table, by collector."""
+    """The Privileges table of docs/deployment.md, by collector."""
     section = readme[readme.index("\n## Privileges"):]
     section = section[:section.find("\n## ", 1)] if "\n## " in section[1:] else section
     table = {}

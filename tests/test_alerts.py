@@ -11,16 +11,18 @@ import pytest
 import yaml
 
 from conftest import PROJECT, require_tool
+from markdown_links import github_anchors
 
 ALERTS = PROJECT / "alerts"
 RULE_FILES = sorted(ALERTS.glob("*.yaml"))
 UNIT_TESTS = sorted((ALERTS / "tests").glob("*.yaml"))
 RUNBOOKS = PROJECT / "docs" / "runbooks.md"
+DASHBOARDS_AND_ALERTS = PROJECT / "docs" / "dashboards-and-alerts.md"
 AM_EXAMPLE = ALERTS / "alertmanager.example.yml"
 SEVERITIES = {"critical", "warning", "info"}
 # Alerts on kernel-log counters: the 15-minute increase window already holds them, so they fire at once.
 IMMEDIATE = {"KmemPageAllocationFailure", "KmemSlabCacheCreationFailure", "KmemConntrackTableFull"}
-# Where the runbooks are published: a placeholder (README, "Dashboards and alerts", says how to set it); one prefix
+# Where the runbooks are published: a placeholder (docs/dashboards-and-alerts.md says how to set it); one prefix
 # for every alert, so that one substitution sets them all.
 RUNBOOK_BASE = "https://kmem-exporter.invalid/docs/runbooks.md#"
 
@@ -34,17 +36,6 @@ def alert_rules() -> dict[str, dict]:
                     assert rule["alert"] not in rules, f"alert {rule['alert']} defined twice"
                     rules[rule["alert"]] = rule
     return rules
-
-
-def github_anchors(markdown: str) -> set[str]:
-    """The anchors GitHub gives the headings of a Markdown document."""
-    anchors = set()
-    for line in markdown.splitlines():
-        match = re.match(r"#{1,6}\s+(.*)", line)
-        if match:
-            text = re.sub(r"[^\w\- ]", "", match.group(1).strip().lower())
-            anchors.add(text.replace(" ", "-"))
-    return anchors
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -134,17 +125,17 @@ def test_every_runbook_anchor_exists_and_every_runbook_has_an_alert() -> None:
     assert runbook_alerts == set(alert_rules()), "a runbook for an alert that does not exist, or none for one"
 
 
-def test_runbook_base_is_the_one_the_readme_tells_how_to_replace() -> None:
-    readme = (PROJECT / "README.md").read_text()
+def test_runbook_base_is_the_one_the_docs_tell_how_to_replace() -> None:
+    page = DASHBOARDS_AND_ALERTS.read_text()
     base = RUNBOOK_BASE.split("/docs/")[0] + "/"
-    assert f"s#{base}#" in readme, "the README shows the substitution that sets the runbook URL"
+    assert f"s#{base}#" in page, "docs/dashboards-and-alerts.md shows the substitution that sets the runbook URL"
     for path in [*RULE_FILES, *UNIT_TESTS]:
         urls = re.findall(r"https?://[^\s\"']+runbooks\.md#\w+", path.read_text())
         assert urls and all(url.startswith(RUNBOOK_BASE) for url in urls), path.name
 
 
-def test_readme_lists_every_alert() -> None:
-    section = (PROJECT / "README.md").read_text().split("## Dashboards and alerts", 1)[1].split("\n## ", 1)[0]
+def test_docs_list_every_alert() -> None:
+    section = DASHBOARDS_AND_ALERTS.read_text().split("\n## Alerts\n", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"`(Kmem\w+)`", section))
     assert listed == set(alert_rules())
 

@@ -97,11 +97,11 @@ def test_default_flags_read_the_host_under_host() -> None:
     assert mismatches(command[1:], mounts) == []
 
 
-def test_readme_docker_run_matches_the_default_flags() -> None:
-    """The README's `docker run` mounts exactly what the image's default flags read."""
-    readme = (PROJECT / "README.md").read_text()
-    match = re.search(r"^docker run (?:.*\\\n)*.*$", readme, re.M)
-    assert match, "README has no `docker run` example"
+def test_documented_docker_run_matches_the_default_flags() -> None:
+    """The `docker run` of docs/deployment.md mounts exactly what the image's default flags read."""
+    page = (PROJECT / "docs" / "deployment.md").read_text()
+    match = re.search(r"^docker run (?:.*\\\n)*.*$", page, re.M)
+    assert match, "docs/deployment.md has no `docker run` example"
     words = shlex.split(match.group(0).replace("\\\n", " "))
     mounts = []
     for option, value in zip(words, words[1:]):

@@ -104,8 +104,8 @@ def container_config(container: dict) -> Config:
     return parse_container_args(container["args"][1:])
 
 
-def readme_privileges() -> dict:
-    return privileges_table((PROJECT / "README.md").read_text())
+def documented_privileges() -> dict:
+    return privileges_table((PROJECT / "docs" / "deployment.md").read_text())
 
 
 def component_ids(name: str) -> set[tuple[str, str]]:
@@ -313,14 +313,15 @@ def test_runs_on_every_node() -> None:
 
 
 @pytest.mark.parametrize("name", ["kmem-exporter", "kernel-log"])
-def test_security_context_grants_what_the_readme_says_the_collectors_need(name: str) -> None:
+def test_security_context_grants_what_the_docs_say_the_collectors_need(name: str) -> None:
     """An unprivileged container drops everything and adds exactly the capabilities its collectors need according
-    to the README's Privileges table; only collectors whose row says they need a privileged container run in one."""
+    to the Privileges table (docs/deployment.md); only collectors whose row says they need a privileged container
+    run in one."""
     container = containers()[name]
     context = container["securityContext"]
     enabled = container_config(container).enabled_collectors
-    table = readme_privileges()
-    assert set(enabled) <= set(table), "a collector without a row in the README's Privileges table"
+    table = documented_privileges()
+    assert set(enabled) <= set(table), "a collector without a row in the Privileges table (docs/deployment.md)"
     assert context["readOnlyRootFilesystem"] is True
     if context.get("privileged"):
         assert all("privileged container" in table[c].needs for c in enabled), enabled

@@ -1,5 +1,5 @@
-"""The README's Privileges table, checked on this machine: the exporter runs as `nobody` with the capabilities the
-table lists, then with each one taken away in turn, and each collector behaves as its row says."""
+"""The Privileges table of docs/deployment.md, checked on this machine: the exporter runs as `nobody` with the
+capabilities the table lists, then with each one taken away in turn, and each collector behaves as its row says."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ NOBODY = "65534"
 
 
 def table() -> dict[str, Privilege]:
-    return privileges_table((PROJECT / "README.md").read_text())
+    return privileges_table((PROJECT / "docs" / "deployment.md").read_text())
 
 
 def scrape_as_nobody(capabilities: set[str]) -> tuple[str, str]:

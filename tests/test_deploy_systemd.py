@@ -1,4 +1,5 @@
-"""deploy/systemd/kmem-exporter.service: valid, hardened, and granting what the README's Privileges table lists."""
+"""deploy/systemd/kmem-exporter.service: valid, hardened, and granting what the Privileges table lists
+(docs/deployment.md)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def test_runs_unprivileged_with_the_documented_capabilities() -> None:
     service = unit()["Service"]
     assert service["DynamicUser"] == "yes"
     assert service["NoNewPrivileges"] == "yes"
-    table = privileges_table((PROJECT / "README.md").read_text())
+    table = privileges_table((PROJECT / "docs" / "deployment.md").read_text())
     needed = set().union(*(row.capabilities for row in table.values()))
     assert set(service["AmbientCapabilities"].split()) == needed
     assert set(service["CapabilityBoundingSet"].split()) == needed

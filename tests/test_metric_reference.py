@@ -1,4 +1,4 @@
-"""The README's metric reference and the exposition name the same metrics, on every fixture tree and this host."""
+"""The metric reference (docs/metrics.md) and the exposition name the same metrics, on every fixture tree and this host."""
 
 from __future__ import annotations
 
@@ -28,16 +28,15 @@ class Row:
         return "<" in self.name
 
 
-def readme_rows() -> list[Row]:
-    readme = (PROJECT / "README.md").read_text()
-    section = readme.split("\n## Metric reference\n", 1)[1].split("\n## ", 1)[0]
-    rows = [Row(name, kind) for name, kind in _ROW.findall(section)]
-    assert rows, "no rows in the README's metric reference"
+def documented_rows() -> list[Row]:
+    reference = (PROJECT / "docs" / "metrics.md").read_text()
+    rows = [Row(name, kind) for name, kind in _ROW.findall(reference)]
+    assert rows, "no rows in the metric reference (docs/metrics.md)"
     return rows
 
 
 def test_no_metric_is_documented_twice() -> None:
-    names = [row.name for row in readme_rows()]
+    names = [row.name for row in documented_rows()]
     assert sorted({n for n in names if names.count(n) > 1}) == []
 
 
@@ -69,22 +68,22 @@ def exposed() -> dict[str, str]:
 
 
 def test_every_exposed_metric_is_documented(exposed: dict[str, str]) -> None:
-    rows = readme_rows()
+    rows = documented_rows()
     exact = {row.name for row in rows if not row.is_pattern}
     patterns = [row.pattern for row in rows if row.is_pattern]
     undocumented = sorted(name for name in exposed
                           if name not in exact and not any(p.fullmatch(name) for p in patterns))
-    assert not undocumented, f"exposed but not in README's metric reference: {undocumented}"
+    assert not undocumented, f"exposed but not in the metric reference: {undocumented}"
 
 
 def test_every_documented_metric_is_exposed(exposed: dict[str, str]) -> None:
-    missing = sorted(row.name for row in readme_rows()
+    missing = sorted(row.name for row in documented_rows()
                      if not any(row.pattern.fullmatch(name) for name in exposed))
-    assert not missing, f"in README's metric reference but never exposed: {missing}"
+    assert not missing, f"in the metric reference but never exposed: {missing}"
 
 
 def test_documented_types_match(exposed: dict[str, str]) -> None:
-    wrong = sorted(f"{name}: README says {row.type}, exposed as {kind}"
-                   for row in readme_rows() for name, kind in exposed.items()
+    wrong = sorted(f"{name}: docs/metrics.md says {row.type}, exposed as {kind}"
+                   for row in documented_rows() for name, kind in exposed.items()
                    if row.pattern.fullmatch(name) and row.type != kind)
     assert not wrong, wrong

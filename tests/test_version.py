@@ -1,6 +1,7 @@
 """The version has one source, kmem_exporter/__init__.py's `__version__`: the package metadata reads it, `make
 image` passes it to the image build (which refuses another), the Kubernetes base tags the image with it, and the
-changelog's latest release is it. No other deployment file or README command writes a version."""
+changelog's latest release is it. No other deployment file, nor a command in the README or docs/, writes a
+version."""
 
 from __future__ import annotations
 
@@ -49,7 +50,9 @@ def test_the_latest_changelog_release_is_the_version() -> None:
     assert releases and releases[0] == __version__
 
 
-def test_no_command_in_the_readme_or_the_dockerfile_writes_a_version() -> None:
-    for name in ("README.md", "Dockerfile", "deploy/compose/compose.yaml"):
+def test_no_command_in_the_docs_or_the_dockerfile_writes_a_version() -> None:
+    docs = sorted(str(page.relative_to(PROJECT)) for page in (PROJECT / "docs").glob("*.md"))
+    assert "docs/deployment.md" in docs
+    for name in ("README.md", *docs, "Dockerfile", "deploy/compose/compose.yaml"):
         text = (PROJECT / name).read_text()
         assert not IMAGE_TAG.search(text), f"{name} writes an image tag; use <version> or `make image`"

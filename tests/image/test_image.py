@@ -193,10 +193,10 @@ def test_daemonset_containers_serve_their_collectors(buildah: str, container: st
 
 
 def test_every_default_collector_runs_in_the_image_as_root(buildah: str, container: str, image: dict) -> None:
-    """As root with the capabilities the README lists and the image's default flags, every default collector
+    """As root with the capabilities docs/deployment.md lists and the image's default flags, every default collector
     succeeds on this host."""
-    readme = privileges_table((PROJECT / "README.md").read_text())
-    listed = ",".join(sorted(set().union(*(row.capabilities for row in readme.values()))))
+    table = privileges_table((PROJECT / "docs" / "deployment.md").read_text())
+    listed = ",".join(sorted(set().union(*(row.capabilities for row in table.values()))))
     result = scrape_in(buildah, container, image, "--user", "0:0", f"--cap-add={listed}")
     assert promtool_check_metrics(result.stdout) == ""
     enabled = {name for name, cls in COLLECTORS.items() if cls.default_enabled}
