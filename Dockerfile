@@ -2,9 +2,9 @@
 #
 #   make image            # tags kmem-exporter:<version>, with the version, revision and creation time as labels
 #
-# Run it as the README's Deployment section shows: the host's /proc, /sys, debugfs and /dev/kmsg under /host,
+# Run it as docs/deployment.md shows: the host's /proc, /sys, debugfs and /dev/kmsg under /host,
 # where the default flags in CMD look for them (the flags, not the image, decide what is read). The default user
-# is nobody, which serves only the collectors that need no privilege (README, "Privileges").
+# is nobody, which serves only the collectors that need no privilege (docs/deployment.md, "Privileges").
 #
 # PYTHON_IMAGE is any Debian-like image with python3 (with venv and pip in the build stage). Without a registry,
 # deploy/image/local-base.sh builds one with debootstrap. VERSION, REVISION and CREATED (RFC 3339) label the image;
@@ -48,7 +48,7 @@ ENV PATH=/opt/kmem-exporter/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # nobody:nogroup. Collectors that read root-only files need the container to run as root with a few
-# capabilities instead: see the README's Privileges table and deploy/kubernetes/base/daemonset.yaml.
+# capabilities instead: see the Privileges table of docs/deployment.md and deploy/kubernetes/base/daemonset.yaml.
 USER 65534:65534
 EXPOSE 9792
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \

@@ -1,6 +1,6 @@
 """The `report` command's diagnosis: one collection's metric families in, a plain-text summary out.
 
-Pure: it reads no file and knows no collector, only the metric names of the README's metric reference. Each
+Pure: it reads no file and knows no collector, only the metric names of the metric reference (docs/metrics.md). Each
 section appears only when its metrics are there; the rules are those of the alert rules in `alerts/`.
 """
 
