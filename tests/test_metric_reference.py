@@ -1,4 +1,4 @@
-"""The metric reference (docs/metrics.md) and the exposition name the same metrics, on every fixture tree and this host."""
+"""docs/metrics.md and the exposition name the same metrics, on every fixture tree and this host."""
 
 from __future__ import annotations
 
