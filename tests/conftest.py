@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -172,3 +174,11 @@ def debugfs() -> Iterator[Path]:
     yield root
     if mounted:
         subprocess.run([require_tool("umount"), str(root)], check=True)
+
+
+LOG_MESSAGE = re.compile(r' msg="((?:[^"\\]|\\.)*)"')
+
+
+def log_messages(log: str) -> str:
+    """The messages of the exporter's logfmt lines, unescaped (one per line): what a logfmt reader gets back."""
+    return "\n".join(json.loads(f'"{quoted}"') for quoted in LOG_MESSAGE.findall(log))

@@ -78,6 +78,7 @@ def _snapshot(source: Path, endless: Collection[str]) -> dict[str, _Node]:
 class _ReadCounts:
     started: int = 0
     waiting: int = 0
+    interrupted: set[int] = field(default_factory=set)  # reader threads whose held read ended with EINTR
 
 
 @dataclass
@@ -90,15 +91,20 @@ class _Gate:
 
     def pass_read(self, name: str, offset: int) -> None:
         """Count a read of `name` and hold it while the file is blocked."""
+        reader = mfusepy.fuse_get_context()[2]  # the reading thread's id
         with self.changed:
             counts = self.counts.setdefault(name, _ReadCounts())
-            if offset == 0:
+            # A signal that reaches a held reader ends its read with EINTR, and the reader's runtime retries the
+            # read (Python does, PEP 475): the same read, not a new one.
+            if offset == 0 and reader not in counts.interrupted:
                 counts.started += 1
+            counts.interrupted.discard(reader)
             counts.waiting += 1
             self.changed.notify_all()
             try:
                 while not self.changed.wait_for(lambda: name not in self.blocked, timeout=_INTERRUPT_POLL_SECONDS):
-                    if _libfuse.fuse_interrupted():  # the reader was killed: end its read as the kernel would
+                    if _libfuse.fuse_interrupted():  # a signal, or the reader was killed: end the read
+                        counts.interrupted.add(reader)
                         raise mfusepy.FuseOSError(errno.EINTR)
             finally:
                 counts.waiting -= 1

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import (FIXTURES, RunningExporter, copy_proc, fixture_flags, promtool_check_metrics, run_exporter,
-                      scrape_fixture_ok, scrape_ok)
+from conftest import (FIXTURES, RunningExporter, copy_proc, fixture_flags, log_messages, promtool_check_metrics,
+                      run_exporter, scrape_fixture_ok, scrape_ok)
 from kmem_exporter.sources.smaps import parse_kernel_page_size
 from kmem_exporter.sources.zoneinfo import parse_zoneinfo
 from fuzzing import parse_or_none
@@ -82,7 +82,7 @@ def test_malformed_smaps_fails_the_collectors_that_need_it(tmp_path: Path) -> No
     assert result.returncode == 1
     assert collector_success(result.stdout) == {"buddyinfo": 0, "zoneinfo": 0, "pagetypeinfo": 1}
     assert f"{smaps}: malformed: expected 'KernelPageSize: N kB' with N > 0, got 'KernelPageSize:       64\\n'" \
-        in result.stderr
+        in log_messages(result.stderr)
     assert promtool_check_metrics(result.stdout) == ""
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import copy_proc, run_exporter, scrape_fixture_ok
+from conftest import copy_proc, log_messages, run_exporter, scrape_fixture_ok
 from fuzzing import parse_or_none
 from metrics_text import collector_success, series_values, only_collectors
 from kmem_exporter.sources import ParseError
@@ -58,7 +58,7 @@ def test_malformed_sysctl_fails_the_collector_naming_the_file(tmp_path: Path) ->
     assert result.returncode == 1
     assert collector_success(result.stdout) == {"sysctl": 0, "vmstat": 1}
     assert f"{proc / 'sys' / 'vm' / 'min_free_kbytes'}: malformed: expected a single integer, got 'lots\\n'" \
-        in result.stderr
+        in log_messages(result.stderr)
 
 
 def test_missing_vm_directory_fails(tmp_path: Path) -> None:
