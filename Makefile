@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test test-image image-tools prometheusrule tools debugfs benchmark benchmark-worst-case \
+.PHONY: run test test-image image-tools mixin tools debugfs benchmark benchmark-worst-case \
 	benchmark-hostile benchmark-scrape-latency node-exporter clean
 
 run: $(VENV)/.installed
@@ -24,8 +24,9 @@ image-tools:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends buildah debootstrap; \
 	fi
 
-prometheusrule: $(VENV)/.installed
-	$(BIN)/python deploy/kubernetes/generate_prometheusrule.py
+# Renders the monitoring mixin (mixin/) into alerts/*.yaml, dashboards/*.json and deploy/kubernetes/prometheusrule.yaml.
+mixin: $(VENV)/.installed-test
+	$(BIN)/python mixin/render.py
 
 # Side by side with Debian's node_exporter: this host, then the generated worst-case RHEL 7 node (fewer scrapes:
 # one unfolded worst-case scrape takes seconds; then 60 idle seconds for the background passes). ARGS go to both.

@@ -203,11 +203,11 @@ def test_the_watched_fragmentation_order_is_set_in_one_rule(tmp_path: Path, orde
     assert original.count(default) == 1
     (tmp_path / "fragmentation.yaml").write_text(original.replace(default, default.replace("6", order)))
     series = {
-        'kmem_buddy_largest_free_order{instance="host",job="kmem",node="0",zone="Normal"}': "3x30",
-        'kmem_extfrag_index{instance="host",job="kmem",node="0",zone="Normal",order="4"}': "0.8x30",
-        'kmem_extfrag_index{instance="host",job="kmem",node="0",zone="Normal",order="6"}': "0.95x30",
+        'kmem_buddy_largest_free_order{instance="host",job="kmem-exporter",node="0",zone="Normal"}': "3x30",
+        'kmem_extfrag_index{instance="host",job="kmem-exporter",node="0",zone="Normal",order="4"}': "0.8x30",
+        'kmem_extfrag_index{instance="host",job="kmem-exporter",node="0",zone="Normal",order="6"}': "0.95x30",
     }
-    labels = (f'ALERTS{{alertname="KmemHighOrderFragmentation",alertstate="firing",instance="host",job="kmem",'
+    labels = (f'ALERTS{{alertname="KmemHighOrderFragmentation",alertstate="firing",instance="host",job="kmem-exporter",'
               f'node="0",order="{order}",severity="warning",zone="Normal"}}')
     unit_test = {
         "rule_files": ["fragmentation.yaml"],

@@ -26,8 +26,8 @@ KUBERNETES = PROJECT / "deploy" / "kubernetes"
 VERSIONS = ("1.28.0", kubernetes_validate.latest_version())
 CRD_KINDS = {"PodMonitor", "PrometheusRule"}
 
-sys.path.insert(0, str(KUBERNETES))
-import generate_prometheusrule  # noqa: E402
+sys.path.insert(0, str(PROJECT / "mixin"))
+import render  # noqa: E402
 
 
 def manifests() -> dict[str, dict]:
@@ -263,12 +263,9 @@ def test_podmonitor_scrapes_every_container_and_keeps_the_node_label() -> None:
         assert targets["instance"]["sourceLabels"] == ["__meta_kubernetes_pod_node_name"]
 
 
-def test_checked_in_prometheusrule_equals_the_generated_one() -> None:
+def test_checked_in_prometheusrule_is_what_the_mixin_renders() -> None:
     checked_in = (KUBERNETES / "prometheusrule.yaml").read_text()
-    assert checked_in == generate_prometheusrule.render(), "run `make prometheusrule`"
-    result = subprocess.run([sys.executable, str(KUBERNETES / "generate_prometheusrule.py"), "--check"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    assert checked_in == render.render()[render.PROMETHEUSRULE], "run `make mixin`"
 
 
 def test_prometheusrule_holds_every_group_of_alerts() -> None:
@@ -293,19 +290,6 @@ def test_prometheusrule_rules_pass_promtool(tmp_path: Path) -> None:
     rules.write_text(yaml.safe_dump({"groups": manifests()["PrometheusRule"]["spec"]["groups"]}))
     result = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_generator_handles_missing_and_test_files(tmp_path: Path) -> None:
-    """No alerts/ gives an empty rule; promtool test files are skipped; group names must be unique."""
-    assert yaml.safe_load(generate_prometheusrule.render(tmp_path / "absent"))["spec"]["groups"] == []
-    alerts = tmp_path / "alerts"
-    alerts.mkdir()
-    (alerts / "a.yaml").write_text("groups:\n  - name: one\n    rules:\n      - record: x\n        expr: up\n")
-    (alerts / "a_test.yaml").write_text("rule_files: [a.yaml]\ntests: []\n")
-    assert [g["name"] for g in yaml.safe_load(generate_prometheusrule.render(alerts))["spec"]["groups"]] == ["one"]
-    (alerts / "b.yaml").write_text("groups:\n  - name: one\n    rules: []\n")
-    with pytest.raises(SystemExit, match="unique"):
-        generate_prometheusrule.render(alerts)
 
 
 def test_image_in_manifests_matches_the_version() -> None:
