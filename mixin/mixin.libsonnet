@@ -7,4 +7,5 @@
 + (import 'dashboards/fragmentation.libsonnet')
 + (import 'dashboards/slab-conntrack.libsonnet')
 + (import 'dashboards/memcg.libsonnet')
-+ { prometheusRules+:: { groups+: [] } }
++ (import 'rules/fleet.libsonnet')
++ (import 'dashboards/fleet.libsonnet')

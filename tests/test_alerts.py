@@ -52,7 +52,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_rule_files_exist() -> None:
-    assert [p.name for p in RULE_FILES] == ["exporter.yaml", "fragmentation.yaml", "memcg.yaml", "slab.yaml"]
+    assert [p.name for p in RULE_FILES] == ["exporter.yaml", "fleet.yaml", "fragmentation.yaml", "memcg.yaml",
+                                            "slab.yaml"]
     assert len(alert_rules()) >= 14
 
 
@@ -139,6 +140,8 @@ def test_runbook_base_is_the_one_the_readme_tells_how_to_replace() -> None:
     base = RUNBOOK_BASE.split("/docs/")[0] + "/"
     assert f"s#{base}#" in readme, "the README shows the substitution that sets the runbook URL"
     for path in [*RULE_FILES, *UNIT_TESTS]:
+        if not re.search(r"\balert(name)?:", path.read_text()):
+            continue  # recording rules only
         urls = re.findall(r"https?://[^\s\"']+runbooks\.md#\w+", path.read_text())
         assert urls and all(url.startswith(RUNBOOK_BASE) for url in urls), path.name
 

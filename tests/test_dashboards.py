@@ -25,7 +25,8 @@ FILES = sorted(DASHBOARDS.glob("*.json"))
 PANEL_TYPES = {"row", "timeseries", "stat", "gauge", "bargauge", "heatmap", "table", "text", "barchart",
                "state-timeline", "piechart"}
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
-BUILTIN_VARIABLES = {"__rate_interval", "__interval", "__range", "__name__"}
+# Grafana's own variables; __data and __value are the row and cell a table's data link is on.
+BUILTIN_VARIABLES = {"__rate_interval", "__interval", "__range", "__name__", "__data", "__value"}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -44,8 +45,8 @@ def queries(board: dict[str, Any]) -> Iterator[tuple[str, str]]:
             yield panel["title"], query["expr"]
 
 
-def test_the_three_dashboards_exist() -> None:
-    assert [p.name for p in FILES] == ["fragmentation.json", "memcg.json", "slab-conntrack.json"]
+def test_the_four_dashboards_exist() -> None:
+    assert [p.name for p in FILES] == ["fleet.json", "fragmentation.json", "memcg.json", "slab-conntrack.json"]
 
 
 def test_checked_in_json_is_what_the_mixin_renders() -> None:
@@ -57,7 +58,7 @@ def test_checked_in_json_is_what_the_mixin_renders() -> None:
 
 def test_uids_are_unique_and_stable() -> None:
     uids = {p.name: load(p)["uid"] for p in FILES}
-    assert uids == {"fragmentation.json": "kmem-fragmentation", "memcg.json": "kmem-memcg",
+    assert uids == {"fleet.json": "kmem-fleet", "fragmentation.json": "kmem-fragmentation", "memcg.json": "kmem-memcg",
                     "slab-conntrack.json": "kmem-slab-conntrack"}
     titles = [load(p)["title"] for p in FILES]
     assert len(set(titles)) == len(titles)
@@ -129,7 +130,9 @@ def test_variables_are_defined_and_used_ones_only(path: Path) -> None:
     board = load(path)
     variables = {v["name"]: v for v in board["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
-    assert variables["instance"]["type"] == "query"
+    assert variables["job"]["type"] == "query"
+    if path.name != "fleet.json":
+        assert variables["instance"]["type"] == "query"
     for variable in variables.values():
         if variable["type"] == "query":
             assert variable["datasource"] == DATASOURCE_REF
