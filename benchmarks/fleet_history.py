@@ -7,8 +7,8 @@ for RHEL 7 / 3.10 nodes), so metric names, label sets and values are the exporte
 mixin's rules and dashboards read are kept. Values then move over time: sizes swing slowly around the fixture's
 value, counters grow, and each bad node follows its fault:
 
-- fragmenting: zones DMA32 and Normal lose their high-order blocks until orders 4 and 3 are the largest (as in the
-  rhel7-fragmented fixture: order-4 fails in Normal, order-5 and up everywhere);
+- fragmenting: zones DMA32 and Normal lose their high-order blocks until order 3 is the largest (the
+  rhel7-fragmented fixture's Normal zone): an order-4 allocation fails;
 - memcg-leak: a 3.10 node whose dying memory cgroups grow by 3,000 an hour toward the 65,535 IDs;
 - conntrack-leak: a 3.10 node whose nf_conntrack caches pile up far beyond its network namespaces;
 - allocation-failures: the kernel logs order-4 page allocation failures, the last one minutes before the end;
@@ -55,7 +55,7 @@ EVENTS = re.compile(r'event="(page_allocation_failure|page_allocation_stall|slub
                     r'slab_cache_create_failure|nf_conntrack_cache_failure|nf_conntrack_table_full)"')
 SLAB_CACHES_KEPT = 15
 # The largest free order a fragmenting node's zones end at.
-FRAGMENTED_FLOOR = {"DMA32": 4, "Normal": 3}
+FRAGMENTED_FLOOR = {"DMA32": 3, "Normal": 3}
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
 
 
