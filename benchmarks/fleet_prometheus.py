@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -147,8 +148,11 @@ class FleetPrometheus:
 
     def api(self, path: str, **params: str) -> Any:
         url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
-        with urllib.request.urlopen(url, timeout=600) as response:
-            body = json.loads(response.read())
+        try:
+            with urllib.request.urlopen(url, timeout=600) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            raise RuntimeError(f"{path} {params}: {error.read().decode(errors='replace')}") from None
         if body.get("status") != "success":
             raise RuntimeError(f"{path} {params}: {body}")
         return body["data"]

@@ -123,10 +123,9 @@ local utils = import '../lib/utils.libsonnet';
           steps=g.thresholds(['green', null], ['red', 1]), colorMode='background'), 6, 8),
         g.add(g.timeseries(
           'nf_conntrack caches beyond live network namespaces: worst nodes',
-          'The ' + top + ' nodes whose nf_conntrack caches most exceed their network namespaces at the end of the '
-          + 'range, over time. Bad: lines that only climb (the RHEL 7 / 3.10 leak).',
-          [d.target('%s > 0 and on (instance, job) topk(%s, %s @ end())' % [conntrack, top, conntrack],
-                    '{{instance}}')], 'none', min=0), 18, 8),
+          'At each point, the ' + top + ' nodes whose nf_conntrack caches most exceed their live network '
+          + 'namespaces. Bad: lines that only climb (the RHEL 7 / 3.10 leak).',
+          [d.target('topk(%s, %s > 0)' % [top, conntrack], '{{instance}}')], 'none', min=0), 18, 8),
 
         g.row('Kernel allocation failures and exporter health'),
         g.add(g.timeseries(
