@@ -46,7 +46,7 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
     if len(value) > 100:
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=">")
-    implicit = dumper.resolve(yaml.ScalarNode, value, (True, False))
+    implicit = dumper.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
     style = '"' if implicit != "tag:yaml.org,2002:str" else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
