@@ -5,18 +5,31 @@ BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test test-image image-tools mixin tools debugfs benchmark benchmark-worst-case \
-	benchmark-hostile benchmark-scrape-latency benchmark-fleet node-exporter clean
+.PHONY: run test test-image image image-tools mixin prometheusrule dashboard-configmaps tools debugfs benchmark \
+	benchmark-worst-case benchmark-hostile benchmark-scrape-latency benchmark-fleet node-exporter clean
 
 run: $(VENV)/.installed
 	$(BIN)/kmem-exporter $(ARGS)
 
-test: $(VENV)/.installed-test tools debugfs
+test: $(VENV)/.installed-test tools node-exporter debugfs
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Builds the container image with buildah from a local debootstrap base and runs it on this host (slow; root).
 test-image: $(VENV)/.installed-test tools image-tools
 	$(BIN)/pytest tests/image $(PYTEST_ARGS)
+
+# The container image with docker (buildah without docker; IMAGE_ARGS go to the build, e.g.
+# IMAGE_ARGS="--build-arg PYTHON_IMAGE=localhost/kmem-exporter-base:bookworm"), tagged with the package's version.
+# Its labels take the version from kmem_exporter/__init__.py, the revision from git, the creation time (RFC 3339).
+IMAGE ?= kmem-exporter
+IMAGE_BUILDER ?= $(shell command -v docker || command -v buildah || echo docker)
+IMAGE_ARGS ?=
+VERSION = $(shell $(PYTHON) -c 'import kmem_exporter; print(kmem_exporter.__version__)')
+REVISION = $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+CREATED = $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+image:
+	$(IMAGE_BUILDER) build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+	  --build-arg CREATED=$(CREATED) $(IMAGE_ARGS) -t $(IMAGE):$(VERSION) .
 
 image-tools:
 	@if ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null; then \
@@ -24,9 +37,17 @@ image-tools:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends buildah debootstrap; \
 	fi
 
-# Renders the monitoring mixin (mixin/) into alerts/*.yaml, dashboards/*.json and deploy/kubernetes/prometheusrule.yaml.
+# Renders the monitoring mixin (mixin/) into alerts/*.yaml and dashboards/*.json, then the Kubernetes files made
+# from them.
 mixin: $(VENV)/.installed-test
 	$(BIN)/python mixin/render.py
+	$(MAKE) prometheusrule dashboard-configmaps
+
+prometheusrule: $(VENV)/.installed
+	$(BIN)/python deploy/kubernetes/generate_prometheusrule.py
+
+dashboard-configmaps: $(VENV)/.installed
+	$(BIN)/python deploy/kubernetes/generate_dashboards.py
 
 # Side by side with Debian's node_exporter: this host, then the generated worst-case RHEL 7 node (fewer scrapes:
 # one unfolded worst-case scrape takes seconds; then 60 idle seconds for the background passes). ARGS go to both.
@@ -50,7 +71,7 @@ benchmark-scrape-latency: $(VENV)/.installed
 benchmark-fleet: $(VENV)/.installed-test tools
 	$(BIN)/python benchmarks/fleet_queries.py $(ARGS)
 
-# Debian's node_exporter, for `make benchmark`.
+# Debian's node_exporter, for `make benchmark` and the tests of docs/node_exporter.md.
 node-exporter:
 	@command -v prometheus-node-exporter >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus-node-exporter; }
@@ -66,7 +87,8 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@
 
 # Debian's prometheus brings promtool and the Prometheus server; prometheus-alertmanager brings amtool; fuse3
-# brings libfuse3 and fusermount3 for the tests' files whose reads block (tests/stuck_files.py).
+# brings libfuse3 and fusermount3 for the tests' files whose reads block (tests/stuck_files.py); kubectl renders
+# the kustomize base and components (tests/test_deploy_kubernetes.py).
 tools:
 	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
 	    || ! command -v amtool >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then \
@@ -78,6 +100,8 @@ tools:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends iproute2; }
 	@command -v fusermount3 >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends fuse3; }
+	@command -v kubectl >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends kubectl; }
 	@if ! command -v curl >/dev/null || ! command -v openssl >/dev/null; then \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends curl openssl; \
@@ -90,4 +114,4 @@ debugfs:
 	fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info

@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/compare_node_exporter.py [--root /] [-n 300] [--worst-case] [--kmem-args "..."]
 
 Starts `prometheus-node-exporter` with its buddyinfo, slabinfo and vmstat collectors (every vmstat field) and
-kmem-exporter twice: "same data sets" (buddyinfo, slabinfo without folding and every column where the exporter can
-be told so, vmstat with every field) and "default settings". All read the same root (this host's / by default;
+kmem-exporter twice: "same data sets" (buddyinfo, slabinfo without folding and with node_exporter's five columns,
+vmstat with every field) and "default settings". All read the same root (this host's / by default;
 `--worst-case` generates the synthetic RHEL 7 node of worst_case_root.py in a temporary directory).
 
 First it checks that node_exporter and the "same data sets" kmem-exporter report the same values: free blocks per
@@ -45,13 +45,16 @@ from worst_case_root import generate as generate_worst_case
 NODE_EXPORTER_NAMES = ("prometheus-node-exporter", "node_exporter")
 NODE_COLLECTORS = ["--collector.disable-defaults", "--collector.buddyinfo", "--collector.slabinfo",
                    "--collector.vmstat", "--collector.vmstat.fields=.*"]
+# node_exporter's slabinfo collector exports five columns per cache: active_objs, num_objs, objsize, objperslab
+# and pagesperslab.
+NODE_SLAB_COLUMNS = "objects_active|objects|object_size_bytes|objects_per_slab|pages_per_slab"
 SAME_DATA = ["--collector.disable-defaults", "--collector.buddyinfo", "--collector.slabinfo", "--collector.vmstat",
-             "--collector.vmstat.fields=.*", "--no-collector.slabinfo.fold-caches"]
-SLAB_FIELDS_FLAG = "--collector.slabinfo.fields"
+             "--collector.vmstat.fields=.*", "--no-collector.slabinfo.fold-caches",
+             f"--collector.slabinfo.fields={NODE_SLAB_COLUMNS}"]
 SAME_DATA_FILES = ("proc/buddyinfo", "proc/slabinfo", "proc/vmstat")
 # What the default collectors read on every scrape (the memcg and netns walks run in the background, the kernel
 # log is followed as it grows).
-DEFAULT_FILES = (*SAME_DATA_FILES, "proc/pagetypeinfo", "proc/zoneinfo", "proc/cmdline", "proc/sys/kernel/osrelease",
+DEFAULT_FILES = (*SAME_DATA_FILES, "proc/zoneinfo", "proc/cmdline", "proc/sys/kernel/osrelease",
                  "proc/sys/net/netfilter/nf_conntrack_count", "proc/sys/net/netfilter/nf_conntrack_max",
                  "proc/sys/vm/extfrag_threshold", "proc/sys/vm/min_free_kbytes", "proc/sys/vm/vfs_cache_pressure",
                  "proc/sys/vm/zone_reclaim_mode", "proc/sys/vm/watermark_scale_factor",
@@ -90,11 +93,6 @@ def node_exporter_binary(given: Optional[str]) -> str:
     sys.exit("node_exporter is not installed (looked for " + ", ".join([given] if given else NODE_EXPORTER_NAMES)
              + "): `make benchmark` installs Debian's prometheus-node-exporter, or run "
                "`apt-get install prometheus-node-exporter`")
-
-
-def kmem_accepts(flag: str) -> bool:
-    result = subprocess.run([*kmem_exporter_command(), "--help"], capture_output=True, text=True, timeout=60)
-    return flag in result.stdout
 
 
 def kmem_root_flags(root: Path) -> list[str]:
@@ -329,14 +327,13 @@ def main() -> None:
         started = time.perf_counter()
         generate_worst_case(root)
         print(f"generated the worst-case root in {root} ({time.perf_counter() - started:.1f}s)")
-    same_data = [*SAME_DATA, *([f"{SLAB_FIELDS_FLAG}=.*"] if kmem_accepts(SLAB_FIELDS_FLAG) else [])]
     extra = shlex.split(args.kmem_args)
     headers = {"Accept-Encoding": "gzip"} if args.gzip else {}
     targets: list[Target] = []
     try:
         node = start_node_exporter(binary, root)
         targets.append(node)
-        same = start_kmem("same data sets", [*kmem_root_flags(root), *same_data, *extra])
+        same = start_kmem("same data sets", [*kmem_root_flags(root), *SAME_DATA, *extra])
         targets.append(same)
         default = start_kmem("default settings", [*kmem_root_flags(root), *extra])
         targets.append(default)
@@ -353,7 +350,7 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"\n{args.n} scrapes of each, in turn, over loopback{' with gzip' if args.gzip else ''}; "
-          f"kmem same data sets: {' '.join(same_data)}")
+          f"kmem same data sets: {' '.join(SAME_DATA)}")
     print_table(node, [same, default], args.n)
     for line in failures(targets):
         print(line)

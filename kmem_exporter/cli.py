@@ -8,12 +8,15 @@ import logging
 import signal
 import sys
 from types import FrameType
-from typing import Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 from aiohttp.http_exceptions import HttpProcessingError
+from prometheus_client.core import Metric
 
+from kmem_exporter import logs
 from kmem_exporter.collectors import COLLECTORS
 from kmem_exporter.config import Config, ConfigError, parse_args
+from kmem_exporter.exporter_metrics import ExporterMetrics
 from kmem_exporter.report import render_report
 from kmem_exporter.exposition import TEXT
 from kmem_exporter.scrape import Collection, Scraper
@@ -27,23 +30,8 @@ SIGHUP_MESSAGE = ("received SIGHUP: ignored; flags and --config.file are read on
                   "restart the exporter to apply changes (--web.config.file is re-read automatically)")
 
 
-class _LogfmtFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if record.exc_info:
-            message += " " + self.formatException(record.exc_info)
-        # One line per record whatever the message holds (file contents, client bytes).
-        message = message.replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
-        return (f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S%z')} level={record.levelname.lower()} "
-                f'logger={record.name} msg="{message}"')
-
-
-def setup_logging(level: int) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_LogfmtFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+def setup_logging(config: Config) -> None:
+    logs.setup_logging(config.python_log_level, config.log_format)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(_quiet_client_errors)
 
@@ -59,9 +47,14 @@ def _quiet_client_errors(record: logging.LogRecord) -> bool:
     return True
 
 
-def build_scraper(config: Config) -> Scraper:
+def build_scraper(config: Config, serving: bool = False) -> Scraper:
+    """The scraper of the enabled collectors. Serving, it adds the exporter's own process metrics unless
+    --web.disable-exporter-metrics is given; `scrape` and `report` describe the kernel only (the one-shot process
+    is not the exporter that Prometheus watches, and `scrape` output fed to node_exporter's textfile collector
+    must not clash with node_exporter's own process_* series)."""
+    extra: Callable[[], Iterable[Metric]] = ExporterMetrics() if serving and config.exporter_metrics else tuple
     return Scraper([COLLECTORS[name](config) for name in config.enabled_collectors], config.collector_timeout,
-                   config.max_file_bytes)
+                   config.max_file_bytes, extra)
 
 
 async def collect_once(config: Config) -> Collection:
@@ -109,7 +102,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return fail(str(err))
     except Exception as err:  # noqa: BLE001 (any start-up failure is exit 2 with a message, never a traceback)
         return fail(f"unusable configuration: {type(err).__name__}: {err}")
-    setup_logging(config.python_log_level)
+    setup_logging(config)
     if command == "scrape":
         body, ok = asyncio.run(scrape_once(config))
         sys.stdout.buffer.write(body)
@@ -128,6 +121,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return fail(f"web.config.file: {err}")
     ignore_sighup()
     try:
-        return serve(config, build_scraper(config), web_config)
+        return serve(config, build_scraper(config, serving=True), web_config)
     except ConfigError as err:  # an address that cannot be bound: in use, not local, host not found
         return fail(str(err))

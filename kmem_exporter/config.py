@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping, NoReturn, Optional, Sequence
+from typing import Callable, Mapping, NoReturn, Optional, Sequence
 
 from kmem_exporter import __version__
 from kmem_exporter.collectors import COLLECTORS
@@ -22,6 +22,7 @@ from kmem_exporter.settings import (Setting, SettingError, parse_bool, parse_dur
 
 COMMANDS = ("serve", "scrape", "report")
 LOG_LEVELS = ("debug", "info", "warn", "error")
+LOG_FORMATS = ("logfmt", "json")
 DEFAULT_PORT = 9792
 
 
@@ -66,11 +67,18 @@ def _parse_telemetry_path(value: object) -> str:
     return path
 
 
-def _parse_log_level(value: object) -> str:
-    level = parse_str(value).lower()
-    if level not in LOG_LEVELS:
-        raise SettingError(f"expected one of {', '.join(LOG_LEVELS)}, got {shown(value)}")
-    return level
+def _one_of(choices: tuple[str, ...]) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        choice = parse_str(value).lower()
+        if choice not in choices:
+            raise SettingError(f"expected one of {', '.join(choices)}, got {shown(value)}")
+        return choice
+
+    return parse
+
+
+_parse_log_level = _one_of(LOG_LEVELS)
+_parse_log_format = _one_of(LOG_FORMATS)
 
 
 CORE_SETTINGS: tuple[Setting, ...] = (
@@ -88,6 +96,9 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Web configuration file in the Prometheus exporter-toolkit format (TLS, basic authentication, headers), "
             "as node_exporter takes it.", "FILE"),
     Setting("web.telemetry-path", _parse_telemetry_path, "/metrics", "Path under which to expose metrics.", "PATH"),
+    Setting("web.disable-exporter-metrics", parse_bool, False,
+            "Exclude the exporter's own process and Python runtime metrics (process_*, python_*) from what serve "
+            "exposes."),
     Setting("path.procfs", parse_path, "/proc", "procfs mountpoint.", "PATH"),
     Setting("path.sysfs", parse_path, "/sys", "sysfs mountpoint.", "PATH"),
     Setting("path.debugfs", parse_path, None, "debugfs mountpoint (default: <path.sysfs>/kernel/debug).", "PATH"),
@@ -102,6 +113,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Disable every collector that is not enabled explicitly with --collector.<name>."),
     Setting("log.level", _parse_log_level, "info",
             f"Only log messages of this level or above: {', '.join(LOG_LEVELS)}.", "LEVEL"),
+    Setting("log.format", _parse_log_format, "logfmt",
+            f"Output format of log messages: {', '.join(LOG_FORMATS)}.", "FORMAT"),
 )
 
 
@@ -137,6 +150,8 @@ class Config:
     log_level: str
     enabled_collectors: tuple[str, ...]
     options: Mapping[str, object] = field(default_factory=dict)
+    exporter_metrics: bool = True
+    log_format: str = "logfmt"
 
     def option(self, key: str) -> object:
         return self.options[key]
@@ -188,6 +203,8 @@ class Config:
             log_level=str(resolved["log.level"]),
             enabled_collectors=tuple(name for name in COLLECTORS if resolved[f"collector.{name}"]),
             options=MappingProxyType({s.key: resolved[s.key] for s in COLLECTOR_OPTIONS}),
+            exporter_metrics=not resolved["web.disable-exporter-metrics"],
+            log_format=str(resolved["log.format"]),
         )
 
 

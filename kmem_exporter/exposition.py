@@ -19,6 +19,8 @@ from prometheus_client.exposition import generate_latest as prometheus_text
 from prometheus_client.openmetrics.exposition import generate_latest as prometheus_openmetrics
 from prometheus_client.utils import floatToGoString
 
+from kmem_exporter.families import RowFamily
+
 _go_float = cast(Callable[[float], str], floatToGoString)  # Go's float formatting, as Prometheus writes values
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -123,6 +125,7 @@ def format_value(value: float) -> str:
 
 
 _heads: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}  # sample name and labels -> their written form
+_row_heads: dict[tuple[str, tuple[str, ...]], dict[tuple[str, ...], str]] = {}  # the same, for row families
 _HEADS_MAX = 100_000
 
 
@@ -149,25 +152,73 @@ def _samples(family: Metric) -> Iterable[str]:
         yield f"{head} {value}\n" if sample.timestamp is None else f"{head} {value} {sample.timestamp}\n"
 
 
+def _rows(family: RowFamily) -> str:
+    """The series lines of a row family; the text before each value is remembered, like `_head`'s."""
+    name = family.sample_name
+    if not _legacy_name(name):
+        raise _Unusual()
+    if not family.label_names:
+        return "".join([f"{name} {format_value(value)}\n" for value in family.values])
+    heads = _row_heads.get((name, family.label_names))
+    if heads is None:
+        if not all(map(_legacy_label_name, family.label_names)):
+            raise _Unusual()
+        heads = _row_heads[(name, family.label_names)] = {}
+    elif len(heads) >= _HEADS_MAX:
+        heads.clear()
+    lines = []
+    for labels, value in zip(family.label_values, family.values):
+        head = heads.get(labels)
+        if head is None:
+            pairs = sorted(zip(family.label_names, labels))
+            head = heads[labels] = name + "{" + ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in pairs) + "}"
+        lines.append(f"{head} {format_value(value)}\n")
+    return "".join(lines)
+
+
+def _series(family: Metric, timestamps: bool) -> str:
+    if isinstance(family, RowFamily):
+        return _rows(family)
+    _check_simple(family, timestamps)
+    return "".join(_samples(family))
+
+
 def _text_family(family: Metric) -> str:
-    name = family.name + _TEXT_SUFFIXES.get(family.type, "")
     try:
-        _check_simple(family, timestamps=False)  # a timestamp is in milliseconds in this format; never produced here
-        return (f"# HELP {name} {_escape_help_text(family.documentation)}\n# TYPE {name} {_TEXT_TYPES[family.type]}\n"
-                + "".join(_samples(family)))
+        # A timestamp is in milliseconds in this format, in seconds in OpenMetrics; the exporter never sets one.
+        return _header(family, TEXT) + _series(family, timestamps=False)
     except _Unusual:
         return _fallback(family, prometheus_text)
 
 
 def _openmetrics_family(family: Metric) -> str:
-    name = family.name
-    unit = f"# UNIT {name} {family.unit}\n" if family.unit else ""
     try:
-        _check_simple(family, timestamps=True)
-        return (f"# HELP {name} {_escape_label_value(family.documentation)}\n# TYPE {name} {family.type}\n{unit}"
-                + "".join(_samples(family)))
+        return _header(family, OPENMETRICS) + _series(family, timestamps=True)
     except _Unusual:
         return _fallback(family, prometheus_openmetrics).removesuffix("# EOF\n")
+
+
+_headers: dict[tuple[str, str, str, str, str], str] = {}  # (format, name, type, unit, help) -> HELP, TYPE, UNIT lines
+
+
+def _header(family: Metric, form: Format) -> str:
+    key = (form.name, family.name, family.type, family.unit, family.documentation)
+    header = _headers.get(key)
+    if header is None:
+        if family.type not in _SIMPLE_TYPES:
+            raise _Unusual()
+        if len(_headers) >= _HEADS_MAX:
+            _headers.clear()
+        if form is TEXT:
+            name = family.name + _TEXT_SUFFIXES.get(family.type, "")
+            header = (f"# HELP {name} {_escape_help_text(family.documentation)}\n"
+                      f"# TYPE {name} {_TEXT_TYPES[family.type]}\n")
+        else:
+            name = family.name
+            unit = f"# UNIT {name} {family.unit}\n" if family.unit else ""
+            header = f"# HELP {name} {_escape_label_value(family.documentation)}\n# TYPE {name} {family.type}\n{unit}"
+        _headers[key] = header
+    return header
 
 
 class _Unusual(Exception):
@@ -178,8 +229,6 @@ class _Unusual(Exception):
 
 
 def _check_simple(family: Metric, timestamps: bool) -> None:
-    if family.type not in _SIMPLE_TYPES:
-        raise _Unusual()
     created = family.name + "_created"
     for sample in family.samples:
         if sample.name == created or (not timestamps and sample.timestamp is not None):

@@ -14,14 +14,15 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.samples import Sample
 
-from kmem_exporter import __version__
+from kmem_exporter.build_info import build_labels
 from kmem_exporter.collectors.base import Collector, CollectorError, KernelFiles
-from kmem_exporter.exposition import Format, render
+from kmem_exporter.exposition import TEXT, Format, render
+from kmem_exporter.families import RowFamily
 from kmem_exporter.threads import DaemonPool
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,14 @@ class Collection:
         self.failures = failures  # collector -> reason, for those that failed
         self._pool = pool
         self._bodies: dict[tuple[str, bool], asyncio.Future[bytes]] = {}
+        self._rendered: dict[tuple[str, bool], bytes] = {}  # written in the collecting thread, before any request
+
+    def prerender(self, form: Format, gzipped: bool) -> None:
+        """Write `form` (and its gzip) now, in this thread: the thread that collected, whose caches are warm."""
+        plain = self.render(form)
+        self._rendered[(form.name, False)] = plain
+        if gzipped:
+            self._rendered[(form.name, True)] = gzip.compress(plain, GZIP_LEVEL, mtime=0)
 
     @property
     def succeeded(self) -> bool:
@@ -57,7 +66,10 @@ class Collection:
         key = (form.name, gzipped)
         body = self._bodies.get(key)
         if body is None:
-            if gzipped:
+            if key in self._rendered:
+                body = asyncio.get_running_loop().create_future()
+                body.set_result(self._rendered[key])
+            elif gzipped:
                 plain = self.body(form)
                 body = asyncio.ensure_future(self._compress(plain))
             else:
@@ -78,8 +90,12 @@ def _log_unwritable(family: Metric, err: Exception) -> None:
 
 
 class Scraper:
-    def __init__(self, collectors: Sequence[Collector], timeout: float, max_file_bytes: int) -> None:
+    def __init__(self, collectors: Sequence[Collector], timeout: float, max_file_bytes: int,
+                 extra_families: Callable[[], Iterable[Metric]] = tuple) -> None:
+        """`extra_families` gives families that are not the kernel's, added to every collection (the exporter's
+        own process metrics when serving)."""
         self.collectors = tuple(collectors)
+        self._extra_families = extra_families
         self.timeout = timeout
         self.max_file_bytes = max_file_bytes
         self._pool = DaemonPool("collect")
@@ -112,10 +128,11 @@ class Scraper:
     async def stop(self) -> None:
         await asyncio.gather(*(c.stop() for c in self.collectors), return_exceptions=True)
 
-    async def scrape(self) -> Collection:
-        """One collection; concurrent callers share it."""
+    async def scrape(self, form: Format = TEXT, gzipped: bool = False) -> Collection:
+        """One collection; concurrent callers share it. A new collection is written in `form` (and gzipped when
+        asked) by the thread that collected it, ready for `body()`."""
         if self._in_flight is None:
-            self._in_flight = asyncio.ensure_future(self._collect_all())
+            self._in_flight = asyncio.ensure_future(self._collect_all(form, gzipped))
             self._in_flight.add_done_callback(self._clear_in_flight)
         else:
             log.debug("scrape joins the collection in progress")
@@ -124,9 +141,13 @@ class Scraper:
     def _clear_in_flight(self, _: "asyncio.Future[Collection]") -> None:
         self._in_flight = None
 
-    async def _collect_all(self) -> Collection:
-        run = _Run([c for c in self.collectors if not self._busy.taken(c.name)], self._busy,
-                   KernelFiles(self.max_file_bytes))
+    async def _collect_all(self, form: Format, gzipped: bool) -> Collection:
+        runnable = [c for c in self.collectors if not self._busy.taken(c.name)]
+        # In the usual case (every collector runnable, none stalled) the last worker assembles the collection and
+        # writes it out itself: the families are never handed between threads, and so between CPUs.
+        assemble = functools.partial(self._assemble, form=form, gzipped=gzipped)
+        run = _Run(runnable, self._busy, KernelFiles(self.max_file_bytes),
+                   assemble if len(runnable) == len(self.collectors) else None)
         workers = [self._pool.submit(run.work)]
         deadline = time.monotonic() + self.timeout
         while not run.finished() and (left := deadline - time.monotonic()) > 0:
@@ -135,12 +156,24 @@ class Scraper:
             if run.needs_another_worker(self._stall):
                 log.debug("a collector has been running for over %gs; the others go on in another thread", self._stall)
                 workers.append(self._pool.submit(run.work))
-        outcomes = [run.outcome(c, self.timeout) for c in self.collectors]
+        if run.assembled is not None:
+            outcomes, collection = run.assembled
+        else:
+            outcomes = [run.outcome(c, self.timeout) for c in self.collectors]
+            collection = self._assemble(outcomes)
         for outcome in outcomes:
             self._report(outcome)
-        families = merge_families([*(m for o in outcomes for m in o.metrics), *self_metrics(outcomes)])
+        return collection
+
+    def _assemble(self, outcomes: Sequence[CollectorOutcome], form: Optional[Format] = None,
+                  gzipped: bool = False) -> Collection:
+        families = merge_families([*(m for o in outcomes for m in o.metrics), *self_metrics(outcomes),
+                                   *self._extra_families()])
         failures = {o.name: o.error for o in outcomes if o.error is not None}
-        return Collection(families, failures, self._pool)
+        collection = Collection(families, failures, self._pool)
+        if form is not None:
+            collection.prerender(form, gzipped)
+        return collection
 
     def _report(self, outcome: CollectorOutcome) -> None:
         """Log a failure once (not every scrape), and the recovery."""
@@ -178,10 +211,17 @@ class _Run:
     """The collectors of one collection, taken in turn by a worker thread (by another one too when a collector
     stalls its worker); each outcome is kept as it comes."""
 
-    def __init__(self, collectors: Sequence[Collector], busy: _Busy, files: KernelFiles) -> None:
+    def __init__(self, collectors: Sequence[Collector], busy: _Busy, files: KernelFiles,
+                 assemble: Optional[Callable[[Sequence[CollectorOutcome]], Collection]] = None) -> None:
         self._lock = threading.Lock()
+        self._collectors = tuple(collectors)
         self._waiting = deque(collectors)
         self._total = len(collectors)
+        self._assemble = assemble
+        # Set by the worker that finished the last collector, when `assemble` is given: the outcomes in collector
+        # order and the collection made of them.
+        self.assembled: Optional[tuple[list[CollectorOutcome], Collection]] = None
+        self._assembling = False
         self._running: dict[str, float] = {}  # collector -> when it started
         self._outcomes: dict[str, CollectorOutcome] = {}
         self._busy = busy
@@ -193,7 +233,10 @@ class _Run:
         while True:
             with self._lock:
                 if not self._waiting:
-                    return
+                    assemble = self._assemble if len(self._outcomes) == self._total else None
+                    self._assemble = None
+                    self._assembling = assemble is not None
+                    break
                 collector = self._waiting.popleft()
                 self._running[collector.name] = time.monotonic()
             self._busy.take(collector.name)
@@ -204,10 +247,18 @@ class _Run:
             with self._lock:
                 del self._running[collector.name]
                 self._outcomes[collector.name] = outcome
+        if assemble is not None:
+            outcomes = [self._outcomes[c.name] for c in self._collectors]
+            try:
+                self.assembled = (outcomes, assemble(outcomes))
+            except Exception:  # noqa: BLE001 - the event loop assembles it instead
+                log.exception("assembling the collection failed in its worker")
+            with self._lock:
+                self._assembling = False
 
     def finished(self) -> bool:
         with self._lock:
-            return len(self._outcomes) == self._total
+            return len(self._outcomes) == self._total and not self._assembling
 
     def needs_another_worker(self, stall: float) -> bool:
         """Whether collectors wait while every one that runs has been running for `stall` seconds or more."""
@@ -247,6 +298,12 @@ def check_exportable(families: Iterable[Metric]) -> None:
     """CollectorError unless every sample has a value the exposition can write, string labels, and no series twice:
     what a collector returns can fail that collector, never the encoder and so the whole scrape."""
     for family in families:
+        if isinstance(family, RowFamily):
+            try:
+                family.check()
+            except ValueError as err:
+                raise CollectorError(f"{family.name}: {err}") from None
+            continue
         series = set()
         for sample in family.samples:
             if type(sample.value) is not float:
@@ -300,6 +357,7 @@ def self_metrics(outcomes: Sequence[CollectorOutcome]) -> list[Metric]:
     for outcome in sorted(outcomes, key=lambda o: o.name):
         success.add_metric([outcome.name], 0.0 if outcome.error else 1.0)
         duration.add_metric([outcome.name], outcome.duration)
-    build = InfoMetricFamily("kmem_exporter_build", "The exporter's version; the value is always 1.",
-                             value={"version": __version__})
+    build = InfoMetricFamily("kmem_exporter_build", "The exporter's version and the source revision it was built "
+                             "from (\"unknown\" when the build did not record it); the value is always 1.",
+                             value=build_labels())
     return [success, duration, build]

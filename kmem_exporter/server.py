@@ -87,8 +87,8 @@ def make_app(config: Config, scraper: Scraper, limit: ConnectionLimit,
             return web.Response(status=503, text="too many requests in flight\n",
                                 headers={"Retry-After": "1"})
         try:
-            collection = await scraper.scrape()
             gzipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
+            collection = await scraper.scrape(form, gzipped)
             body = await collection.body(form, gzipped)
             response = web.StreamResponse(headers={"Content-Type": form.content_type, "Vary": "Accept-Encoding"})
             if gzipped:

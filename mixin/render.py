@@ -1,11 +1,12 @@
 """Render the monitoring mixin (mixin/mixin.libsonnet) into the files the project ships.
 
-    python mixin/render.py                  # rewrite alerts/*.yaml, dashboards/*.json, deploy/kubernetes/prometheusrule.yaml
+    python mixin/render.py                  # rewrite alerts/*.yaml and dashboards/*.json
     python mixin/render.py --check          # exit 1 when a checked-in file differs from the render
     python mixin/render.py --config '{"showMultiCluster": true}' --output DIR   # other _config settings, into DIR
 
 Each rule group goes to alerts/<group name without "kmem-">.yaml; each dashboard to dashboards/<its key>. With
---output, the same paths are written under DIR.
+--output, the same paths are written under DIR. The Kubernetes files are made from these by
+deploy/kubernetes/generate_prometheusrule.py and generate_dashboards.py (`make mixin` runs all three).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import yaml
 
 MIXIN = Path(__file__).resolve().parent
 PROJECT = MIXIN.parent
-PROMETHEUSRULE = Path("deploy/kubernetes/prometheusrule.yaml")
 HEADER = "# Generated from mixin/ by mixin/render.py (`make mixin`); do not edit: change mixin/*.libsonnet.\n"
 EVALUATE = """
 local mixin = (import 'mixin.libsonnet') + { _config+:: std.parseJson(std.extVar('config')) };
@@ -98,17 +98,6 @@ def render(config: dict[str, Any] | None = None) -> dict[Path, str]:
         files[path] = HEADER + dump_yaml({"groups": [group]})
     for name, board in mixin["dashboards"].items():
         files[Path("dashboards") / name] = json.dumps(board, indent=2) + "\n"
-    by_file = sorted(groups, key=lambda group: rule_file(group).name)
-    rule = {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "PrometheusRule",
-        "metadata": {
-            "name": "kmem-exporter",
-            "labels": {"app.kubernetes.io/name": "kmem-exporter", "app.kubernetes.io/component": "alerting"},
-        },
-        "spec": {"groups": by_file},
-    }
-    files[PROMETHEUSRULE] = HEADER + dump_yaml(rule)
     return files
 
 

@@ -43,7 +43,7 @@ def _collector_sources(module_name: str, seen: set[str]) -> list[str]:
     seen.add(module_name)
     source = inspect.getsource(importlib.import_module(module_name))
     sources = [source]
-    for imported in re.findall(r"^from (exporter\.collectors\.\w+) import", source, re.M):
+    for imported in re.findall(r"^from (kmem_exporter\.collectors\.\w+) import", source, re.M):
         sources += _collector_sources(imported, seen)
     return sources
 

@@ -228,5 +228,5 @@ def test_sighup_is_ignored_and_said_so(exporter_factory: Callable[..., RunningEx
     exporter.process.send_signal(signal.SIGHUP)
     assert exporter.get("/metrics")[0] == 200
     assert exporter.stop() == 0
-    assert "level=warning logger=kmem_exporter.cli" in exporter.log()
+    assert "level=warn logger=kmem_exporter.cli" in exporter.log()
 

@@ -68,7 +68,7 @@ def test_a_container_counts_the_hosts_namespaces_through_the_hosts_proc(tmp_path
 
 
 def test_the_manifests_mount_the_hosts_proc_and_do_not_share_its_pid_namespace() -> None:
-    daemonset = yaml.safe_load((PROJECT / "deploy" / "kubernetes" / "daemonset.yaml").read_text())
+    daemonset = yaml.safe_load((PROJECT / "deploy" / "kubernetes" / "base" / "daemonset.yaml").read_text())
     pod = daemonset["spec"]["template"]["spec"]
     assert "hostPID" not in pod
     assert {"name": "proc", "hostPath": {"path": "/proc", "type": "Directory"}} in pod["volumes"]

@@ -1,14 +1,20 @@
-"""deploy/kubernetes: schema validation (Kubernetes' schemas for the built-in objects, the Prometheus Operator's CRD
-types for PodMonitor and PrometheusRule), flags and mounts against what the exporter reads, the Prometheus Operator
-objects, and the PrometheusRule kept in step with alerts/."""
+"""deploy/kubernetes: the base and its components, rendered by the real `kubectl kustomize` in every combination
+and validated (Kubernetes' schemas for the built-in objects, the Prometheus Operator's CRD types for its objects);
+flags and mounts against what the exporter reads; the Prometheus Operator objects; the generated PrometheusRule and
+dashboard ConfigMaps kept in step with alerts/ and dashboards/."""
 
 from __future__ import annotations
 
 import copy
+import functools
+import itertools
+import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import kubernetes_validate
 import pydantic
@@ -23,31 +29,69 @@ from kmem_exporter.collectors import COLLECTORS
 from kmem_exporter.config import Config
 
 KUBERNETES = PROJECT / "deploy" / "kubernetes"
+BASE = KUBERNETES / "base"
+COMPONENTS = sorted(p.name for p in (KUBERNETES / "components").iterdir() if (p / "kustomization.yaml").exists())
+COMBINATIONS = [c for n in range(len(COMPONENTS) + 1) for c in itertools.combinations(COMPONENTS, n)]
 VERSIONS = ("1.28.0", kubernetes_validate.latest_version())
-CRD_KINDS = {"PodMonitor", "PrometheusRule"}
+CRD_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
+NAMESPACE = "monitoring"
 
-sys.path.insert(0, str(PROJECT / "mixin"))
-import render  # noqa: E402
+sys.path.insert(0, str(KUBERNETES))
+import generate_dashboards  # noqa: E402
+import generate_prometheusrule  # noqa: E402
 
 
-def manifests() -> dict[str, dict]:
-    """Every object of the kustomization, by kind."""
-    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
-    objects = {}
-    for name in kustomization["resources"]:
-        for document in yaml.safe_load_all((KUBERNETES / name).read_text()):
-            assert document["kind"] not in objects, f"two {document['kind']} objects"
-            objects[document["kind"]] = document
-    return objects
+def kustomize(directory: Path) -> list[dict]:
+    """The objects `kubectl kustomize` renders from `directory`."""
+    result = subprocess.run([require_tool("kubectl"), "kustomize", str(directory)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [document for document in yaml.safe_load_all(result.stdout) if document]
+
+
+def by_id(objects: list[dict]) -> dict[tuple[str, str], dict]:
+    ids = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    assert len(ids) == len(objects), "two objects of the same kind and name"
+    return ids
+
+
+@functools.lru_cache(maxsize=None)
+def _rendering(directory: Path) -> str:
+    return json.dumps(kustomize(directory))
+
+
+def base() -> dict[tuple[str, str], dict]:
+    """deploy/kubernetes/base alone, by kind and name (a fresh copy)."""
+    return by_id(json.loads(_rendering(BASE)))
+
+
+def rendered() -> dict[tuple[str, str], dict]:
+    """deploy/kubernetes as `kubectl apply -k deploy/kubernetes` applies it, by kind and name (a fresh copy)."""
+    return by_id(json.loads(_rendering(KUBERNETES)))
+
+
+def one(kind: str) -> dict:
+    (obj,) = [o for (k, _), o in rendered().items() if k == kind]
+    return obj
+
+
+def daemonsets() -> list[dict]:
+    return [o for (kind, _), o in rendered().items() if kind == "DaemonSet"]
 
 
 def containers() -> dict[str, dict]:
-    return {c["name"]: c for c in manifests()["DaemonSet"]["spec"]["template"]["spec"]["containers"]}
+    return {c["name"]: c for d in daemonsets() for c in d["spec"]["template"]["spec"]["containers"]}
+
+
+def pod_of(container_name: str) -> dict:
+    """The pod template (metadata and spec) whose containers include `container_name`."""
+    (template,) = [d["spec"]["template"] for d in daemonsets()
+                   if container_name in {c["name"] for c in d["spec"]["template"]["spec"]["containers"]}]
+    return template
 
 
 def container_mounts(container: dict) -> list[Mount]:
-    pod = manifests()["DaemonSet"]["spec"]["template"]["spec"]
-    volumes = {v["name"]: v for v in pod["volumes"]}
+    volumes = {v["name"]: v for v in pod_of(container["name"])["spec"]["volumes"]}
     mounts = []
     for mount in container["volumeMounts"]:
         host = volumes[mount["name"]]["hostPath"]["path"]
@@ -64,30 +108,107 @@ def readme_privileges() -> dict:
     return privileges_table((PROJECT / "README.md").read_text())
 
 
-def test_kustomization_lists_every_manifest() -> None:
+def component_ids(name: str) -> set[tuple[str, str]]:
+    """The objects a component's own resource files declare."""
+    directory = KUBERNETES / "components" / name
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    assert kustomization["kind"] == "Component"
+    return {(d["kind"], d["metadata"]["name"]) for file in kustomization["resources"]
+            for d in yaml.safe_load_all((directory / file).read_text()) if d}
+
+
+def render_combination(components: tuple[str, ...], tmp_path: Path) -> list[dict]:
+    """The base with `components`, composed as a user's own overlay would (relative paths, nothing else set)."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    relative = os.path.relpath(KUBERNETES, overlay)
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [f"{relative}/base"], "components": [f"{relative}/components/{c}" for c in components]}))
+    return kustomize(overlay)
+
+
+_validated: set[str] = set()
+
+
+def validate(obj: dict) -> None:
+    """Kubernetes' schemas (strict, both versions) for a built-in object, the operator's types for its objects;
+    each distinct object is checked once."""
+    key = json.dumps(obj, sort_keys=True)
+    if key in _validated:
+        return
+    if obj["kind"] in CRD_KINDS:
+        validate_crd_object(obj)
+    else:
+        for version in VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)  # raises ValidationError
+    _validated.add(key)
+
+
+def test_the_default_composition_is_the_base_with_the_listed_components() -> None:
     kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
-    files = {p.name for p in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
-    assert sorted(kustomization["resources"]) == sorted(files)
-    assert set(manifests()) == {"ServiceAccount", "DaemonSet", "Service", "PodMonitor", "PrometheusRule"}
-    for container in containers().values():
-        assert kustomization["images"][0]["name"] == container["image"].split(":")[0]
+    assert kustomization["resources"] == ["base"]
+    listed = [c.removeprefix("components/") for c in kustomization["components"]]
+    assert set(listed) <= set(COMPONENTS)
+    expected = {(kind, name) for kind, name in base()}.union(*(component_ids(c) for c in listed))
+    assert set(rendered()) == expected
+    assert "servicemonitor" not in listed or "podmonitor" not in listed, "each target would be scraped twice"
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-def test_builtin_objects_validate_against_the_kubernetes_schemas(version: str) -> None:
-    for kind, obj in manifests().items():
-        if kind in CRD_KINDS:
-            continue
-        kubernetes_validate.validate(obj, version, strict=True)  # raises ValidationError
+def test_every_component_is_described_in_the_default_kustomization() -> None:
+    text = (KUBERNETES / "kustomization.yaml").read_text()
+    for name in COMPONENTS:
+        assert re.search(rf"^#\s+{name}\s", text, re.M), f"{name} is not described"
+        assert re.search(rf"^\s*(# )?- components/{name}$", text, re.M), f"{name} cannot be switched on there"
+
+
+@pytest.mark.parametrize("components", COMBINATIONS, ids=lambda c: "+".join(c) or "base")
+def test_every_combination_renders_and_validates(components: tuple[str, ...], tmp_path: Path) -> None:
+    """Every set of components renders on the unchanged base with exactly their objects added, all in the base's
+    namespace, on the base's image, each valid."""
+    objects = by_id(render_combination(components, tmp_path))
+    alone = base()
+    assert set(objects) == set(alone).union(*(component_ids(c) for c in components))
+    for key, obj in alone.items():
+        assert objects[key] == obj, f"{key} differs from the base's"
+    (image,) = {c["image"] for (kind, _), o in objects.items() if kind == "DaemonSet"
+                for c in o["spec"]["template"]["spec"]["containers"]}
+    assert image == alone[("DaemonSet", "kmem-exporter")]["spec"]["template"]["spec"]["containers"][0]["image"]
+    for obj in objects.values():
+        assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "kmem-exporter"
+        validate(obj)
+
+
+def test_the_release_label_is_set_in_one_place() -> None:
+    """kube-prometheus-stack's selectors want `release`: one line of deploy/kubernetes/kustomization.yaml sets it
+    on every object, the monitors and rules included."""
+    files = [p for p in KUBERNETES.rglob("*.yaml") if re.search(r"^\s*release:", p.read_text(), re.M)]
+    assert files == [KUBERNETES / "kustomization.yaml"]
+    release = yaml.safe_load(files[0].read_text())["labels"][0]["pairs"]["release"]
+    assert {o["metadata"]["labels"]["release"] for o in rendered().values()} == {release}
+
+
+def test_every_default_collector_runs_in_exactly_one_container_of_the_default_composition() -> None:
+    enabled = [name for container in containers().values() for name in container_config(container).enabled_collectors]
+    assert sorted(enabled) == sorted(name for name, cls in COLLECTORS.items() if cls.default_enabled)
+
+
+def test_the_base_alone_runs_no_privileged_container() -> None:
+    for (kind, _), obj in base().items():
+        if kind == "DaemonSet":
+            for container in obj["spec"]["template"]["spec"]["containers"]:
+                assert container["securityContext"]["privileged"] is False
+                assert "kernel_log" not in container_config(container).enabled_collectors
 
 
 def test_the_validation_catches_a_broken_daemonset() -> None:
     """The schema check is real: a misspelt field and a wrong type are refused."""
-    broken = copy.deepcopy(manifests()["DaemonSet"])
+    broken = rendered()[("DaemonSet", "kmem-exporter")]
     broken["spec"]["template"]["spec"]["containers"][0]["volumeMount"] = []
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, VERSIONS[-1], strict=True)
-    broken = copy.deepcopy(manifests()["DaemonSet"])
+    broken = rendered()[("DaemonSet", "kmem-exporter")]
     broken["spec"]["template"]["spec"]["hostNetwork"] = "yes"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, VERSIONS[-1], strict=True)
@@ -96,7 +217,8 @@ def test_the_validation_catches_a_broken_daemonset() -> None:
 def crd_model(kind: str) -> type[pydantic.BaseModel]:
     """The Prometheus Operator's own type for `kind`: PyPI's cloudcoil.models.prometheus_operator, generated from
     the operator's CRD schemas (required fields, enums, patterns, types)."""
-    return {"PodMonitor": prometheus_operator.PodMonitor, "PrometheusRule": prometheus_operator.PrometheusRule}[kind]
+    return {"PodMonitor": prometheus_operator.PodMonitor, "ServiceMonitor": prometheus_operator.ServiceMonitor,
+            "PrometheusRule": prometheus_operator.PrometheusRule}[kind]
 
 
 def validate_crd_object(obj: dict) -> None:
@@ -106,29 +228,19 @@ def validate_crd_object(obj: dict) -> None:
     assert model.model_dump(mode="json", by_alias=True, exclude_unset=True) == obj, "a field the CRD does not know"
 
 
-@pytest.mark.parametrize("kind", sorted(CRD_KINDS))
-def test_operator_objects_validate_against_the_crd_schemas(kind: str) -> None:
-    validate_crd_object(manifests()[kind])
-
-
 def test_the_crd_validation_catches_broken_operator_objects() -> None:
-    broken = copy.deepcopy(manifests()["PodMonitor"])
+    broken = copy.deepcopy(one("PodMonitor"))
     broken["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["action"] = "rename"
     with pytest.raises(pydantic.ValidationError):
         validate_crd_object(broken)
-    broken = copy.deepcopy(manifests()["PodMonitor"])
+    broken = copy.deepcopy(one("PodMonitor"))
     broken["spec"]["podMetricsEndpoints"][0]["portName"] = broken["spec"]["podMetricsEndpoints"][0].pop("port")
     with pytest.raises(AssertionError, match="a field the CRD does not know"):
         validate_crd_object(broken)
-    broken = copy.deepcopy(manifests()["PrometheusRule"])
+    broken = copy.deepcopy(one("PrometheusRule"))
     broken["spec"]["groups"][0]["rules"][-1]["for"] = "a while"
     with pytest.raises(pydantic.ValidationError):
         validate_crd_object(broken)
-
-
-def test_every_default_collector_runs_in_exactly_one_container() -> None:
-    enabled = [name for container in containers().values() for name in container_config(container).enabled_collectors]
-    assert sorted(enabled) == sorted(name for name, cls in COLLECTORS.items() if cls.default_enabled)
 
 
 @pytest.mark.parametrize("name", ["kmem-exporter", "kernel-log"])
@@ -167,10 +279,10 @@ def test_the_mount_check_finds_a_wrong_mount() -> None:
 
 
 def test_hostpath_types_fit_what_they_mount() -> None:
-    pod = manifests()["DaemonSet"]["spec"]["template"]["spec"]
-    for volume in pod["volumes"]:
-        expected = "CharDevice" if volume["hostPath"]["path"].startswith("/dev/") else "Directory"
-        assert volume["hostPath"]["type"] == expected, volume
+    for daemonset in daemonsets():
+        for volume in daemonset["spec"]["template"]["spec"]["volumes"]:
+            expected = "CharDevice" if volume["hostPath"]["path"].startswith("/dev/") else "Directory"
+            assert volume["hostPath"]["type"] == expected, volume
 
 
 @pytest.mark.parametrize("name", ["kmem-exporter", "kernel-log"])
@@ -181,9 +293,11 @@ def test_probes_and_ports_match_the_exporter(name: str) -> None:
     assert declared["containerPort"] == port
     assert container["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": declared["name"]}
     assert container["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": declared["name"]}
-    service_ports = {p["targetPort"]: p["port"] for p in manifests()["Service"]["spec"]["ports"]}
-    assert service_ports[declared["name"]] == port
-    assert manifests()["Service"]["spec"]["clusterIP"] == "None"
+    # The Service's one port reaches each pod's port by its name.
+    service = one("Service")
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == [declared["name"]]
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"].items() <= pod_of(name)["metadata"]["labels"].items()
 
 
 def test_ports_differ_on_the_host_network() -> None:
@@ -192,9 +306,10 @@ def test_ports_differ_on_the_host_network() -> None:
 
 
 def test_runs_on_every_node() -> None:
-    pod = manifests()["DaemonSet"]["spec"]["template"]["spec"]
-    assert {"operator": "Exists"} in pod["tolerations"]
-    assert pod["hostNetwork"] is True  # conntrack counts are per network namespace: the host's is wanted
+    for daemonset in daemonsets():
+        pod = daemonset["spec"]["template"]["spec"]
+        assert {"operator": "Exists"} in pod["tolerations"]
+        assert pod["hostNetwork"] is True  # conntrack counts are per network namespace: the host's is wanted
 
 
 @pytest.mark.parametrize("name", ["kmem-exporter", "kernel-log"])
@@ -217,8 +332,9 @@ def test_security_context_grants_what_the_readme_says_the_collectors_need(name: 
 
 
 def test_no_api_access() -> None:
-    assert manifests()["ServiceAccount"]["automountServiceAccountToken"] is False
-    assert manifests()["DaemonSet"]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert one("ServiceAccount")["automountServiceAccountToken"] is False
+    for daemonset in daemonsets():
+        assert daemonset["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
 
 
 def test_resources_are_bounded() -> None:
@@ -244,32 +360,80 @@ def mebibytes(quantity: str) -> int:
     return int(quantity[:-2])
 
 
-def test_podmonitor_scrapes_every_container_and_keeps_the_node_label() -> None:
-    monitor = manifests()["PodMonitor"]
-    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    pod_labels = manifests()["DaemonSet"]["spec"]["template"]["metadata"]["labels"]
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
-    endpoints = {e["port"]: e for e in monitor["spec"]["podMetricsEndpoints"]}
-    ports = {c["ports"][0]["name"]: c for c in containers().values()}
-    assert set(endpoints) == set(ports)
-    for port, endpoint in endpoints.items():
-        config = container_config(ports[port])
+def check_scrape_endpoint(endpoint: dict) -> None:
+    """A monitor's endpoint: the exporter's path, a timeout above the collectors', the node name in `instance`."""
+    for container in containers().values():
+        config = container_config(container)
         assert endpoint["path"] == config.telemetry_path
         # The scrape must not time out before the exporter's own collector timeout does.
         assert float(endpoint["scrapeTimeout"].rstrip("s")) > config.collector_timeout
-        # `node` is the exporter's NUMA node label: the Kubernetes node name must go elsewhere.
-        targets = {r["targetLabel"]: r for r in endpoint["relabelings"]}
-        assert "node" not in targets
-        assert targets["instance"]["sourceLabels"] == ["__meta_kubernetes_pod_node_name"]
+    # `node` is the exporter's NUMA node label: the Kubernetes node name must go elsewhere.
+    targets = {r["targetLabel"]: r for r in endpoint["relabelings"]}
+    assert "node" not in targets
+    assert targets["instance"]["sourceLabels"] == ["__meta_kubernetes_pod_node_name"]
 
 
-def test_checked_in_prometheusrule_is_what_the_mixin_renders() -> None:
-    checked_in = (KUBERNETES / "prometheusrule.yaml").read_text()
-    assert checked_in == render.render()[render.PROMETHEUSRULE], "run `make mixin`"
+def test_podmonitor_scrapes_every_pod_and_keeps_the_node_label() -> None:
+    monitor = one("PodMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    for container in containers().values():
+        pod_labels = pod_of(container["name"])["metadata"]["labels"]
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+        assert [p["name"] for p in container["ports"]] == [endpoint["port"]]
+    check_scrape_endpoint(endpoint)
+
+
+def test_servicemonitor_scrapes_the_service_and_keeps_the_node_label() -> None:
+    monitor = yaml.safe_load((KUBERNETES / "components" / "servicemonitor" / "servicemonitor.yaml").read_text())
+    service = one("Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    check_scrape_endpoint(endpoint)
+
+
+def test_networkpolicy_admits_prometheus_to_every_pod_and_nothing_out() -> None:
+    policy = yaml.safe_load((KUBERNETES / "components" / "networkpolicy" / "networkpolicy.yaml").read_text())
+    for container in containers().values():
+        pod_labels = pod_of(container["name"])["metadata"]["labels"]
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+        (rule,) = policy["spec"]["ingress"]
+        assert [p["port"] for p in rule["ports"]] == [p["name"] for p in container["ports"]]
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"] and policy["spec"]["egress"] == []
+
+
+def test_dashboard_configmaps_hold_every_dashboard_for_grafanas_sidecar() -> None:
+    maps = {name: o for (kind, name), o in rendered().items() if kind == "ConfigMap"}
+    files = sorted((PROJECT / "dashboards").glob("*.json"))
+    assert len(files) == len(maps) >= 1
+    data = {}
+    for configmap in maps.values():
+        assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+        data.update(configmap["data"])
+    assert data == {path.name: path.read_text() for path in files}
+    assert all(len(json.dumps(m)) < 256 * 1024 for m in maps.values()), "too big for kubectl apply's annotation"
+
+
+@pytest.mark.parametrize("generator", [generate_dashboards, generate_prometheusrule], ids=lambda g: g.__name__)
+def test_checked_in_files_equal_the_generated_ones(generator: Any) -> None:
+    """prometheusrule.yaml and dashboards.yaml are what their generators make, in the file and by `--check`."""
+    assert generator.OUTPUT.read_text() == generator.render(), f"run `make`, see {generator.__name__}.py"
+    script = str(KUBERNETES / f"{generator.__name__}.py")
+    result = subprocess.run([sys.executable, script, "--check"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_dashboard_configmaps_follow_the_json_files(tmp_path: Path) -> None:
+    dashboards = tmp_path / "dashboards"
+    dashboards.mkdir()
+    (dashboards / "x.json").write_text("{}\n")
+    assert "kmem-exporter-dashboard-x" in generate_dashboards.render(dashboards)
+    assert generate_dashboards.render(dashboards) != generate_dashboards.OUTPUT.read_text()
 
 
 def test_prometheusrule_holds_every_group_of_alerts() -> None:
-    rule = manifests()["PrometheusRule"]
+    rule = one("PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     expected = []
     for path in sorted((PROJECT / "alerts").glob("*.y*ml")):
@@ -287,13 +451,19 @@ def test_prometheusrule_holds_every_group_of_alerts() -> None:
 def test_prometheusrule_rules_pass_promtool(tmp_path: Path) -> None:
     promtool = require_tool("promtool")
     rules = tmp_path / "rules.yaml"
-    rules.write_text(yaml.safe_dump({"groups": manifests()["PrometheusRule"]["spec"]["groups"]}))
+    rules.write_text(yaml.safe_dump({"groups": one("PrometheusRule")["spec"]["groups"]}))
     result = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_image_in_manifests_matches_the_version() -> None:
-    from kmem_exporter import __version__
-
-    for container in containers().values():
-        assert re.fullmatch(rf"kmem-exporter:{re.escape(__version__)}", container["image"])
+def test_generator_handles_missing_and_test_files(tmp_path: Path) -> None:
+    """No alerts/ gives an empty rule; promtool test files are skipped; group names must be unique."""
+    assert yaml.safe_load(generate_prometheusrule.render(tmp_path / "absent"))["spec"]["groups"] == []
+    alerts = tmp_path / "alerts"
+    alerts.mkdir()
+    (alerts / "a.yaml").write_text("groups:\n  - name: one\n    rules:\n      - record: x\n        expr: up\n")
+    (alerts / "a_test.yaml").write_text("rule_files: [a.yaml]\ntests: []\n")
+    assert [g["name"] for g in yaml.safe_load(generate_prometheusrule.render(alerts))["spec"]["groups"]] == ["one"]
+    (alerts / "b.yaml").write_text("groups:\n  - name: one\n    rules: []\n")
+    with pytest.raises(SystemExit, match="unique"):
+        generate_prometheusrule.render(alerts)

@@ -17,6 +17,7 @@ from conftest import FIXTURES, fixture_flags
 from kmem_exporter.cli import collect_once
 from kmem_exporter.config import parse_args
 from kmem_exporter.exposition import OPENMETRICS, TEXT, accepts_gzip, choose_format, render
+from kmem_exporter.families import RowFamily
 
 TREES = sorted(p.name for p in FIXTURES.iterdir() if (p / "proc").is_dir())
 
@@ -60,7 +61,33 @@ def hostile_families() -> list[Metric]:
     counter.add_metric(["oom_kill"], 3)
     info = InfoMetricFamily("kmem_test_kernel", "Kernel.", value={"release": "3.10.0-514.el7.x86_64"})
     unit = GaugeMetricFamily("kmem_test_free_bytes", "Free.", value=4096, unit="bytes")
-    return [labels, special, counter, info, unit]
+    return [labels, special, counter, info, unit, *row_families()]
+
+
+def row_families() -> list[Metric]:
+    """The same kinds of series as RowFamily, written by the row path of the encoder."""
+    hostile = ('dentry(12:a"b)', "back\\slash", "new\nline", "sep\u2028arator\u0085", "", "ü")
+    rows = RowFamily("kmem_test_rows", 'Rows with a "quote", a \\ backslash\nand a newline.', "gauge",
+                     ("zone", "cache"), [("Normal", value) for value in hostile], list(range(len(hostile))))
+    values = (math.nan, math.inf, -math.inf, 2**64 - 1, 1e-9, -1, 1234567, 0, 0.5)
+    special = RowFamily("kmem_test_row_values", "Special values.", "gauge", ("kind",),
+                        [(str(i),) for i in range(len(values))], values)
+    counter = RowFamily("kmem_test_row_events", "Events.", "counter", ("event", "order"),
+                        [("page_allocation_failure", "4"), ("oom_kill", "")], [3, 0])
+    single_gauge = RowFamily.single("kmem_test_row_single", "One value.", "gauge", 7)
+    single_counter = RowFamily.single("kmem_vmstat_compact_stall", "One count.", "counter", 2**63)
+    unusual = RowFamily("kmem_test_row_unusual", "A label name the classic format cannot hold.", "gauge",
+                        ("cache.name",), [("dentry",)], [1])
+    return [rows, special, counter, single_gauge, single_counter, unusual]
+
+
+def test_row_families_give_the_samples_of_their_rows() -> None:
+    rows = RowFamily("kmem_test_rows", "Rows.", "counter", ("node", "zone"), [("0", "DMA"), ("1", "Normal")], [1, 2])
+    expected = CounterMetricFamily("kmem_test_rows", "Rows.", labels=["node", "zone"])
+    expected.add_metric(["0", "DMA"], 1)
+    expected.add_metric(["1", "Normal"], 2)
+    assert rows.samples == expected.samples
+    assert rows == expected
 
 
 def test_equal_to_prometheus_client_on_hostile_families() -> None:

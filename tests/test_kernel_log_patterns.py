@@ -86,6 +86,16 @@ VARIANTS = [
      "file-rss:32184kB, shmem-rss:0kB, UID:1000 pgtables:1348kB oom_score_adj:999", "oom_kill", None),
     ("Out of memory: Killed process 1301 (stress) total-vm:3152000kB, anon-rss:2929008kB, file-rss:0kB, "
      "shmem-rss:0kB, UID:0 pgtables:5804kB oom_score_adj:0", "oom_kill", None),
+    # RHEL 6 (UID before the name), RHEL 7.9 (UID after it), mainline 2.6.32 (nothing after the name)
+    ("Killed process 2592, UID 500, (java) total-vm:2783424kB, anon-rss:1037512kB, file-rss:296kB", "oom_kill", None),
+    ("Killed process 31195 (java), UID 1000, total-vm:9187468kB, anon-rss:4123456kB, file-rss:0kB, shmem-rss:0kB",
+     "oom_kill", None),
+    ("Killed process 2592 (java)", "oom_kill", None),
+    # mm/slub.c 6.12+: the CPU and its node first
+    ("SLUB: Unable to allocate memory on CPU 7 (of node 1) on node -1, gfp=0x820(GFP_ATOMIC)",
+     "slub_allocation_failure", None),
+    # nf_conntrack_core.c outside the initial network namespace (2025+)
+    ("nf_conntrack: nf_conntrack: table full in netns 4026532281, dropping packet", "nf_conntrack_table_full", None),
 ]
 
 # Lines that look alike but must not be counted.
@@ -93,6 +103,11 @@ NOT_EVENTS = [
     "Out of memory: Kill process 18377 (java) score 912 or sacrifice child",  # precedes "Killed process"
     "Memory cgroup out of memory: Kill process 4242 (node) score 1999 or sacrifice child",
     "Kill process 18380 (java) sharing same memory",
+    "Would have killed process 2592 (java). But continuing instead.",  # RHEL 6 vm.would_have_oomkilled
+    "Tasks in /kubepods/pod1234 are going to be killed due to memory.oom.group set",
+    "SLAB: Unable to allocate memory on node 0, gfp=0x280da(GFP_HIGHUSER_MOVABLE|__GFP_ZERO)",
+    "SLUB: Unable to allocate memory from node 1",
+    "SLUB: Allocating a useless per node structure in order to be able to continue",
     "oom_reaper: reaped process 1301 (stress), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB",
     "Task in /kubepods/burstable/pod1234 killed as a result of limit of /kubepods/burstable/pod1234",
     "vmalloc: allocation failure, allocated 61440 of 65536 bytes",

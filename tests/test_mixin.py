@@ -84,7 +84,7 @@ def test_checked_in_files_are_the_current_render() -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     files = render.render()
-    assert {p.parent.name for p in files} == {"alerts", "dashboards", "kubernetes"}
+    assert {p.parent.name for p in files} == {"alerts", "dashboards"}
     assert render.stale_files(files) == []
 
 

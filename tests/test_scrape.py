@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from kmem_exporter.collectors.base import Collector, CollectorError, KernelFiles
 from kmem_exporter.config import Config
 from kmem_exporter.exposition import OPENMETRICS, TEXT
+from kmem_exporter.families import RowFamily
 from kmem_exporter.scrape import Collection, Scraper
 
 MAX_BYTES = 1 << 20
@@ -175,6 +176,19 @@ def twice() -> Metric:
     (GaugeMetricFamily("kmem_test_huge", "Beyond any float.", value=10**400), "cannot be exported"),
     (GaugeMetricFamily("kmem_test_text", "Not a number.", value="many"), "cannot be exported"),  # type: ignore[arg-type]
     (twice(), "listed twice"),
+    (RowFamily.single("kmem_test_huge_row", "Beyond any float.", "gauge", 2**1024), "cannot be exported"),
+    (RowFamily("kmem_test_huge_rows", "Beyond any float.", "gauge", ("cache",), [("a",), ("b",)], [1, 10**400]),
+     "too large"),
+    (RowFamily("kmem_test_text_row", "Not a number.", "gauge", ("cache",), [("a",)], ["many"]),  # type: ignore[list-item]
+     "not a number"),
+    (RowFamily("kmem_test_rows_twice", "The same series twice.", "gauge", ("zone",), [("DMA",), ("DMA",)], [1, 2]),
+     "listed twice"),
+    (RowFamily("kmem_test_row_label", "A label that is no string.", "gauge", ("node",), [(0,)], [1]),  # type: ignore[list-item]
+     "not a string"),
+    (RowFamily("kmem_test_row_width", "Too few label values.", "gauge", ("node", "zone"), [("0",)], [1]),
+     "label values"),
+    (RowFamily("kmem_test_row_count", "More values than label sets.", "gauge", ("node",), [("0",)], [1, 2]),
+     "label sets"),
 ])
 async def test_what_the_exposition_cannot_write_fails_its_collector_alone(family: Metric, reason: str) -> None:
     scraper = Scraper([Unexportable(CONFIG, family), Quick(CONFIG)], timeout=10, max_file_bytes=MAX_BYTES)
@@ -182,6 +196,17 @@ async def test_what_the_exposition_cannot_write_fails_its_collector_alone(family
     assert success(collection) == {"unexportable": 0, "quick": 1}
     assert reason in collection.failures["unexportable"]
     assert b"kmem_test_quick 1.0\n" in await collection.body(TEXT)
+    await scraper.stop()
+
+
+async def test_the_collecting_thread_writes_the_asked_format() -> None:
+    scraper = Scraper([Quick(CONFIG)], timeout=10, max_file_bytes=MAX_BYTES)
+    collection = await scraper.scrape(OPENMETRICS, gzipped=True)
+    ready = collection.body(OPENMETRICS, gzipped=True)
+    assert ready.done()  # written before the collection was handed over, not on request
+    assert gzip.decompress(ready.result()) == collection.render(OPENMETRICS)
+    assert not collection.body(TEXT).done()  # another format is written when asked for
+    assert await collection.body(TEXT) == collection.render(TEXT)
     await scraper.stop()
 
 

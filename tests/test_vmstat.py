@@ -12,6 +12,7 @@ from conftest import FIXTURES, copy_proc, run_exporter, scrape_fixture, scrape_f
 from fuzzing import parse_or_none
 from metrics_text import collector_success, names, only_collectors, types, value
 from kmem_exporter.sources import ParseError
+from kmem_exporter.sources import vmstat as vmstat_source
 from kmem_exporter.sources.vmstat import is_gauge, parse_vmstat
 
 ONLY_VMSTAT = only_collectors("vmstat")
@@ -60,6 +61,17 @@ def test_gauge_fields() -> None:
 @given(st.text())
 def test_random_text_raises_only_parse_error(text: str) -> None:
     parse_or_none(parse_vmstat, text)
+
+
+LINE_TEXT = st.text(alphabet=st.sampled_from("az_09 \t\n-\u2028\u00851"), max_size=60)
+
+
+@given(st.lists(st.one_of(LINE_TEXT, st.tuples(st.from_regex(r"[a-z_]{1,12}", fullmatch=True),
+                                                st.integers(min_value=0, max_value=2**65)).map("{0[0]} {0[1]}".format)),
+                max_size=8).map("\n".join))
+def test_the_column_reading_agrees_with_the_line_reading(text: str) -> None:
+    """The fast path (whole columns at once) gives what the line-by-line reading gives, or leaves the text to it."""
+    assert parse_or_none(parse_vmstat, text) == parse_or_none(vmstat_source._parse_lines, text)
 
 
 @given(st.integers(min_value=0, max_value=len(read("live-6.18"))))

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.samples import Sample
+from prometheus_client.core import Metric
 
 from kmem_exporter.collectors.base import Collector, KernelFiles
+from kmem_exporter.families import RowFamily
 from kmem_exporter.settings import Setting, parse_bool, parse_regex
 from kmem_exporter.sources.slab_fold import parse_slab_families
 from kmem_exporter.sources.slabinfo import SlabFamily, SlabSummary
@@ -95,10 +95,8 @@ class SlabinfoCollector(Collector):
 def slab_metrics(families: Iterable[SlabFamily], page_size: int, fields: re.Pattern[str]) -> Iterable[Metric]:
     """One gauge family per selected column, each with a series per exported cache name."""
     families = list(families)
+    caches = [(family.name,) for family in families]
     for suffix, help_text, value in _SERIES:
-        if not fields.fullmatch(suffix):
-            continue
-        name = f"kmem_slab_{suffix}"
-        metric = GaugeMetricFamily(name, help_text, labels=["cache"])
-        metric.samples = [Sample(name, {"cache": family.name}, value(family, page_size)) for family in families]
-        yield metric
+        if fields.fullmatch(suffix):
+            yield RowFamily(f"kmem_slab_{suffix}", help_text, "gauge", ("cache",), caches,
+                            [value(family, page_size) for family in families])

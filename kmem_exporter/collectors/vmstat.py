@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Iterable
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from kmem_exporter.collectors.base import Collector, KernelFiles
+from kmem_exporter.families import RowFamily
 from kmem_exporter.settings import Setting, parse_regex
 from kmem_exporter.sources.vmstat import is_gauge, parse_vmstat
 
@@ -51,6 +53,7 @@ _RECLAIMERS = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def field_help(field: str) -> str:
     """A HELP text for a vmstat field."""
     return f"{_HELP.get(field) or _derived_help(field)} (/proc/vmstat {field})"
@@ -86,9 +89,11 @@ class VmstatCollector(Collector):
         fields = files.parse(self.config.procfs / "vmstat", parse_vmstat)
         pattern: re.Pattern[str] = self.option("fields")  # type: ignore[assignment]
         for field, value in fields.items():
-            if not pattern.fullmatch(field):
-                continue
-            if is_gauge(field):
-                yield GaugeMetricFamily(f"kmem_vmstat_{field}", field_help(field), value=value)
-            else:
-                yield CounterMetricFamily(f"kmem_vmstat_{field}", field_help(field), value=value)
+            if _selected(pattern, field):
+                yield RowFamily.single(f"kmem_vmstat_{field}", field_help(field),
+                                       "gauge" if is_gauge(field) else "counter", value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _selected(pattern: re.Pattern[str], field: str) -> bool:
+    return pattern.fullmatch(field) is not None

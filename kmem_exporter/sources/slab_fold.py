@@ -20,7 +20,7 @@ from typing import Hashable, TypeVar, cast
 
 from kmem_exporter.sources import U64_MAX, ParseError
 from kmem_exporter.sources.slabinfo import (CONNTRACK_FAMILY, ConntrackCaches, SlabFamily, SlabSummary, check_header,
-                                       conntrack_caches, fold_caches, is_conntrack_cache, parse_line, parse_slabinfo,
+                                       conntrack_caches, fold_caches, parse_line, parse_slabinfo,
                                        split_name)
 
 _CHUNK_CHARACTERS = 1 << 18  # the text is tokenized a chunk at a time, so a 20 MB file is never held twice
@@ -217,6 +217,16 @@ def _group(names: list[str], fold_families: bool) -> dict[tuple[str, bool], list
     return _positions(cast("list[tuple[str, bool]]", keys))  # no None is left
 
 
+def _split(name: str) -> tuple[str, bool]:
+    """`split_name`, remembered in the memo of `_group`."""
+    key = _FAMILY_MEMO.get(name)
+    if key is None:
+        if len(_FAMILY_MEMO) >= _MEMO_LIMIT:
+            _FAMILY_MEMO.clear()
+        key = _FAMILY_MEMO[name] = split_name(name)
+    return key
+
+
 def _positions(keys: list[K]) -> dict[K, list[int]]:
     """The rows of each key, in order. When keys repeat (20,000 conntrack caches folding into one family), the rows
     are grouped by a sort and cut at each key's bounds, with no Python step per row."""
@@ -261,13 +271,15 @@ def _add(totals: Totals, key: tuple[str, bool], values: list[int]) -> None:
 
 def _families(totals: Totals) -> list[SlabFamily]:
     """One series per exported name: a family's memory cgroup copies and its other caches together."""
-    merged: Totals = {}
-    for (name, _), values in totals.items():
-        _add(merged, (name, False), list(values))
+    merged = totals
+    if any(memcg for _, memcg in totals):
+        merged = {}
+        for (name, _), values in totals.items():
+            _add(merged, (name, False), list(values))
     return [SlabFamily(name, *values) for (name, _), values in sorted(merged.items())]
 
 
 def _conntrack(totals: Totals, folded: bool) -> ConntrackCaches:
-    chosen = [values for (name, memcg), values in totals.items()
-              if (name == CONNTRACK_FAMILY and not memcg if folded else is_conntrack_cache(name))]
+    conntrack = (CONNTRACK_FAMILY, False)
+    chosen = [values for key, values in totals.items() if (key if folded else _split(key[0])) == conntrack]
     return ConntrackCaches(sum(v[0] for v in chosen), sum(v[1] for v in chosen), sum(v[2] for v in chosen))

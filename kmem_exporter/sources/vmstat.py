@@ -28,6 +28,28 @@ def is_gauge(field: str) -> bool:
 
 def parse_vmstat(text: str) -> dict[str, int]:
     """The fields of /proc/vmstat in file order."""
+    return _parse_regular(text) or _parse_lines(text)
+
+
+def _parse_regular(text: str) -> dict[str, int] | None:
+    """The fields when every line is `NAME VALUE` with a value of at most 19 digits, checked a column at a time;
+    None for anything else, which `_parse_lines` reads (and explains)."""
+    tokens = text.split()
+    names, values = tokens[0::2], tokens[1::2]
+    if not names or len(names) != len(values) or len(names) > MAX_FIELDS or text.count("\n") + (
+            not text.endswith("\n")) != len(names):
+        return None
+    digits = "".join(values)
+    letters = "".join(names).replace("_", "0")
+    if not (digits.isdigit() and digits.isascii() and letters.isalnum() and letters.isascii()):
+        return None
+    if max(map(len, values)) > 19:  # 20 digits may exceed 64 bits
+        return None
+    fields = dict(zip(names, map(int, values)))
+    return fields if len(fields) == len(names) else None
+
+
+def _parse_lines(text: str) -> dict[str, int]:
     fields: dict[str, int] = {}
     for number, line in enumerate(split_lines(text), 1):
         if not line.strip():

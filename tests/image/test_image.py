@@ -8,6 +8,7 @@ default flags expect them. Needs root; a missing tool fails the test.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -28,7 +29,14 @@ from kmem_exporter.collectors import COLLECTORS
 from kmem_exporter.config import parse_args
 
 BASE_IMAGE = "localhost/kmem-exporter-base:bookworm"
+LICENSE_IN_IMAGE = "/usr/share/doc/kmem-exporter/LICENSE"
 IMAGE = "localhost/kmem-exporter:test"
+
+
+def image_build_args() -> list[str]:
+    """The build arguments `make image` derives (version, revision, creation time), from `make -n image`."""
+    dry_run = run("make", "-s", "-C", str(PROJECT), "-n", "image").stdout
+    return [word for arg in re.findall(r"--build-arg [A-Z]+=\S+", dry_run) for word in arg.split(" ", 1)]
 
 
 def run(*command: str, timeout: float = 1200, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -53,8 +61,7 @@ def image(buildah: str) -> dict:
     run(str(PROJECT / "deploy" / "image" / "local-base.sh"), BASE_IMAGE)
     run(buildah, "rmi", "--force", IMAGE, check=False)  # the previous run's image would be left untagged
     run(buildah, "build", "--isolation", "chroot", "--format", "docker", "--layers=false",
-        "--build-arg", f"PYTHON_IMAGE={BASE_IMAGE}", "--build-arg", f"VERSION={__version__}",
-        "--tag", IMAGE, str(PROJECT))
+        "--build-arg", f"PYTHON_IMAGE={BASE_IMAGE}", *image_build_args(), "--tag", IMAGE, str(PROJECT))
     return json.loads(run(buildah, "inspect", "--type", "image", IMAGE).stdout)
 
 
@@ -103,11 +110,25 @@ def test_image_metadata(image: dict) -> None:
     assert labels["org.opencontainers.image.title"] == "kmem-exporter"
     assert labels["org.opencontainers.image.version"] == __version__
     assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert re.fullmatch(r"[0-9a-f]{12}|unknown", labels["org.opencontainers.image.revision"])
+    created = datetime.datetime.fromisoformat(labels["org.opencontainers.image.created"].replace("Z", "+00:00"))
+    assert created.tzinfo is not None and abs(datetime.datetime.now(datetime.timezone.utc) - created).days < 1
+    for key in ("source", "url", "documentation", "vendor"):
+        assert labels[f"org.opencontainers.image.{key}"], key
+
+
+def test_image_carries_the_license_and_the_revision(buildah: str, container: str, image: dict) -> None:
+    """LICENSE is in the image, and the exporter reports the revision the image was built from."""
+    result = run(buildah, "run", "--isolation", "chroot", container, "--", "cat", LICENSE_IN_IMAGE)
+    assert result.stdout == (PROJECT / "LICENSE").read_text()
+    result = scrape_in(buildah, container, image)
+    revision = image["Docker"]["config"]["Labels"]["org.opencontainers.image.revision"]
+    assert f'kmem_exporter_build_info{{revision="{revision}",version="{__version__}"}} 1.0' in result.stdout
 
 
 def test_image_holds_only_the_installed_exporter(buildah: str, container: str) -> None:
     """The source tree is not copied into the final stage, and pip is gone from the exporter's virtualenv."""
-    script = ("import importlib.util, pathlib, exporter; print(exporter.__file__); "
+    script = ("import importlib.util, pathlib, kmem_exporter; print(kmem_exporter.__file__); "
               "print(importlib.util.find_spec('pip') is None); print(pathlib.Path('/src').exists())")
     result = run(buildah, "run", "--isolation", "chroot", container, "--", "python3", "-c", script)
     module, no_pip, has_src = result.stdout.split()
@@ -132,19 +153,26 @@ def bounding_set() -> list[str]:
     return [f"CAP_{name.upper()}" for name in line.split(":", 1)[1].strip().split(",")]
 
 
-def daemonset_containers() -> list[dict]:
-    daemonset = yaml.safe_load((PROJECT / "deploy" / "kubernetes" / "daemonset.yaml").read_text())
-    return daemonset["spec"]["template"]["spec"]["containers"]
+DAEMONSETS = (PROJECT / "deploy" / "kubernetes" / "base" / "daemonset.yaml",
+              PROJECT / "deploy" / "kubernetes" / "components" / "kernel-log" / "daemonset.yaml")
 
 
-@pytest.mark.parametrize("name", [c["name"] for c in daemonset_containers()])
+def daemonset_pods() -> dict[str, dict]:
+    """The pod spec of each DaemonSet container (the base's and the kernel-log component's), by container name."""
+    pods = {}
+    for path in DAEMONSETS:
+        pod = yaml.safe_load(path.read_text())["spec"]["template"]["spec"]
+        pods.update({c["name"]: pod for c in pod["containers"]})
+    return pods
+
+
+@pytest.mark.parametrize("name", sorted(daemonset_pods()))
 def test_daemonset_containers_serve_their_collectors(buildah: str, container: str, name: str) -> None:
     """Each DaemonSet container's flags, mounts, user and capabilities, reproduced with buildah: every collector it
     enables succeeds on this host. (No device cgroup here: that /dev/kmsg needs a privileged container in
     Kubernetes cannot be shown.)"""
-    (spec,) = [c for c in daemonset_containers() if c["name"] == name]
-    daemonset = yaml.safe_load((PROJECT / "deploy" / "kubernetes" / "daemonset.yaml").read_text())
-    pod = daemonset["spec"]["template"]["spec"]
+    pod = daemonset_pods()[name]
+    (spec,) = [c for c in pod["containers"] if c["name"] == name]
     volumes = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"]}
     mounts = [bind(volumes[m["name"]], m["mountPath"]) for m in spec["volumeMounts"]]
     context = spec["securityContext"]

@@ -1,0 +1,135 @@
+"""The distribution as a user gets it: the sdist and the wheel really built (`python -m build`, the wheel from the
+sdist), checked by `twine check`, and the wheel installed into a fresh virtualenv where `kmem-exporter scrape`
+serves a fixture tree. The sdist carries no tests: they need the fixture trees, promtool and the rest of the
+repository, which a source package has no business shipping."""
+
+from __future__ import annotations
+
+import email.parser
+import re
+import subprocess
+import sys
+import tarfile
+import tomllib
+import zipfile
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from conftest import PROJECT, fixture_flags, promtool_check_metrics
+from metrics_text import collector_success
+
+from kmem_exporter import __version__
+from kmem_exporter.collectors import COLLECTORS
+
+PLACEHOLDER = "https://kmem-exporter.invalid/"
+SDIST_TOP_FILES = {"PKG-INFO", "setup.cfg", "pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md", "MANIFEST.in"}
+
+
+class Dists(NamedTuple):
+    sdist: Path
+    wheel: Path
+
+
+def run(*command: str | Path, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    assert result.returncode == 0, f"{command} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
+    out = tmp_path_factory.mktemp("dist")
+    run(sys.executable, "-m", "build", "--outdir", out, PROJECT)
+    (sdist,) = out.glob("*.tar.gz")
+    (wheel,) = out.glob("*.whl")
+    return Dists(sdist, wheel)
+
+
+def wheel_metadata(wheel: Path) -> email.message.Message:
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        return email.parser.Parser().parsestr(archive.read(name).decode())
+
+
+def test_sdist_holds_the_package_and_no_tests(dists: Dists) -> None:
+    with tarfile.open(dists.sdist) as archive:
+        names = [m.name.split("/", 1)[1] for m in archive.getmembers() if m.isfile()]
+    package = sorted(str(p.relative_to(PROJECT)) for p in (PROJECT / "kmem_exporter").rglob("*.py"))
+    assert sorted(n for n in names if n.startswith("kmem_exporter/")) == package
+    others = {n for n in names if not n.startswith(("kmem_exporter/", "kmem_exporter.egg-info/"))}
+    assert others == SDIST_TOP_FILES
+    assert dists.sdist.name == f"kmem_exporter-{__version__}.tar.gz"
+
+
+def test_wheel_metadata_and_license(dists: Dists) -> None:
+    metadata = wheel_metadata(dists.wheel)
+    assert metadata["Name"] == "kmem-exporter" and metadata["Version"] == __version__
+    assert metadata["License-Expression"] == "Apache-2.0"
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    assert "Operating System :: POSIX :: Linux" in metadata.get_all("Classifier")
+    assert "prometheus" in metadata["Keywords"].split(",")
+    urls = dict(u.split(", ", 1) for u in metadata.get_all("Project-URL"))
+    assert set(urls) >= {"Homepage", "Source", "Documentation", "Changelog"}
+    assert all(u.startswith(PLACEHOLDER) for u in urls.values())
+    with zipfile.ZipFile(dists.wheel) as archive:
+        license_text = archive.read(f"kmem_exporter-{__version__}.dist-info/licenses/LICENSE").decode()
+    assert license_text == (PROJECT / "LICENSE").read_text()
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+
+
+def test_twine_check_passes(dists: Dists) -> None:
+    result = run(sys.executable, "-m", "twine", "check", "--strict", dists.sdist, dists.wheel)
+    assert result.stdout.count("PASSED") == 2, result.stdout
+
+
+def test_twine_check_catches_a_broken_readme(tmp_path: Path) -> None:
+    """twine really checks: a wheel whose description does not render is refused."""
+    project = tmp_path / "broken"
+    (project / "broken").mkdir(parents=True)
+    (project / "broken" / "__init__.py").write_text("")
+    (project / "README.rst").write_text("Title\n=====\n\n.. unknown-directive::\n\n`unclosed\n")
+    (project / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools>=77"]\n'
+                                            'build-backend = "setuptools.build_meta"\n[project]\nname = "broken"\n'
+                                            'version = "1"\nreadme = "README.rst"\n')
+    run(sys.executable, "-m", "build", "--wheel", "--outdir", tmp_path / "dist", project)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    result = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", str(wheel)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0 and "FAILED" in result.stdout
+
+
+def test_the_wheel_in_a_fresh_virtualenv_scrapes_a_fixture_tree(dists: Dists, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", venv)
+    run(venv / "bin" / "pip", "install", "--quiet", dists.wheel)
+    where = run(venv / "bin" / "python", "-c", "import kmem_exporter; print(kmem_exporter.__file__)", cwd=tmp_path)
+    assert where.stdout.startswith(str(venv)), where.stdout
+    result = subprocess.run([str(venv / "bin" / "kmem-exporter"), "scrape", *fixture_flags("rhel7-fragmented")],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert promtool_check_metrics(result.stdout) == ""
+    enabled = {name for name, cls in COLLECTORS.items() if cls.default_enabled}
+    assert collector_success(result.stdout) == {name: 1 for name in enabled}
+    # Installed from a wheel, outside any checkout: nothing recorded the revision.
+    assert f'kmem_exporter_build_info{{revision="unknown",version="{__version__}"}} 1.0' in result.stdout
+    version = run(venv / "bin" / "kmem-exporter", "--version").stdout
+    assert version == f"kmem-exporter {__version__}\n"
+
+
+def test_readme_links_work_on_a_package_index_page() -> None:
+    """A package index shows the README without the repository: every link is absolute or an anchor of the
+    page itself."""
+    readme = (PROJECT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)\s]+)\)", readme)
+    assert targets
+    headings = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-")
+                for h in re.findall(r"^#+ (.+)$", readme, re.M)}
+    for target in targets:
+        if target.startswith("#"):
+            assert target[1:] in headings, target
+        else:
+            assert re.match(r"https?://", target), f"relative link {target}"
+    metadata = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
+    assert metadata["readme"] == "README.md"
