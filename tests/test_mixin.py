@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from conftest import PROJECT, require_tool
+from test_dashboards import assert_queries_parse
 
 sys.path.insert(0, str(PROJECT / "mixin"))
 import render  # noqa: E402
@@ -223,16 +224,4 @@ def test_custom_dashboard_queries_parse(tmp_path: Path, use_rules: bool) -> None
     boards = render.evaluate({**CUSTOM, "fleetUseRecordingRules": use_rules})["dashboards"]
     filled = {"$__rate_interval": "1m", "$instance": "n1", "$node": ".*", "$zone": ".*", "$order": "4",
               "$job": "node-kmem", "$cluster": "east"}
-    records = []
-    for name, board in boards.items():
-        for number, target in enumerate(t for p in board["panels"] for t in p.get("targets", [])):
-            expr = target["expr"]
-            for variable, value in filled.items():
-                expr = expr.replace(variable, value)
-            records.append({"record": f"dashboard:{name.split('.')[0].replace('-', '_')}:{number}", "expr": expr})
-    rule_file = tmp_path / "queries.yaml"
-    rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": records}]}))
-    result = subprocess.run([require_tool("promtool"), "check", "rules", str(rule_file)], capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(records)} rules found" in result.stdout
+    assert_queries_parse(boards, filled, tmp_path)
