@@ -1,11 +1,10 @@
-"""The Grafana dashboards: generated from dashboards/generate.py and checked in current, and a JSON model that
+"""The Grafana dashboards: rendered from the mixin (mixin/render.py) and checked in current, and a JSON model that
 Grafana accepts: known panel types, a grid without overlaps, described panels with units and targets that query the
 `datasource` variable, defined variables, unique uids. The queries are checked for syntax with promtool here and
 run against a real Prometheus in test_e2e.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -18,12 +17,16 @@ import yaml
 
 from conftest import PROJECT, require_tool
 
+sys.path.insert(0, str(PROJECT / "mixin"))
+import render  # noqa: E402
+
 DASHBOARDS = PROJECT / "dashboards"
 FILES = sorted(DASHBOARDS.glob("*.json"))
 PANEL_TYPES = {"row", "timeseries", "stat", "gauge", "bargauge", "heatmap", "table", "text", "barchart",
                "state-timeline", "piechart"}
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
-BUILTIN_VARIABLES = {"__rate_interval", "__interval", "__range", "__name__"}
+# Grafana's own variables; __data and __value are the row and cell a table's data link is on.
+BUILTIN_VARIABLES = {"__rate_interval", "__interval", "__range", "__name__", "__data", "__value"}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -42,41 +45,20 @@ def queries(board: dict[str, Any]) -> Iterator[tuple[str, str]]:
             yield panel["title"], query["expr"]
 
 
-def generator():
-    spec = importlib.util.spec_from_file_location("dashboards_generate", DASHBOARDS / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def test_the_four_dashboards_exist() -> None:
+    assert [p.name for p in FILES] == ["fleet.json", "fragmentation.json", "memcg.json", "slab-conntrack.json"]
 
 
-def test_the_three_dashboards_exist() -> None:
-    assert [p.name for p in FILES] == ["fragmentation.json", "memcg.json", "slab-conntrack.json"]
-
-
-def test_checked_in_json_is_what_the_generator_makes() -> None:
-    module = generator()
-    for name, build in module.DASHBOARDS.items():
-        assert (DASHBOARDS / name).read_text() == module.render(build), f"{name} is stale: run dashboards/generate.py"
-    result = subprocess.run([sys.executable, str(DASHBOARDS / "generate.py"), "--check"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-
-
-def test_generator_check_notices_a_stale_file(tmp_path: Path) -> None:
-    module = generator()
-    module.HERE = tmp_path
-    for name, build in module.DASHBOARDS.items():
-        (tmp_path / name).write_text(module.render(build))
-    assert module.main(["--check"]) == 0
-    stale = tmp_path / "memcg.json"
-    stale.write_text(stale.read_text().replace("Dying cgroups", "Dead cgroups"))
-    assert module.main(["--check"]) == 1
+def test_checked_in_json_is_what_the_mixin_renders() -> None:
+    rendered = {path.name: text for path, text in render.render().items() if path.parent.name == "dashboards"}
+    assert sorted(rendered) == [p.name for p in FILES]
+    for name, text in rendered.items():
+        assert (DASHBOARDS / name).read_text() == text, f"{name} is stale: run `make mixin`"
 
 
 def test_uids_are_unique_and_stable() -> None:
     uids = {p.name: load(p)["uid"] for p in FILES}
-    assert uids == {"fragmentation.json": "kmem-fragmentation", "memcg.json": "kmem-memcg",
+    assert uids == {"fleet.json": "kmem-fleet", "fragmentation.json": "kmem-fragmentation", "memcg.json": "kmem-memcg",
                     "slab-conntrack.json": "kmem-slab-conntrack"}
     titles = [load(p)["title"] for p in FILES]
     assert len(set(titles)) == len(titles)
@@ -148,7 +130,9 @@ def test_variables_are_defined_and_used_ones_only(path: Path) -> None:
     board = load(path)
     variables = {v["name"]: v for v in board["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
-    assert variables["instance"]["type"] == "query"
+    assert variables["job"]["type"] == "query"
+    if path.name != "fleet.json":
+        assert variables["instance"]["type"] == "query"
     for variable in variables.values():
         if variable["type"] == "query":
             assert variable["datasource"] == DATASOURCE_REF
@@ -159,20 +143,27 @@ def test_variables_are_defined_and_used_ones_only(path: Path) -> None:
     assert set(variables) - used == set(), "variables no query uses"
 
 
-def test_queries_parse(tmp_path: Path) -> None:
-    """promtool checks each query as a recording rule's expression (variables filled in as in test_e2e.py)."""
+def assert_queries_parse(boards: dict[str, dict[str, Any]], filled: dict[str, str], tmp_path: Path) -> None:
+    """promtool checks each query of the boards (by name) as a recording rule's expression, variables filled."""
     rules = []
-    for path in FILES:
-        for number, (_, expr) in enumerate(queries(load(path))):
-            filled = (expr.replace("$__rate_interval", "1m").replace("$instance", "host:9792")
-                      .replace("$node", ".*").replace("$zone", ".*").replace("$order", "6"))
-            rules.append({"record": f"dashboard:{path.stem.replace('-', '_')}:{number}", "expr": filled})
+    for name, board in boards.items():
+        for number, (_, expr) in enumerate(queries(board)):
+            for variable, value in filled.items():
+                expr = expr.replace(variable, value)
+            rules.append({"record": f"dashboard:{name.split('.')[0].replace('-', '_')}:{number}", "expr": expr})
     rule_file = tmp_path / "queries.yaml"
     rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
     result = subprocess.run([require_tool("promtool"), "check", "rules", str(rule_file)], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+
+
+def test_queries_parse(tmp_path: Path) -> None:
+    """promtool checks each query as a recording rule's expression (variables filled in as in test_e2e.py)."""
+    filled = {"$__rate_interval": "1m", "$instance": "host:9792", "$job": "kmem", "$node": ".*", "$zone": ".*",
+              "$order": "6"}
+    assert_queries_parse({path.name: load(path) for path in FILES}, filled, tmp_path)
 
 
 def test_time_until_memcg_ids_run_out_on_growing_flat_full_and_falling_counts(tmp_path: Path) -> None:
@@ -184,15 +175,16 @@ def test_time_until_memcg_ids_run_out_on_growing_flat_full_and_falling_counts(tm
     expected = {"growing": 65535 - (10000 + 60 * 360), "flat": 31536000, "full": 0, "falling": 31536000}
     series = []
     for host, values in counts.items():
-        series.append({"series": f'kmem_memcg_cgroups{{instance="{host}",job="kmem"}}', "values": values})
-        series.append({"series": f'kmem_memcg_id_limit{{instance="{host}",job="kmem"}}', "values": "65535x400"})
+        series.append({"series": f'kmem_memcg_cgroups{{instance="{host}",job="kmem-exporter"}}', "values": values})
+        series.append({"series": f'kmem_memcg_id_limit{{instance="{host}",job="kmem-exporter"}}',
+                       "values": "65535x400"})
     tests = [{
         "interval": "1m",
         "input_series": series,
         "promql_expr_test": [{
-            "expr": f"round({expr.replace('$instance', host)})",
+            "expr": f"round({expr.replace('$instance', host).replace('$job', 'kmem-exporter')})",
             "eval_time": "360m",
-            "exp_samples": [{"labels": f'{{instance="{host}",job="kmem"}}', "value": value}],
+            "exp_samples": [{"labels": f'{{instance="{host}",job="kmem-exporter"}}', "value": value}],
         } for host, value in expected.items()],
     }]
     test_file = tmp_path / "time_left_test.yaml"

@@ -1,0 +1,70 @@
+// Every setting of the mixin. Override any of them with
+//   (import 'mixin.libsonnet') + { _config+:: { kmemSelector: 'job="node-kmem"', showMultiCluster: true } }
+{
+  _config+:: {
+    // Label matchers every query carries: the scrape job(s) of kmem-exporter.
+    kmemSelector: 'job="kmem-exporter"',
+
+    // Several clusters behind one Thanos or Mimir: the label that names the cluster (an external label of each
+    // Prometheus). When showMultiCluster is true it joins every `by`/`on` clause, the alert annotations and the
+    // dashboards' variables.
+    clusterLabel: 'cluster',
+    showMultiCluster: false,
+
+    // Where the runbooks are published; %s is the lower-cased alert name (the runbook's anchor).
+    runbookURLPattern: 'https://kmem-exporter.invalid/docs/runbooks.md#%s',
+
+    // The exporter's own health.
+    exporterDownFor: '5m',
+    exporterSeenWindow: '1d',  // a target that served kmem-exporter's metrics within this window and is now down
+    collectorFailingFor: '10m',
+    backgroundPassStaleSeconds: 900,
+    backgroundPassStaleFor: '10m',
+
+    // Fragmentation. The watched order: 6 is the order:6 allocation that fails container starts on RHEL 7.
+    fragmentationOrder: 6,
+    fragmentationFor: '15m',
+    // The threshold of the extfrag index when vm.extfrag_threshold is not exported (the kernel's default 500 / 1000).
+    extfragThresholdDefault: 0.5,
+    // Zones left out of the fragmentation alert and the fleet view (they do not serve high-order kernel allocations).
+    ignoredZones: 'DMA|HighMem',
+    compactionFailuresPerMinute: 1,
+    compactionWindow: '15m',
+    compactionFailingFor: '30m',
+    allocationStallsPerMinute: 10,
+    allocationStallsWindow: '15m',
+    allocationStallsFor: '30m',
+    // Kernel-log alerts stay firing for this long after the last event (the window of their increase()).
+    kernelLogWindow: '15m',
+
+    // Memory cgroups.
+    memcgIdsHighRatio: 0.8,
+    memcgIdsHighFor: '15m',
+    memcgIdsCriticalRatio: 0.95,
+    memcgIdsCriticalFor: '5m',
+    memcgPredictWindow: '6h',
+    memcgPredictHorizonHours: 24,
+    memcgPredictFor: '1h',
+    memcgDyingPerHour: 50,
+    memcgDyingMinimum: 1000,
+    memcgDyingFor: '1h',
+    kmemAccountingFor: '15m',
+
+    // Slab caches and conntrack.
+    conntrackLeakExcess: 5,
+    conntrackLeakFactor: 2,
+    conntrackLeakFor: '1h',
+    conntrackTableRatio: 0.9,
+    conntrackTableFor: '5m',
+
+    // Dashboards.
+    dashboardTags: ['kmem-exporter'],
+    dashboardNamePrefix: 'kmem-exporter / ',
+    dashboardRefresh: '1m',
+    dashboardTimeFrom: 'now-6h',
+    // The fleet dashboard reads the fleet recording rules (prometheusRules); false makes it query raw series.
+    fleetUseRecordingRules: true,
+    // How many nodes the fleet tables list.
+    fleetTopNodes: 20,
+  },
+}
