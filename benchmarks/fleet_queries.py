@@ -7,7 +7,8 @@ the recording rules into a real Prometheus (benchmarks/fleet_prometheus.py), and
 dashboard: as rendered (reading the recorded series), and as rendered with fleetUseRecordingRules false (the same
 aggregates computed from the raw series). Range queries span the whole history with Grafana's step for a panel
 about 1,000 pixels wide (20 s for 6 hours); table and bar panels are instant queries at the end. Each figure is the
-median of --runs runs.
+median of --runs runs. Then it runs the checks of benchmarks/fleet_checks.py on this fleet (panels and variables
+return data, the tables and the firing alerts name exactly the manifest's bad nodes) and exits 1 if one fails.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import fleet_history
+from fleet_checks import all_checks
 from fleet_prometheus import FleetPrometheus
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -96,7 +98,13 @@ def main(argv: list[str] | None = None) -> int:
             kind = "instant" if with_rules.get("instant") else "range"
             print(f"{title[:78]:<78} {kind:<7} {fast:8.3f} {slow:8.3f}")
         print(f"\nslowest fleet query with the recording rules: {slowest:.3f} s")
-    return 0
+        print(f"\nchecks on the {args.nodes}-node fleet (benchmarks/fleet_checks.py):")
+        failed = 0
+        for name, check in all_checks(server, manifest):
+            problems = check()
+            failed += bool(problems)
+            print(f"  {'ok  ' if not problems else 'FAIL'} {name}" + "".join(f"\n         {p}" for p in problems[:10]))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
