@@ -12,6 +12,7 @@ empty list when all is right). tests/test_fleet.py runs them on a small fleet, b
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -125,10 +126,10 @@ def alert_mismatches(server: FleetPrometheus, manifest: Manifest) -> list[str]:
 
 def all_checks(server: FleetPrometheus, manifest: Manifest) -> Iterator[tuple[str, Callable[[], list[str]]]]:
     """Every check, named, ready to run."""
-    yield "fleet panels return data", lambda: empty_fleet_panels(server, manifest)
-    yield "fleet tables list exactly the bad nodes", lambda: misplaced_nodes(server, manifest)
+    yield "fleet panels return data", partial(empty_fleet_panels, server, manifest)
+    yield "fleet tables list exactly the bad nodes", partial(misplaced_nodes, server, manifest)
     for name in PER_HOST_DASHBOARDS:
-        yield f"{name} panels return data", lambda name=name: empty_per_host_panels(server, manifest, name)
+        yield f"{name} panels return data", partial(empty_per_host_panels, server, manifest, name)
     for name in ("fleet.json", *PER_HOST_DASHBOARDS):
-        yield f"{name} variables return values", lambda name=name: empty_variables(server, manifest, name)
-    yield "alerts firing are exactly the manifest's", lambda: alert_mismatches(server, manifest)
+        yield f"{name} variables return values", partial(empty_variables, server, manifest, name)
+    yield "alerts firing are exactly the manifest's", partial(alert_mismatches, server, manifest)
