@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +22,18 @@ _REJECTED = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; cha
              b"Connection: close\r\nContent-Length: 29\r\n\r\ntoo many open connections\r\n\r\n")
 _HEAD_ENDS = (b"\r\n\r\n", b"\n\n", b"\n\r\n")
 
+_HEAD_END = re.compile(rb"\r?\n\r?\n")  # each match ends one request head (a body could hold one too: counted)
+# A request head received whole on an idle connection -> (the answer, close after it), or None for the server.
+Shed = Callable[[bytes], Optional[tuple[bytes, bool]]]
+
 
 class ConnectionLimit:
     """The open connections, shared by every listener, least recently active first."""
 
-    def __init__(self, limit: int, header_timeout: float) -> None:
+    def __init__(self, limit: int, header_timeout: float, shed: Optional[Shed] = None) -> None:
         self.limit = limit
         self.header_timeout = header_timeout
+        self.shed = shed  # answers, instead of the server, a request head to refuse at once (see shedding.py)
         self.rejected = 0
         self.evicted = 0
         self._connections: dict[GuardedConnection, None] = {}  # insertion order: least recently active first
@@ -89,6 +95,8 @@ class GuardedConnection(asyncio.Protocol):
         self._tail = b""  # the last bytes received, to find a head's end split over two reads
         self.requests = 0  # requests being answered (the server counts them in and out)
         self._head_begun = False  # bytes of a request head have come, not yet its end
+        self._handed = 0  # request heads passed to the server
+        self._started = 0  # requests the server has begun to answer
 
     @property
     def idle(self) -> bool:
@@ -98,6 +106,23 @@ class GuardedConnection(asyncio.Protocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+    def request_started(self) -> None:
+        self._started += 1
+        self.requests += 1
+
+    def request_finished(self) -> None:
+        """Called as the server's handler returns; the server writes the answer it returned before the event loop
+        runs anything else, so the count drops in the loop's next round, once the answer is in the transport."""
+        asyncio.get_running_loop().call_soon(self._one_less)
+
+    def _one_less(self) -> None:
+        self.requests -= 1
+
+    @property
+    def _answered_all(self) -> bool:
+        """Every request passed to the server has been answered: an answer written now comes after theirs."""
+        return self.requests == 0 and self._handed == self._started and not self._head_begun
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
@@ -121,7 +146,9 @@ class GuardedConnection(asyncio.Protocol):
         if not self._counted:
             return
         self._limit.touch(self)
+        answered_all = self._answered_all
         received = self._tail + data
+        heads = len(_HEAD_END.findall(received))
         end = max(received.rfind(marker) + len(marker) if marker in received else -1 for marker in _HEAD_ENDS)
         if end >= 0:  # a head is complete; whatever follows starts the next request
             self._disarm()
@@ -130,6 +157,16 @@ class GuardedConnection(asyncio.Protocol):
             self._arm()
         self._head_begun = bool(received)
         self._tail = received[-3:]
+        if answered_all and heads == 1 and not received and self._limit.shed is not None:
+            refusal = self._limit.shed(data)
+            if refusal is not None:
+                answer, close = refusal
+                assert isinstance(self._transport, asyncio.WriteTransport)
+                self._transport.write(answer)
+                if close:
+                    self._transport.close()
+                return
+        self._handed += heads
         assert isinstance(self._inner, asyncio.Protocol)
         self._inner.data_received(data)
 

@@ -25,6 +25,7 @@ from kmem_exporter.connections import ConnectionLimit
 from kmem_exporter.exposition import accepts_gzip, choose_format
 from kmem_exporter.scrape import Scraper
 from kmem_exporter.settings import shown
+from kmem_exporter.shedding import REFUSED_TEXT, RequestSlots, Shedder
 from kmem_exporter.web_auth import install_web_config
 from kmem_exporter.web_config import WebConfig
 
@@ -37,55 +38,19 @@ KEEPALIVE_TIMEOUT = 75.0  # seconds an idle keep-alive connection stays open (Pr
 SHUTDOWN_TIMEOUT = 5.0
 
 
-class RequestSlots:
-    """At most `limit` /metrics requests at once; besides, answers that slow readers have not taken yet, within a
-    budget of bytes."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.in_use = 0
-        self.slow_bytes = 0
-        self._last_warning = -float("inf")
-
-    def try_take(self) -> bool:
-        if self.in_use >= self.limit:
-            now = time.monotonic()
-            if now - self._last_warning >= 60:
-                self._last_warning = now
-                log.warning("%d /metrics requests in flight (--web.max-requests); answering 503", self.in_use)
-            return False
-        self.in_use += 1
-        return True
-
-    def release(self) -> None:
-        self.in_use -= 1
-
-    def take_slow(self, size: int) -> bool:
-        """Room for `size` unsent bytes of a slow reader's answer."""
-        if self.slow_bytes + size > SLOW_READERS_MAX_BYTES:
-            return False
-        self.slow_bytes += size
-        return True
-
-    def release_slow(self, size: int) -> None:
-        self.slow_bytes -= size
-
-
-def make_app(config: Config, scraper: Scraper, limit: ConnectionLimit,
+def make_app(config: Config, scraper: Scraper, limit: ConnectionLimit, slots: RequestSlots,
              web_config: Optional[WebConfig] = None) -> web.Application:
     app = web.Application()
     if web_config is not None:
         install_web_config(app, web_config)
     app.middlewares.insert(0, _counting_requests(limit))  # first: a request waiting for its password check counts
-    slots = RequestSlots(config.max_requests)
 
     async def metrics(request: web.Request) -> web.StreamResponse:
         form = choose_format(request.headers.get("Accept", ""))
         if request.method == "HEAD":  # the headers only: no collection
             return web.Response(headers={"Content-Type": form.content_type})
         if not slots.try_take():
-            return web.Response(status=503, text="too many requests in flight\n",
-                                headers={"Retry-After": "1"})
+            return web.Response(status=503, text=REFUSED_TEXT, headers={"Retry-After": "1"})
         try:
             gzipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
             collection = await scraper.scrape(form, gzipped)
@@ -159,11 +124,11 @@ def _counting_requests(limit: ConnectionLimit) -> Any:
         connection = limit.connection_of(request.transport)
         if connection is None:
             return await handler(request)  # type: ignore[no-any-return]
-        connection.requests += 1
+        connection.request_started()
         try:
             return await handler(request)  # type: ignore[no-any-return]
         finally:
-            connection.requests -= 1
+            connection.request_finished()
 
     return count
 
@@ -268,8 +233,13 @@ async def run_server(config: Config, scraper: Scraper, web_config: Optional[WebC
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_loop_exception_handler())
     raise_open_file_limit()
-    limit = ConnectionLimit(config.max_connections, config.read_header_timeout)
-    runner = web.AppRunner(make_app(config, scraper, limit, web_config), access_log=None,
+    slots = RequestSlots(config.max_requests, SLOW_READERS_MAX_BYTES)
+    # The 503 beyond --web.max-requests is answered before HTTP parsing, unless the web config adds something to
+    # every answer first (authentication, a rate limit, headers).
+    plain = web_config is None or not (web_config.basic_auth or web_config.rate_limit or web_config.headers)
+    limit = ConnectionLimit(config.max_connections, config.read_header_timeout,
+                            Shedder(slots, config.telemetry_path).answer if plain else None)
+    runner = web.AppRunner(make_app(config, scraper, limit, slots, web_config), access_log=None,
                            keepalive_timeout=KEEPALIVE_TIMEOUT, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     stop = asyncio.Event()

@@ -1,0 +1,161 @@
+"""`--web.max-requests`: beyond it, `/metrics` is answered 503 at once, and the connection stays usable.
+
+While every slot is taken, a plain `GET /metrics` on a connection with nothing else in progress is refused from its
+bytes, before HTTP parsing (kmem_exporter/shedding.py); everything else goes through the server as usual. The real
+exporter, over raw sockets, with one slot held by a scrape whose read of /proc/vmstat is stuck (a FUSE file).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+import yaml
+
+from conftest import FIXTURES, RunningExporter
+from metrics_text import only_collectors
+from stuck_files import StuckTree, StuckTreeFactory, stuck_trees  # noqa: F401  (a fixture)
+
+VMSTAT = "proc/vmstat"
+METRICS = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+HEALTHY = b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+REFUSED = b"too many requests in flight\n"
+
+
+def connect(exporter: RunningExporter) -> socket.socket:
+    host, port = exporter.url.removeprefix("http://").rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=20)
+
+
+def read_answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """`count` whole answers (Content-Length framed): status, headers (names in lower case), body."""
+    data, answers = b"", []
+    while len(answers) < count:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {len(answers)} answers"
+            data += chunk
+        head, _, data = data.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines[1:])}
+        length = int(headers["content-length"])
+        while len(data) < length:
+            data += sock.recv(65536)
+        answers.append((int(lines[0].split()[1]), headers, data[:length]))
+        data = data[length:]
+    assert data == b"", "more bytes than the answers asked for"
+    return answers
+
+
+def closed(sock: socket.socket) -> bool:
+    sock.settimeout(20)
+    return sock.recv(65536) == b""
+
+
+class HeldScrape(threading.Thread):
+    """A scrape that takes the only request slot until its stuck read is released."""
+
+    def __init__(self, exporter: RunningExporter) -> None:
+        super().__init__(daemon=True)
+        self.exporter = exporter
+        self.status = 0
+        self.start()
+
+    def run(self) -> None:
+        self.status = self.exporter.get("/metrics")[0]
+
+
+@pytest.fixture
+def held(stuck_trees: StuckTreeFactory, exporter_factory: Callable[..., RunningExporter]
+         ) -> Iterator[tuple[RunningExporter, StuckTree, HeldScrape]]:
+    tree = stuck_trees(FIXTURES / "rhel7-fragmented", blocked={VMSTAT})
+    exporter = exporter_factory(*tree.path_flags(), *only_collectors("buddyinfo", "vmstat"),
+                                "--web.max-requests=1", "--collector.timeout=60s")
+    scrape = HeldScrape(exporter)
+    tree.wait_for_waiting_reads(VMSTAT)  # the slot is taken
+    yield exporter, tree, scrape
+    tree.release_all()
+    scrape.join(30)
+
+
+def test_beyond_the_limit_503_at_once_and_the_connection_stays_usable(
+        held: tuple[RunningExporter, StuckTree, HeldScrape]) -> None:
+    exporter, tree, scrape = held
+    with connect(exporter) as sock:
+        sock.sendall(METRICS)
+        [(status, headers, body)] = read_answers(sock, 1)
+        assert (status, headers["retry-after"], body) == (503, "1", REFUSED)
+        assert "connection" not in headers  # HTTP/1.1: kept alive
+        assert "server" not in headers  # written from the request's bytes, not by the HTTP server (which names itself)
+        sock.sendall(HEALTHY)
+        assert read_answers(sock, 1)[0][0] == 200
+        sock.sendall(METRICS)  # after an answered request on the same connection
+        assert read_answers(sock, 1)[0][:1] == (503,)
+    assert "1 /metrics requests in flight (--web.max-requests); answering 503" in exporter.log()
+    tree.release(VMSTAT)
+    scrape.join(30)
+    assert scrape.status == 200
+    assert exporter.get("/metrics")[0] == 200  # the slot is free again
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /metrics HTTP/1.0\r\n\r\n",
+    b"GET /metrics?debug=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\nconnection:Keep-Alive, CLOSE\r\n\r\n",
+])
+def test_a_refusal_closes_the_connection_when_the_client_asks(
+        held: tuple[RunningExporter, StuckTree, HeldScrape], request_bytes: bytes) -> None:
+    exporter, _, _ = held
+    with connect(exporter) as sock:
+        sock.sendall(request_bytes)
+        [(status, headers, body)] = read_answers(sock, 1)
+        assert (status, headers.get("connection"), body) == (503, "close", REFUSED)
+        assert closed(sock)
+
+
+def test_pipelined_requests_keep_their_order(held: tuple[RunningExporter, StuckTree, HeldScrape]) -> None:
+    exporter, _, _ = held
+    with connect(exporter) as sock:
+        sock.sendall(HEALTHY + METRICS + HEALTHY)
+        assert [a[0] for a in read_answers(sock, 3)] == [200, 503, 200]
+        sock.sendall(HEALTHY)
+        sock.sendall(METRICS)  # may arrive while the first is being answered: still after it
+        assert [a[0] for a in read_answers(sock, 2)] == [200, 503]
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 200),  # HEAD takes no slot
+    (b"GET /metricsx HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+    (b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", 405),
+])
+def test_other_requests_are_answered_by_the_server(held: tuple[RunningExporter, StuckTree, HeldScrape],
+                                                   request_bytes: bytes, status: int) -> None:
+    exporter, _, _ = held
+    with connect(exporter) as sock:
+        sock.sendall(request_bytes)
+        sock.settimeout(20)
+        assert sock.recv(65536).startswith(f"HTTP/1.1 {status} ".encode())
+
+
+def test_headers_of_the_web_config_are_on_the_refusal_too(
+        stuck_trees: StuckTreeFactory, exporter_factory: Callable[..., RunningExporter], tmp_path: Path) -> None:
+    """A web config that adds to every answer (headers here; authentication, a rate limit) keeps the refusal in the
+    server, where it is added."""
+    config = tmp_path / "web.yml"
+    config.write_text(yaml.safe_dump({"http_server_config": {"headers": {"X-Frame-Options": "deny"}}}))
+    tree = stuck_trees(FIXTURES / "rhel7-fragmented", blocked={VMSTAT})
+    exporter = exporter_factory(*tree.path_flags(), *only_collectors("buddyinfo", "vmstat"), "--web.max-requests=1",
+                                "--collector.timeout=60s", f"--web.config.file={config}")
+    scrape = HeldScrape(exporter)
+    tree.wait_for_waiting_reads(VMSTAT)
+    with connect(exporter) as sock:
+        sock.sendall(METRICS)
+        [(status, headers, body)] = read_answers(sock, 1)
+        assert (status, headers.get("x-frame-options"), body) == (503, "deny", REFUSED)
+        assert "server" in headers  # answered by the HTTP server
+    tree.release_all()
+    scrape.join(30)
+    assert scrape.status == 200
