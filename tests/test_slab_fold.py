@@ -236,6 +236,20 @@ def test_chunks_kept_from_the_previous_parse_give_the_same_results(monkeypatch: 
     assert slab_fold._CHUNK_MEMO, "the chunks of the last parse are kept"
 
 
+@settings(max_examples=200, deadline=None)
+@given(slabinfo_files(), slabinfo_files(), st.lists(st.integers(min_value=0), max_size=5))
+def test_lines_kept_from_the_previous_parse_give_the_same_results(first: str, second: str, picks: list[int]) -> None:
+    """A file of one chunk is parsed line by line, each line's result kept for the next parse: a second file that
+    repeats some of the first's lines (in another order, twice, beside new ones) reads as the plain reading does."""
+    old_lines = first.split("\n")[1:]
+    reused = [old_lines[i % len(old_lines)] for i in picks] if old_lines else []
+    mixed = second + "\n" + "\n".join(reused) if reused else second
+    slab_fold._LINE_MEMO.clear()
+    assert_same(first)
+    assert_same(mixed)
+    assert_same(first)
+
+
 def test_a_cache_listed_first_leaves_the_chunks_below_it_reused(monkeypatch: pytest.MonkeyPatch) -> None:
     """3.10 lists a new network namespace's conntrack cache first: chunk boundaries depend on the lines, not on
     offsets from the top, so only the first chunk is parsed again."""

@@ -52,6 +52,11 @@ _CHUNK_MEMO: dict[tuple[str, bool], tuple[tuple[tuple[str, bool], tuple[int, ...
 _CHUNK_MEMO_CHARACTERS = 8 << 20
 _BOUNDARY_MASK = 63  # a line ends a chunk when its successor's hash has these bits clear: one line in 64
 
+# The result of each line of the previous parse, by the line's text, for a file of one chunk (a host without leaked
+# caches: a few hundred lines). Most lines read the same from one scrape to the next, above all when scrapes come
+# close together, and are not parsed again.
+_LINE_MEMO: dict[tuple[str, bool], tuple[tuple[str, bool], tuple[int, ...]]] = {}
+
 
 def parse_slab_families(text: str, fold_families: bool = True) -> SlabSummary:
     """The exported series (folded into families or not) and the conntrack caches, from one pass over the text."""
@@ -69,7 +74,9 @@ def parse_slab_families(text: str, fold_families: bool = True) -> SlabSummary:
         folded = previous.get((chunk, fold_families))
         if folded is None:
             chunk_totals: Totals = {}
-            if not _fold_regular_chunk(chunk, fold_families, chunk_totals):
+            if len(chunk) == stop - start:  # the whole file is one chunk
+                _fold_remembered_lines(chunk.split("\n"), number, fold_families, chunk_totals)
+            elif not _fold_regular_chunk(chunk, fold_families, chunk_totals):
                 _fold_lines(chunk.split("\n"), number, fold_families, chunk_totals)
             folded = tuple((key, tuple(values)) for key, values in chunk_totals.items())
         seen += len(chunk)
@@ -258,6 +265,23 @@ def _fold_lines(lines: list[str], first_number: int, fold_families: bool, totals
         key = split_name(cache.name) if fold_families else (cache.name, False)
         _add(totals, key, [1, cache.active_objects, cache.objects, cache.object_size, cache.objects_per_slab,
                            cache.pages_per_slab, cache.active_slabs, cache.slabs, cache.pages()])
+
+
+def _fold_remembered_lines(lines: list[str], first_number: int, fold_families: bool, totals: Totals) -> None:
+    """`_fold_lines`, taking the result of a line whose text is the same as at the previous parse from then."""
+    previous = _LINE_MEMO.copy()
+    _LINE_MEMO.clear()
+    for number, line in enumerate(lines, first_number):
+        remembered = previous.get((line, fold_families))
+        if remembered is None:
+            if not line.strip() or line.startswith("#"):
+                continue
+            cache = parse_line(line, number, statistics=False)
+            remembered = (_split(cache.name) if fold_families else (cache.name, False),
+                          (1, cache.active_objects, cache.objects, cache.object_size, cache.objects_per_slab,
+                           cache.pages_per_slab, cache.active_slabs, cache.slabs, cache.pages()))
+        _LINE_MEMO[(line, fold_families)] = remembered
+        _add(totals, remembered[0], list(remembered[1]))
 
 
 def _add(totals: Totals, key: tuple[str, bool], values: list[int]) -> None:
