@@ -82,8 +82,11 @@ def parse_slab_families(text: str, fold_families: bool = True) -> SlabSummary:
         seen += len(chunk)
         if seen <= _CHUNK_MEMO_CHARACTERS:
             _CHUNK_MEMO[(chunk, fold_families)] = folded
-        for key, values in folded:
-            _add(totals, key, list(values))
+        if totals:
+            for key, values in folded:
+                _add(totals, key, list(values))
+        else:  # the first chunk: its keys are distinct
+            totals = {key: list(values) for key, values in folded}
         number += chunk.count("\n") + 1
         start = end + 1
     if not totals:
