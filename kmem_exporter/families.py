@@ -9,12 +9,12 @@ rows straight out (`exposition.py`), and `check()` validates them in a few passe
 from __future__ import annotations
 
 from itertools import chain
-from typing import Sequence
+from typing import Sequence, Union
 
 from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 
-Value = int | float
+Value = Union[int, float]
 
 _SUFFIXES = {"counter": "_total", "gauge": ""}
 _NUMBER_TYPES = frozenset({int, float})
