@@ -22,21 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import fleet_history
-from fleet_checks import all_checks
+from fleet_checks import all_checks, fill
 from fleet_prometheus import FleetPrometheus
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "mixin"))
 import render  # noqa: E402
-
-FILLED = {"$__rate_interval": "4m", "$job": fleet_history.JOB, "$order": "4"}
-
-
-def fill(expr: str) -> str:
-    for variable, value in FILLED.items():
-        expr = expr.replace(variable, value)
-    return expr
-
 
 def fleet_targets(use_rules: bool) -> list[tuple[str, dict[str, Any]]]:
     board = render.evaluate({"fleetUseRecordingRules": use_rules})["dashboards"]["fleet.json"]
@@ -44,14 +35,15 @@ def fleet_targets(use_rules: bool) -> list[tuple[str, dict[str, Any]]]:
             for panel in board["panels"] for target in panel.get("targets", [])]
 
 
-def timed(server: FleetPrometheus, target: dict[str, Any], start: int, end: int, step: int, runs: int) -> float:
+def timed(server: FleetPrometheus, target: dict[str, Any], manifest: dict[str, Any], step: int, runs: int) -> float:
+    expr = fill(target["expr"], manifest)
     times = []
     for _ in range(runs):
         began = time.perf_counter()
         if target.get("instant"):
-            server.query(fill(target["expr"]), end)
+            server.query(expr, manifest["end"])
         else:
-            server.query_range(fill(target["expr"]), start, end, step)
+            server.query_range(expr, manifest["start"], manifest["end"], step)
         times.append(time.perf_counter() - began)
     return statistics.median(times)
 
@@ -85,15 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     with FleetPrometheus.backfilled(source, args.work / "prometheus") as server:
         print(f"backfilled the history and the recording rules in {time.monotonic() - began:.0f} s")
-        start, end = manifest["start"], manifest["end"]
         recorded, raw = fleet_targets(True), fleet_targets(False)
         print(f"\nfleet panel queries over {args.hours} h of {args.nodes} nodes (median of {args.runs}; "
               f"range step {args.step} s; seconds)")
         print(f"{'panel [query]':<78} {'kind':<7} {'rules':>8} {'raw':>8}")
         slowest = 0.0
         for (title, with_rules), (_, without) in zip(recorded, raw):
-            fast = timed(server, with_rules, start, end, args.step, args.runs)
-            slow = timed(server, without, start, end, args.step, args.runs)
+            fast = timed(server, with_rules, manifest, args.step, args.runs)
+            slow = timed(server, without, manifest, args.step, args.runs)
             slowest = max(slowest, fast)
             kind = "instant" if with_rules.get("instant") else "range"
             print(f"{title[:78]:<78} {kind:<7} {fast:8.3f} {slow:8.3f}")

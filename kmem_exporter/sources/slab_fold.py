@@ -75,7 +75,7 @@ def parse_slab_families(text: str, fold_families: bool = True) -> SlabSummary:
         if folded is None:
             chunk_totals: Totals = {}
             if len(chunk) == stop - start:  # the whole file is one chunk
-                _fold_remembered_lines(chunk.split("\n"), number, fold_families, chunk_totals)
+                _fold_lines(chunk.split("\n"), number, fold_families, chunk_totals, remember=True)
             elif not _fold_regular_chunk(chunk, fold_families, chunk_totals):
                 _fold_lines(chunk.split("\n"), number, fold_families, chunk_totals)
             folded = tuple((key, tuple(values)) for key, values in chunk_totals.items())
@@ -259,32 +259,25 @@ def _positions(keys: list[K]) -> dict[K, list[int]]:
             for key in sorted(index, key=lambda key: rows[first[key]])}  # by first row, as the loop above
 
 
-def _fold_lines(lines: list[str], first_number: int, fold_families: bool, totals: Totals) -> None:
-    """Fold the lines one by one with the plain parser (raising its exact error)."""
+def _fold_lines(lines: list[str], first_number: int, fold_families: bool, totals: Totals,
+                remember: bool = False) -> None:
+    """Fold the lines one by one with the plain parser (raising its exact error). With `remember`, each line's
+    result is kept for the next such parse, and a line read the same as then is taken from it."""
+    previous = _LINE_MEMO.copy() if remember else {}
+    if remember:
+        _LINE_MEMO.clear()
     for number, line in enumerate(lines, first_number):
-        if not line.strip() or line.startswith("#"):
-            continue
-        cache = parse_line(line, number, statistics=False)
-        key = split_name(cache.name) if fold_families else (cache.name, False)
-        _add(totals, key, [1, cache.active_objects, cache.objects, cache.object_size, cache.objects_per_slab,
-                           cache.pages_per_slab, cache.active_slabs, cache.slabs, cache.pages()])
-
-
-def _fold_remembered_lines(lines: list[str], first_number: int, fold_families: bool, totals: Totals) -> None:
-    """`_fold_lines`, taking the result of a line whose text is the same as at the previous parse from then."""
-    previous = _LINE_MEMO.copy()
-    _LINE_MEMO.clear()
-    for number, line in enumerate(lines, first_number):
-        remembered = previous.get((line, fold_families))
-        if remembered is None:
+        folded = previous.get((line, fold_families))
+        if folded is None:
             if not line.strip() or line.startswith("#"):
                 continue
             cache = parse_line(line, number, statistics=False)
-            remembered = (_split(cache.name) if fold_families else (cache.name, False),
-                          (1, cache.active_objects, cache.objects, cache.object_size, cache.objects_per_slab,
-                           cache.pages_per_slab, cache.active_slabs, cache.slabs, cache.pages()))
-        _LINE_MEMO[(line, fold_families)] = remembered
-        _add(totals, remembered[0], list(remembered[1]))
+            folded = (_split(cache.name) if fold_families else (cache.name, False),
+                      (1, cache.active_objects, cache.objects, cache.object_size, cache.objects_per_slab,
+                       cache.pages_per_slab, cache.active_slabs, cache.slabs, cache.pages()))
+        if remember:
+            _LINE_MEMO[(line, fold_families)] = folded
+        _add(totals, folded[0], list(folded[1]))
 
 
 def _add(totals: Totals, key: tuple[str, bool], values: list[int]) -> None:
