@@ -138,9 +138,15 @@ def _head(name: str, labels: dict[str, str]) -> str:
             raise _Unusual()
         if len(_heads) >= _HEADS_MAX:
             _heads.clear()
-        pairs = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in sorted(labels.items()))
-        head = _heads[key] = f"{name}{{{pairs}}}" if labels else name
+        head = _heads[key] = _written_head(name, labels.items())
     return head
+
+
+def _written_head(name: str, labels: Iterable[tuple[str, str]]) -> str:
+    """`name{label="value",...}` with the labels sorted by name, as prometheus-client writes it; `name` alone
+    without labels."""
+    pairs = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in sorted(labels))
+    return f"{name}{{{pairs}}}" if pairs else name
 
 
 def _samples(family: Metric) -> Iterable[str]:
@@ -170,8 +176,7 @@ def _rows(family: RowFamily) -> str:
     for labels, value in zip(family.label_values, family.values):
         head = heads.get(labels)
         if head is None:
-            pairs = sorted(zip(family.label_names, labels))
-            head = heads[labels] = name + "{" + ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in pairs) + "}"
+            head = heads[labels] = _written_head(name, zip(family.label_names, labels))
         lines.append(f"{head} {format_value(value)}\n")
     return "".join(lines)
 
