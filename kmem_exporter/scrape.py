@@ -61,8 +61,8 @@ class Collection:
         return not self.failures
 
     def body(self, form: Format, gzipped: bool = False) -> "asyncio.Future[bytes]":
-        """The exposition in `form` (gzip-compressed when asked), rendered off the event loop at the first request
-        and shared by every later one."""
+        """The exposition in `form` (gzip-compressed when asked): as the collecting thread wrote it (`prerender`),
+        else rendered off the event loop at the first request; shared by every later one."""
         key = (form.name, gzipped)
         body = self._bodies.get(key)
         if body is None:
@@ -216,7 +216,6 @@ class _Run:
         self._lock = threading.Lock()
         self._collectors = tuple(collectors)
         self._waiting = deque(collectors)
-        self._total = len(collectors)
         self._assemble = assemble
         # Set by the worker that finished the last collector, when `assemble` is given: the outcomes in collector
         # order and the collection made of them.
@@ -233,7 +232,7 @@ class _Run:
         while True:
             with self._lock:
                 if not self._waiting:
-                    assemble = self._assemble if len(self._outcomes) == self._total else None
+                    assemble = self._assemble if len(self._outcomes) == len(self._collectors) else None
                     self._assemble = None
                     self._assembling = assemble is not None
                     break
@@ -258,7 +257,7 @@ class _Run:
 
     def finished(self) -> bool:
         with self._lock:
-            return len(self._outcomes) == self._total and not self._assembling
+            return len(self._outcomes) == len(self._collectors) and not self._assembling
 
     def needs_another_worker(self, stall: float) -> bool:
         """Whether collectors wait while every one that runs has been running for `stall` seconds or more."""
