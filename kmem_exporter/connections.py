@@ -1,11 +1,18 @@
-"""Client connections, bounded: at most so many open at once, and a request head must arrive in time.
+"""Client connections, bounded: at most so many open at once, a request head must arrive in time, and answers that
+wait for a client to read them are bounded in bytes and in time.
 
 `GuardedConnection` wraps the HTTP server's protocol for one connection. At the connection limit, a new connection
 takes the place of the connection idle the longest (one between requests or that has sent nothing yet, which its
-client can simply open again); when none is idle, the new one is answered 503 and closed at once. So idle or hostile clients can neither use up the
-process's file descriptors nor keep others out by holding connections open. A client that opens a connection (or
-starts a request) and does not finish sending the request head within the header timeout is disconnected, so
-half-sent requests do not pile up.
+client can simply open again); when none is idle, the new one is answered 503 and closed at once. So idle or hostile
+clients can neither use up the process's file descriptors nor keep others out by holding connections open. A client
+that opens a connection (or starts a request) and does not finish sending the request head within the header timeout
+is disconnected, so half-sent requests do not pile up.
+
+An answer is handed to the connection's transport whole. What the kernel does not take at once waits in the
+transport's buffer; once that passes the transport's high-water mark, the transport pauses the connection. A paused
+connection's unsent bytes count against a budget shared by every connection, and it must be resumed (its client
+reads) within the write timeout: beyond the budget, or the timeout, it is disconnected. So clients that do not read
+can hold neither memory without bound nor the server's request slots, which answers leave as they are handed over.
 """
 
 from __future__ import annotations
@@ -21,19 +28,33 @@ log = logging.getLogger(__name__)
 _REJECTED = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
              b"Connection: close\r\nContent-Length: 29\r\n\r\ntoo many open connections\r\n\r\n")
 _HEAD_ENDS = (b"\r\n\r\n", b"\n\n", b"\n\r\n")
+WRITE_TIMEOUT = 30.0  # seconds a paused connection may wait for its client to read before it is disconnected
+UNSENT_MAX_BYTES = 32 << 20  # unsent bytes of paused connections, all together; beyond it they are disconnected
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")  # each match ends one request head (a body could hold one too: counted)
 # A request head received whole on an idle connection -> (the answer, close after it), or None for the server.
 Shed = Callable[[bytes], Optional[tuple[bytes, bool]]]
 
 
+def _head_ends(received: bytes) -> tuple[int, int]:
+    """How many request heads end in `received`, and where the last one ends (-1: none does)."""
+    if received.endswith(b"\r\n\r\n") and received.count(b"\n\r\n") == 1 and b"\n\n" not in received:
+        return 1, len(received)  # the usual case: one whole head (every head end holds "\n\n" or "\n\r\n")
+    heads = len(_HEAD_END.findall(received))
+    return heads, max(received.rfind(marker) + len(marker) if marker in received else -1 for marker in _HEAD_ENDS)
+
+
 class ConnectionLimit:
     """The open connections, shared by every listener, least recently active first."""
 
-    def __init__(self, limit: int, header_timeout: float, shed: Optional[Shed] = None) -> None:
+    def __init__(self, limit: int, header_timeout: float, shed: Optional[Shed] = None,
+                 write_timeout: float = WRITE_TIMEOUT, unsent_max_bytes: int = UNSENT_MAX_BYTES) -> None:
         self.limit = limit
         self.header_timeout = header_timeout
         self.shed = shed  # answers, instead of the server, a request head to refuse at once (see shedding.py)
+        self.write_timeout = write_timeout
+        self.unsent_max_bytes = unsent_max_bytes
+        self.unsent_bytes = 0  # in the buffers of paused connections, all together
         self.rejected = 0
         self.evicted = 0
         self._connections: dict[GuardedConnection, None] = {}  # insertion order: least recently active first
@@ -70,6 +91,16 @@ class ConnectionLimit:
     def connection_of(self, transport: Optional[asyncio.BaseTransport]) -> "Optional[GuardedConnection]":
         return None if transport is None else self._by_transport.get(transport)
 
+    def take_unsent(self, size: int) -> bool:
+        """Room in the budget for `size` bytes that a paused connection holds."""
+        if self.unsent_bytes + size > self.unsent_max_bytes:
+            return False
+        self.unsent_bytes += size
+        return True
+
+    def release_unsent(self, size: int) -> None:
+        self.unsent_bytes -= size
+
     def guard(self, inner: asyncio.Protocol) -> "GuardedConnection":
         """`inner`, the server's protocol for a new connection, counted against this limit."""
         return GuardedConnection(inner, self)
@@ -97,6 +128,8 @@ class GuardedConnection(asyncio.Protocol):
         self._head_begun = False  # bytes of a request head have come, not yet its end
         self._handed = 0  # request heads passed to the server
         self._started = 0  # requests the server has begun to answer
+        self._unsent = 0  # bytes of this paused connection counted in the limit's budget
+        self._write_deadline: Optional[asyncio.TimerHandle] = None
 
     @property
     def idle(self) -> bool:
@@ -137,6 +170,7 @@ class GuardedConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self._disarm()
+        self._resumed()
         if self._counted:
             self._counted = False
             self._limit.leave(self, self._transport)
@@ -148,8 +182,7 @@ class GuardedConnection(asyncio.Protocol):
         self._limit.touch(self)
         answered_all = self._answered_all
         received = self._tail + data
-        heads = len(_HEAD_END.findall(received))
-        end = max(received.rfind(marker) + len(marker) if marker in received else -1 for marker in _HEAD_ENDS)
+        heads, end = _head_ends(received)
         if end >= 0:  # a head is complete; whatever follows starts the next request
             self._disarm()
             received = received[end:]
@@ -174,12 +207,37 @@ class GuardedConnection(asyncio.Protocol):
         return self._inner.eof_received() if self._counted else None
 
     def pause_writing(self) -> None:
-        if self._counted:
-            self._inner.pause_writing()
+        if not self._counted:
+            return
+        self._inner.pause_writing()
+        assert isinstance(self._transport, asyncio.WriteTransport)
+        unsent = self._transport.get_write_buffer_size()
+        loop = asyncio.get_running_loop()
+        if self._limit.take_unsent(unsent):
+            self._unsent = unsent
+            self._write_deadline = loop.call_later(self._limit.write_timeout, self._write_expired)
+        else:
+            log.debug("answers waiting for clients to read them hold %d bytes; disconnecting one more",
+                      self._limit.unsent_bytes)
+            loop.call_soon(self._transport.abort)  # not from inside the transport's write, which called this
 
     def resume_writing(self) -> None:
         if self._counted:
+            self._resumed()
             self._inner.resume_writing()
+
+    def _resumed(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+        self._limit.release_unsent(self._unsent)
+        self._unsent = 0
+
+    def _write_expired(self) -> None:
+        self._write_deadline = None
+        if isinstance(self._transport, asyncio.WriteTransport) and not self._transport.is_closing():
+            log.debug("a client did not read its answer in %gs; disconnecting it", self._limit.write_timeout)
+            self._transport.abort()
 
     def _arm(self) -> None:
         self._deadline = asyncio.get_running_loop().call_later(self._limit.header_timeout, self._expire)

@@ -41,6 +41,8 @@ TEXT = Format("text", TEXT_CONTENT_TYPE)
 OPENMETRICS = Format("openmetrics", OPENMETRICS_CONTENT_TYPE)
 
 
+# Scrapers send the same headers every time: their answers are kept (a few, as a header may be 8 KiB long).
+@functools.lru_cache(maxsize=32)
 def choose_format(accept: str) -> Format:
     """The format an Accept header asks for: OpenMetrics 1.x when it is preferred (by q-value, then order) to the
     text format, else text; anything unknown or malformed falls back to text."""
@@ -57,6 +59,7 @@ def choose_format(accept: str) -> Format:
     return best if best_q != 0 else TEXT
 
 
+@functools.lru_cache(maxsize=32)
 def accepts_gzip(accept_encoding: str) -> bool:
     """Whether an Accept-Encoding header allows gzip: listed (or `*`) with a q-value above 0."""
     codings = {coding.lower(): q for coding, _, q in header_items(accept_encoding)}

@@ -1,9 +1,9 @@
 """The HTTP server: /metrics (text or OpenMetrics, gzip when accepted), a landing page, and health endpoints.
 
 Bounded whatever clients do: at most `--web.max-requests` /metrics requests are served at once (more get 503 at
-once); a request whose client reads its answer slowly gives its slot up after a second and waits within a budget of
-bytes, or is disconnected; every request that joins a collection shares its rendering; connections are limited and
-must send their request heads in time (`kmem_exporter.connections`).
+once); a request leaves its slot when its answer is handed to the connection, where an answer its client does not
+read waits within a budget of bytes and of time; every request that joins a collection shares its rendering;
+connections are limited and must send their request heads in time (`kmem_exporter.connections`).
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ from kmem_exporter.web_config import WebConfig
 
 log = logging.getLogger(__name__)
 
-WRITE_TIMEOUT = 30.0  # seconds to hand a client its answer; a client that does not read is disconnected
-SLOT_GRACE = 1.0  # a request still writing its answer after this long gives its slot up to other clients
-SLOW_READERS_MAX_BYTES = 32 << 20  # answers waiting for slow readers, all together; beyond it they are disconnected
 KEEPALIVE_TIMEOUT = 75.0  # seconds an idle keep-alive connection stays open (Prometheus reuses it between scrapes)
 SHUTDOWN_TIMEOUT = 5.0
 
@@ -55,23 +52,12 @@ def make_app(config: Config, scraper: Scraper, limit: ConnectionLimit, slots: Re
             gzipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
             collection = await scraper.scrape(form, gzipped)
             body = await collection.body(form, gzipped)
-            response = web.StreamResponse(headers={"Content-Type": form.content_type, "Vary": "Accept-Encoding"})
-            if gzipped:
-                response.headers["Content-Encoding"] = "gzip"
-            response.content_length = len(body)
-            sending = asyncio.ensure_future(_send(request, response, body))
-            try:
-                await asyncio.wait({sending}, timeout=SLOT_GRACE)
-            except asyncio.CancelledError:
-                sending.cancel()
-                raise
         finally:
-            slots.release()
-        if not sending.done():
-            await _finish_for_slow_reader(request, sending, slots)
-        elif not sending.cancelled() and isinstance(sending.exception(), ConnectionError):
-            log.debug("a client went away before reading its answer")
-        return response
+            slots.release()  # the server hands the answer to the connection as this returns (see module doc)
+        headers = {"Content-Type": form.content_type, "Vary": "Accept-Encoding"}
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
 
     async def landing(request: web.Request) -> web.Response:
         path = html.escape(config.telemetry_path)
@@ -131,35 +117,6 @@ def _counting_requests(limit: ConnectionLimit) -> Any:
             connection.request_finished()
 
     return count
-
-
-async def _send(request: web.Request, response: web.StreamResponse, body: bytes) -> None:
-    await response.prepare(request)
-    await response.write(body)
-    await response.write_eof()
-
-
-async def _finish_for_slow_reader(request: web.Request, sending: "asyncio.Future[None]", slots: RequestSlots) -> None:
-    """Let a client that reads slowly finish without a request slot, so that clients which do not read cannot keep
-    others out; what waits for them in memory is bounded, and one that takes too long is disconnected."""
-    transport = request.transport
-    unsent = transport.get_write_buffer_size() if transport is not None else 0
-    if slots.take_slow(unsent):
-        try:
-            await asyncio.wait_for(sending, WRITE_TIMEOUT - SLOT_GRACE)
-            return
-        except asyncio.TimeoutError:
-            log.debug("a client did not read its answer in %gs; disconnecting it", WRITE_TIMEOUT)
-        except ConnectionError:
-            log.debug("a client went away before reading its answer")
-            return
-        finally:
-            slots.release_slow(unsent)
-    else:
-        log.debug("too many answers wait for slow readers; disconnecting one")
-        sending.cancel()
-    if transport is not None:
-        transport.abort()
 
 
 class GuardedSite(web.BaseSite):
@@ -233,7 +190,7 @@ async def run_server(config: Config, scraper: Scraper, web_config: Optional[WebC
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_loop_exception_handler())
     raise_open_file_limit()
-    slots = RequestSlots(config.max_requests, SLOW_READERS_MAX_BYTES)
+    slots = RequestSlots(config.max_requests)
     # The 503 beyond --web.max-requests is answered before HTTP parsing, unless the web config adds something to
     # every answer first (authentication, a rate limit, headers).
     plain = web_config is None or not (web_config.basic_auth or web_config.rate_limit or web_config.headers)

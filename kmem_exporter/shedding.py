@@ -28,14 +28,11 @@ _CONNECTION = re.compile(rb"\r\nconnection[ \t]*:[ \t]*([^\r\n]*)")
 
 
 class RequestSlots:
-    """At most `limit` /metrics requests at once; besides, answers that slow readers have not taken yet, within a
-    budget of bytes."""
+    """At most `limit` /metrics requests at once, from their start until their answer is handed to the connection."""
 
-    def __init__(self, limit: int, slow_readers_max_bytes: int) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = limit
         self.in_use = 0
-        self.slow_bytes = 0
-        self._slow_max = slow_readers_max_bytes
         self._last_warning = -float("inf")
 
     @property
@@ -57,16 +54,6 @@ class RequestSlots:
         if now - self._last_warning >= 60:  # one line a minute while it goes on, not one per request
             self._last_warning = now
             log.warning("%d /metrics requests in flight (--web.max-requests); answering 503", self.in_use)
-
-    def take_slow(self, size: int) -> bool:
-        """Room for `size` unsent bytes of a slow reader's answer."""
-        if self.slow_bytes + size > self._slow_max:
-            return False
-        self.slow_bytes += size
-        return True
-
-    def release_slow(self, size: int) -> None:
-        self.slow_bytes -= size
 
 
 class Shedder:

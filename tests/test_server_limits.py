@@ -271,3 +271,26 @@ def test_clients_that_go_away_mid_answer_leave_no_trace(exporter_factory: Callab
     assert exporter.get("/metrics")[0] == 200
     log = exporter.log()
     assert "Traceback" not in log and "never retrieved" not in log and "level=error" not in log, log[-2000:]
+
+
+def test_clients_that_do_not_read_hold_no_request_slot(exporter_factory: Callable[..., RunningExporter]) -> None:
+    """With two request slots, six clients pipelining scrapes of this host's largest answer and reading none of it
+    leave every slot free: a normal scrape is answered 200 at once, while their answers wait."""
+    exporter = exporter_factory("--collector.slabinfo.fields=.*", "--web.max-requests=2")
+    stalled = []
+    try:
+        for _ in range(6):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+            host, port = exporter.url.removeprefix("http://").rsplit(":", 1)
+            sock.connect((host, int(port)))
+            sock.sendall(REQUEST * 20)
+            stalled.append(sock)
+        time.sleep(1)  # their answers fill the kernel's buffers and wait in the exporter's
+        for _ in range(5):
+            assert exporter.get("/metrics")[0] == 200
+        assert exporter.process.poll() is None
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert "Traceback" not in exporter.log()

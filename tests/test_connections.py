@@ -1,0 +1,133 @@
+"""ConnectionLimit's bounds on answers that wait for clients to read them, on real sockets: a paused connection's
+unsent bytes count against a shared budget, and a connection that stays paused past the write timeout, or that the
+budget cannot hold, is disconnected."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Callable, Optional
+
+from kmem_exporter.connections import ConnectionLimit
+
+ANSWER_BYTES = 16 << 20  # far more than the kernel's socket buffers take: the transport buffers the rest and pauses
+
+
+class Flood(asyncio.Protocol):
+    """A server protocol that answers each connection with ANSWER_BYTES at once."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(b"x" * ANSWER_BYTES)
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+
+async def serve(limit: ConnectionLimit) -> tuple[asyncio.AbstractServer, int]:
+    server = await asyncio.get_running_loop().create_server(lambda: limit.guard(Flood()), "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def stalled_client(port: int) -> socket.socket:
+    """A connected client that reads nothing (a small receive window, so that little is in flight)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    return sock
+
+
+async def read_until_closed(sock: socket.socket, timeout: float = 30) -> int:
+    """Bytes read until the server closes the connection (cleanly or with a reset)."""
+    loop = asyncio.get_running_loop()
+    total = 0
+    try:
+        while chunk := await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), timeout):
+            total += len(chunk)
+    except ConnectionResetError:
+        pass
+    return total
+
+
+async def read_answer(sock: socket.socket) -> int:
+    """Bytes read until the whole answer has come; fails if the server closes the connection before."""
+    loop = asyncio.get_running_loop()
+    total = 0
+    while total < ANSWER_BYTES:
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 30)
+        assert chunk, "closed before the whole answer"
+        total += len(chunk)
+    return total
+
+
+async def wait_until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not condition() and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+
+
+def test_a_paused_connection_counts_its_unsent_bytes_until_its_client_reads() -> None:
+    async def scenario() -> None:
+        limit = ConnectionLimit(16, 60, write_timeout=60)
+        server, port = await serve(limit)
+        sock = stalled_client(port)
+        try:
+            await wait_until(lambda: limit.unsent_bytes > 0)
+            assert 0 < limit.unsent_bytes <= ANSWER_BYTES
+            assert await read_answer(sock) == ANSWER_BYTES  # the whole answer, once read
+            await wait_until(lambda: limit.unsent_bytes == 0)
+            assert limit.unsent_bytes == 0
+        finally:
+            sock.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(scenario())
+
+
+def test_a_connection_paused_past_the_write_timeout_is_disconnected() -> None:
+    async def scenario() -> None:
+        limit = ConnectionLimit(16, 60, write_timeout=0.5)
+        server, port = await serve(limit)
+        sock = stalled_client(port)
+        try:
+            await wait_until(lambda: limit.unsent_bytes > 0)
+            assert limit.unsent_bytes > 0
+            await asyncio.sleep(1.5)  # past the timeout, reading nothing
+            assert limit.unsent_bytes == 0
+            assert await read_until_closed(sock) < ANSWER_BYTES  # cut short
+        finally:
+            sock.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(scenario())
+
+
+def test_a_paused_connection_beyond_the_budget_is_disconnected_and_others_keep_theirs() -> None:
+    async def scenario() -> None:
+        limit = ConnectionLimit(16, 60, write_timeout=60, unsent_max_bytes=ANSWER_BYTES)
+        server, port = await serve(limit)
+        first = stalled_client(port)
+        second: Optional[socket.socket] = None
+        try:
+            await wait_until(lambda: limit.unsent_bytes > ANSWER_BYTES // 2)
+            held = limit.unsent_bytes
+            assert held > ANSWER_BYTES // 2  # most of the first answer waits in the budget
+            second = stalled_client(port)  # its answer cannot fit beside the first one's
+            assert await read_until_closed(second) < ANSWER_BYTES
+            assert limit.unsent_bytes == held  # the first connection keeps its place
+            assert await read_answer(first) == ANSWER_BYTES
+        finally:
+            first.close()
+            if second is not None:
+                second.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(scenario())
