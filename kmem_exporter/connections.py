@@ -21,7 +21,7 @@ import asyncio
 import logging
 import re
 import time
-from typing import Callable, Optional
+from typing import Optional, Protocol, Union
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,16 @@ WRITE_TIMEOUT = 30.0  # seconds a paused connection may wait for its client to r
 UNSENT_MAX_BYTES = 32 << 20  # unsent bytes of paused connections, all together; beyond it they are disconnected
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")  # each match ends one request head (a body could hold one too: counted)
-# A request head received whole on an idle connection -> (the answer, close after it), or None for the server.
-Shed = Callable[[bytes], Optional[tuple[bytes, bool]]]
+
+
+class Shed(Protocol):
+    """Looks at a request head received whole on an idle connection before the server does (see shedding.py)."""
+
+    def answer(self, head: bytes) -> Union[tuple[bytes, bool], bool]:
+        """(the answer, close after it) to refuse it; True when it now holds a request slot; False to pass it on."""
+
+    def give_back(self) -> None:
+        """The slot of a request that `answer` admitted and the server's handler did not take over."""
 
 
 def _head_ends(received: bytes) -> tuple[int, int]:
@@ -51,7 +59,7 @@ class ConnectionLimit:
                  write_timeout: float = WRITE_TIMEOUT, unsent_max_bytes: int = UNSENT_MAX_BYTES) -> None:
         self.limit = limit
         self.header_timeout = header_timeout
-        self.shed = shed  # answers, instead of the server, a request head to refuse at once (see shedding.py)
+        self.shed = shed  # sees plain requests before the server: refuses them at once, or gives them a slot
         self.write_timeout = write_timeout
         self.unsent_max_bytes = unsent_max_bytes
         self.unsent_bytes = 0  # in the buffers of paused connections, all together
@@ -129,6 +137,7 @@ class GuardedConnection(asyncio.Protocol):
         self._handed = 0  # request heads passed to the server
         self._started = 0  # requests the server has begun to answer
         self._unsent = 0  # bytes of this paused connection counted in the limit's budget
+        self._slot_reserved = False  # the request handed last holds a request slot, for the server's handler
         self._write_deadline: Optional[asyncio.TimerHandle] = None
 
     @property
@@ -147,7 +156,20 @@ class GuardedConnection(asyncio.Protocol):
     def request_finished(self) -> None:
         """Called as the server's handler returns; the server writes the answer it returned before the event loop
         runs anything else, so the count drops in the loop's next round, once the answer is in the transport."""
+        self._give_back_slot()  # a handler that did not take it over (none does but the metrics one) is done
         asyncio.get_running_loop().call_soon(self._one_less)
+
+    def take_reserved_slot(self) -> bool:
+        """Whether the request being handled was given a request slot when it arrived (see shedding.py); the
+        caller then holds that slot and releases it as if it had taken it."""
+        reserved, self._slot_reserved = self._slot_reserved, False
+        return reserved
+
+    def _give_back_slot(self) -> None:
+        if self._slot_reserved:
+            self._slot_reserved = False
+            assert self._limit.shed is not None
+            self._limit.shed.give_back()
 
     def _one_less(self) -> None:
         self.requests -= 1
@@ -171,6 +193,7 @@ class GuardedConnection(asyncio.Protocol):
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self._disarm()
         self._resumed()
+        self._give_back_slot()
         if self._counted:
             self._counted = False
             self._limit.leave(self, self._transport)
@@ -191,14 +214,15 @@ class GuardedConnection(asyncio.Protocol):
         self._head_begun = bool(received)
         self._tail = received[-3:]
         if answered_all and heads == 1 and not received and self._limit.shed is not None:
-            refusal = self._limit.shed(data)
-            if refusal is not None:
-                answer, close = refusal
+            verdict = self._limit.shed.answer(data)
+            if isinstance(verdict, tuple):
+                answer, close = verdict
                 assert isinstance(self._transport, asyncio.WriteTransport)
                 self._transport.write(answer)
                 if close:
                     self._transport.close()
                 return
+            self._slot_reserved = verdict
         self._handed += heads
         assert isinstance(self._inner, asyncio.Protocol)
         self._inner.data_received(data)

@@ -46,7 +46,9 @@ def make_app(config: Config, scraper: Scraper, limit: ConnectionLimit, slots: Re
         form = choose_format(request.headers.get("Accept", ""))
         if request.method == "HEAD":  # the headers only: no collection
             return web.Response(headers={"Content-Type": form.content_type})
-        if not slots.try_take():
+        connection = limit.connection_of(request.transport)
+        reserved = connection is not None and connection.take_reserved_slot()  # given as the request arrived
+        if not reserved and not slots.try_take():
             return web.Response(status=503, text=REFUSED_TEXT, headers={"Retry-After": "1"})
         try:
             gzipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
@@ -195,7 +197,7 @@ async def run_server(config: Config, scraper: Scraper, web_config: Optional[WebC
     # every answer first (authentication, a rate limit, headers).
     plain = web_config is None or not (web_config.basic_auth or web_config.rate_limit or web_config.headers)
     limit = ConnectionLimit(config.max_connections, config.read_header_timeout,
-                            Shedder(slots, config.telemetry_path).answer if plain else None)
+                            Shedder(slots, config.telemetry_path) if plain else None)
     runner = web.AppRunner(make_app(config, scraper, limit, slots, web_config), access_log=None,
                            keepalive_timeout=KEEPALIVE_TIMEOUT, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()

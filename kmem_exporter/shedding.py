@@ -1,11 +1,13 @@
-"""The request slots of `--web.max-requests`, and the 503 for a request beyond them, answered before HTTP parsing.
+"""The request slots of `--web.max-requests`, and what a plain request for the metrics gets before HTTP parsing.
 
 A client refused with 503 may ask again at once, and a few such clients can ask thousands of times a second. Each
 of those requests would go through the HTTP framework (parse, route, respond) on the event loop that serves the
-admitted ones, and slow them down. So while every slot is taken, `Shedder` answers a plain `GET` of the metrics
-path on an idle connection straight from its bytes (a fixed answer, the same as the server's own 503), and the
-request never reaches the framework. Anything else (another path or method, a body, a request behind another on
-the same connection) is left to the server, which answers it as usual.
+admitted ones, and slow them down. So `Shedder` looks at a plain `GET` of the metrics path on an idle connection
+straight from its bytes: while every slot is taken it is answered at once (a fixed answer, the same as the server's
+own 503) and never reaches the framework; otherwise it is given a slot there and then, so that a burst of requests
+received in one go is refused beyond the limit before parsing too, instead of each reaching the framework first.
+Anything else (another path or method, a body, a request behind another on the same connection) is left to the
+server, which takes a slot or answers 503 as usual.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Optional
+from typing import Union
 
 log = logging.getLogger(__name__)
 
@@ -57,25 +59,31 @@ class RequestSlots:
 
 
 class Shedder:
-    """The 503 for a request head received whole on an idle connection while every slot is taken."""
+    """What a request head received whole on an idle connection gets before the server parses it."""
 
     def __init__(self, slots: RequestSlots, metrics_path: str) -> None:
         self._slots = slots
         path = re.escape(metrics_path.encode())
         self._request_line = re.compile(rb"GET " + path + rb"(?:\?[^ \r\n]*)? HTTP/1\.([01])\r\n")
 
-    def answer(self, head: bytes) -> Optional[tuple[bytes, bool]]:
-        """(the answer, whether to close the connection after it) when `head`, one whole request head and nothing
-        more, is to be refused now; None to hand it to the server."""
-        if not self._slots.full or head.find(_HEAD_END) != len(head) - len(_HEAD_END):
-            return None
+    def answer(self, head: bytes) -> Union[tuple[bytes, bool], bool]:
+        """For `head`, one whole request head and nothing more: (the answer, whether to close the connection after
+        it) when it is refused now; True when it is a plain request for the metrics that now holds a slot, which
+        the server's handler takes over (`give_back` if it never reaches it); False to hand it to the server as is."""
+        if head.find(_HEAD_END) != len(head) - len(_HEAD_END):
+            return False
         line = self._request_line.match(head)
         if line is None:
-            return None
+            return False
         headers = b"\r\n" + head[line.end():].lower()
         if _BODY_HEADERS.search(headers):
-            return None
+            return False
+        if self._slots.try_take():
+            return True
         connection = {token.strip() for match in _CONNECTION.findall(headers) for token in match.split(b",")}
         close = b"close" in connection or line.group(1) == b"0"  # HTTP/1.0: closed after the answer
-        self._slots.note_refused()
         return (_CLOSE, True) if close else (_KEEP_ALIVE, False)
+
+    def give_back(self) -> None:
+        """The slot of a request that `answer` admitted and the server's handler did not take over."""
+        self._slots.release()

@@ -1,8 +1,9 @@
 """`--web.max-requests`: beyond it, `/metrics` is answered 503 at once, and the connection stays usable.
 
-While every slot is taken, a plain `GET /metrics` on a connection with nothing else in progress is refused from its
-bytes, before HTTP parsing (kmem_exporter/shedding.py); everything else goes through the server as usual. The real
-exporter, over raw sockets, with one slot held by a scrape whose read of /proc/vmstat is stuck (a FUSE file).
+A plain `GET /metrics` on a connection with nothing else in progress is given a slot, or refused while every slot is
+taken, from its bytes, before HTTP parsing (kmem_exporter/shedding.py); everything else goes through the server as
+usual. The real exporter, over raw sockets, with one slot held by a scrape whose read of /proc/vmstat is stuck (a
+FUSE file).
 """
 
 from __future__ import annotations
@@ -159,3 +160,52 @@ def test_headers_of_the_web_config_are_on_the_refusal_too(
     tree.release_all()
     scrape.join(30)
     assert scrape.status == 200
+
+
+def test_a_burst_gets_the_free_slots_and_the_rest_is_refused_before_parsing(
+        stuck_trees: StuckTreeFactory, exporter_factory: Callable[..., RunningExporter]) -> None:
+    """Requests received in one burst are given the free slots as they arrive, so the rest are refused before
+    parsing too, however many arrive before the server reaches any of them."""
+    tree = stuck_trees(FIXTURES / "rhel7-fragmented", blocked={VMSTAT})
+    exporter = exporter_factory(*tree.path_flags(), *only_collectors("buddyinfo", "vmstat"), "--web.max-requests=3",
+                                "--collector.timeout=60s")
+    held = HeldScrape(exporter)
+    tree.wait_for_waiting_reads(VMSTAT)  # one slot taken, two free
+    sockets = [connect(exporter) for _ in range(12)]
+    try:
+        for sock in sockets:
+            sock.sendall(METRICS)
+        refused, admitted = [], []
+        for sock in sockets:
+            sock.settimeout(0.5)
+            try:
+                refused.append(read_answers(sock, 1)[0])
+            except socket.timeout:
+                admitted.append(sock)  # joined the stuck collection: no answer yet
+        assert len(admitted) == 2
+        assert [(status, "server" in headers, body) for status, headers, body in refused] == [(503, False, REFUSED)] * 10
+        tree.release_all()
+        for sock in admitted:
+            sock.settimeout(20)
+            assert read_answers(sock, 1)[0][0] == 200
+    finally:
+        for sock in sockets:
+            sock.close()
+    held.join(30)
+    assert held.status == 200
+    assert exporter.get("/metrics")[0] == 200
+
+
+def test_a_slot_given_to_a_request_the_server_refuses_is_given_back(
+        exporter_factory: Callable[..., RunningExporter]) -> None:
+    """A plain request that the HTTP parser refuses (a header line without a colon) never reaches the handler: the
+    slot it was given as it arrived is freed with its connection."""
+    exporter = exporter_factory(*only_collectors("buddyinfo"), "--web.max-requests=1")
+    for _ in range(3):
+        with connect(exporter) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")
+            sock.settimeout(20)
+            assert sock.recv(65536).split(b"\r\n", 1)[0].endswith(b" 400 Bad Request")
+            assert closed(sock)
+    status, headers, _ = exporter.get("/metrics")
+    assert status == 200, headers
