@@ -98,32 +98,41 @@ class _UniqueKeyConstructor(SafeConstructor):
         return super().construct_mapping(node, deep=deep)
 
 
+# Plain scalars that stay strings, except null: how Go's YAML fills string fields (exporter-toolkit's web config).
+_NULL_ONLY = {first: [(tag, regexp) for tag, regexp in resolvers if tag == "tag:yaml.org,2002:null"]
+              for first, resolvers in Resolver.yaml_implicit_resolvers.items()}
+
 if yaml.__with_libyaml__:
     from yaml._yaml import CParser
 
     class _Loader(_BoundedComposer, CParser, _UniqueKeyConstructor, Resolver):
         """libyaml's scanner and parser (C: a megabyte in milliseconds), with the bounded composer above."""
 
-        def __init__(self, stream: str) -> None:
+        def __init__(self, stream: str, strings: bool) -> None:
             CParser.__init__(self, stream)
             _BoundedComposer.__init__(self)
             _UniqueKeyConstructor.__init__(self)
             Resolver.__init__(self)
+            if strings:
+                self.yaml_implicit_resolvers = _NULL_ONLY
 else:  # PyYAML built without libyaml: the pure-Python scanner, some seconds per megabyte at worst
     class _Loader(Reader, Scanner, Parser, _BoundedComposer, _UniqueKeyConstructor, Resolver):  # type: ignore[no-redef]
-        def __init__(self, stream: str) -> None:
+        def __init__(self, stream: str, strings: bool) -> None:
             Reader.__init__(self, stream)
             Scanner.__init__(self)
             Parser.__init__(self)
             _BoundedComposer.__init__(self)
             _UniqueKeyConstructor.__init__(self)
             Resolver.__init__(self)
+            if strings:
+                self.yaml_implicit_resolvers = _NULL_ONLY
 
 
-def parse_yaml(text: str) -> object:
-    """The single YAML document in `text`, as plain Python values."""
+def parse_yaml(text: str, strings: bool = False) -> object:
+    """The single YAML document in `text`, as plain Python values; with `strings`, plain scalars other than null
+    stay strings."""
     try:
-        loader = _Loader(text)
+        loader = _Loader(text, strings)
         try:
             return loader.get_single_data()
         finally:

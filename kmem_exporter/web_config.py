@@ -28,10 +28,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional
 
-import yaml
-
+from kmem_exporter.config_file import ConfigFileError, parse_yaml
 from kmem_exporter.reading import FileTooLarge, NotARegularFile, read_bounded_bytes
 from kmem_exporter.web_auth import BasicAuth, is_bcrypt_hash
 
@@ -237,11 +236,11 @@ def load_web_config(path: str) -> WebConfig:
     except WebConfigError as err:
         raise WebConfigError(f"{where}: {err}") from None
     try:
-        document = yaml.load(raw.decode("utf-8"), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        document = parse_yaml(raw.decode("utf-8"), strings=True)
     except UnicodeDecodeError as err:
         raise WebConfigError(f"{where}: not valid UTF-8 at byte {err.start}") from None
-    except yaml.YAMLError as err:
-        raise WebConfigError(f"{where}: invalid YAML: {err}") from None
+    except ConfigFileError as err:
+        raise WebConfigError(f"{where}: {err}") from None
     try:
         return _build(path, document)
     except _Invalid as err:
@@ -265,33 +264,6 @@ def _build(path: str, document: object) -> WebConfig:
     users = _users(top.get("basic_auth_users"))
     rate_limit = _rate_limit(_mapping(top.get("rate_limit"), "rate_limit", _RATE_LIMIT_KEYS))
     return WebConfig(path, tls, http2, headers, users, rate_limit)
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """YAML without aliases, merge keys or duplicate keys; plain scalars stay strings (as Go reads them) except null."""
-
-    yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag == "tag:yaml.org,2002:null"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise yaml.composer.ComposerError(None, None, "aliases are not allowed", event.start_mark)
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, float, bool, type(None))):
-                raise yaml.constructor.ConstructorError(None, None, "a key must be a scalar", key_node.start_mark)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {_show(key)}",
-                                                        key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 def _read_capped(path: str, key: str) -> bytes:

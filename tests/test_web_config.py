@@ -380,6 +380,9 @@ REFUSED: list[tuple[str, Callable[[Pki, Path], Any], tuple[str, ...]]] = [
     ("duplicate key", lambda p, t: "basic_auth_users: {}\nbasic_auth_users: {}\n", ("duplicate", "basic_auth_users")),
     ("merge key", lambda p, t: "http_server_config:\n  <<: {http2: true}\n", ("http_server_config.<<",)),
     ("not a mapping", lambda p, t: "- a\n", ("expected a mapping",)),
+    ("very deep nesting", lambda p, t: "rate_limit: " + "[" * 50_000 + "]" * 50_000 + "\n",
+     ("not valid YAML", "nest")),  # libyaml's depth limit, or the composer's
+    ("too many values", lambda p, t: "rate_limit: [" + "1, " * 20_000 + "1]\n", ("more than 10000 values",)),
     ("invalid UTF-8", lambda p, t: None, ("UTF-8",)),
     ("too large", lambda p, t: "#" * (1 << 20) + "\n", ("larger than",)),
 ]
