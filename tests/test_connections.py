@@ -5,8 +5,9 @@ budget cannot hold, is disconnected."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from typing import Callable, Optional
+from typing import AsyncIterator, Callable
 
 from kmem_exporter.connections import ConnectionLimit
 
@@ -27,18 +28,35 @@ class Flood(asyncio.Protocol):
         pass
 
 
-async def serve(limit: ConnectionLimit) -> tuple[asyncio.AbstractServer, int]:
+class Flooded:
+    """A server whose connections each get ANSWER_BYTES at once, guarded by `limit`, and the clients that connect to
+    it reading nothing (a small receive window, so that little is in flight)."""
+
+    def __init__(self, limit: ConnectionLimit, port: int) -> None:
+        self.limit = limit
+        self._port = port
+        self.clients: list[socket.socket] = []
+
+    def connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.clients.append(sock)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", self._port))
+        sock.setblocking(False)
+        return sock
+
+
+@contextlib.asynccontextmanager
+async def flooded(limit: ConnectionLimit) -> AsyncIterator[Flooded]:
     server = await asyncio.get_running_loop().create_server(lambda: limit.guard(Flood()), "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1]
-
-
-def stalled_client(port: int) -> socket.socket:
-    """A connected client that reads nothing (a small receive window, so that little is in flight)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    sock.setblocking(False)
-    return sock
+    flood = Flooded(limit, server.sockets[0].getsockname()[1])
+    try:
+        yield flood
+    finally:
+        for sock in flood.clients:
+            sock.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def read_until_closed(sock: socket.socket, timeout: float = 30) -> int:
@@ -73,61 +91,40 @@ async def wait_until(condition: Callable[[], bool], seconds: float = 10) -> None
 
 def test_a_paused_connection_counts_its_unsent_bytes_until_its_client_reads() -> None:
     async def scenario() -> None:
-        limit = ConnectionLimit(16, 60, write_timeout=60)
-        server, port = await serve(limit)
-        sock = stalled_client(port)
-        try:
-            await wait_until(lambda: limit.unsent_bytes > 0)
-            assert 0 < limit.unsent_bytes <= ANSWER_BYTES
+        async with flooded(ConnectionLimit(16, 60, write_timeout=60)) as flood:
+            sock = flood.connect()
+            await wait_until(lambda: flood.limit.unsent_bytes > 0)
+            assert 0 < flood.limit.unsent_bytes <= ANSWER_BYTES
             assert await read_answer(sock) == ANSWER_BYTES  # the whole answer, once read
-            await wait_until(lambda: limit.unsent_bytes == 0)
-            assert limit.unsent_bytes == 0
-        finally:
-            sock.close()
-            server.close()
-            await server.wait_closed()
+            await wait_until(lambda: flood.limit.unsent_bytes == 0)
+            assert flood.limit.unsent_bytes == 0
 
     asyncio.run(scenario())
 
 
 def test_a_connection_paused_past_the_write_timeout_is_disconnected() -> None:
     async def scenario() -> None:
-        limit = ConnectionLimit(16, 60, write_timeout=0.5)
-        server, port = await serve(limit)
-        sock = stalled_client(port)
-        try:
-            await wait_until(lambda: limit.unsent_bytes > 0)
-            assert limit.unsent_bytes > 0
+        async with flooded(ConnectionLimit(16, 60, write_timeout=0.5)) as flood:
+            sock = flood.connect()
+            await wait_until(lambda: flood.limit.unsent_bytes > 0)
+            assert flood.limit.unsent_bytes > 0
             await asyncio.sleep(1.5)  # past the timeout, reading nothing
-            assert limit.unsent_bytes == 0
+            assert flood.limit.unsent_bytes == 0
             assert await read_until_closed(sock) < ANSWER_BYTES  # cut short
-        finally:
-            sock.close()
-            server.close()
-            await server.wait_closed()
 
     asyncio.run(scenario())
 
 
 def test_a_paused_connection_beyond_the_budget_is_disconnected_and_others_keep_theirs() -> None:
     async def scenario() -> None:
-        limit = ConnectionLimit(16, 60, write_timeout=60, unsent_max_bytes=ANSWER_BYTES)
-        server, port = await serve(limit)
-        first = stalled_client(port)
-        second: Optional[socket.socket] = None
-        try:
-            await wait_until(lambda: limit.unsent_bytes > ANSWER_BYTES // 2)
-            held = limit.unsent_bytes
+        async with flooded(ConnectionLimit(16, 60, write_timeout=60, unsent_max_bytes=ANSWER_BYTES)) as flood:
+            first = flood.connect()
+            await wait_until(lambda: flood.limit.unsent_bytes > ANSWER_BYTES // 2)
+            held = flood.limit.unsent_bytes
             assert held > ANSWER_BYTES // 2  # most of the first answer waits in the budget
-            second = stalled_client(port)  # its answer cannot fit beside the first one's
+            second = flood.connect()  # its answer cannot fit beside the first one's
             assert await read_until_closed(second) < ANSWER_BYTES
-            assert limit.unsent_bytes == held  # the first connection keeps its place
+            assert flood.limit.unsent_bytes == held  # the first connection keeps its place
             assert await read_answer(first) == ANSWER_BYTES
-        finally:
-            first.close()
-            if second is not None:
-                second.close()
-            server.close()
-            await server.wait_closed()
 
     asyncio.run(scenario())
