@@ -6,7 +6,9 @@ takes the place of the connection idle the longest (one between requests or that
 client can simply open again); when none is idle, the new one is answered 503 and closed at once. So idle or hostile
 clients can neither use up the process's file descriptors nor keep others out by holding connections open. A client
 that opens a connection (or starts a request) and does not finish sending the request head within the header timeout
-is disconnected, so half-sent requests do not pile up.
+is disconnected, so half-sent requests do not pile up. With TLS, a connection is counted from the moment it is
+accepted and the handshake is done here (`asyncio.start_tls`) within that same timeout, so connections that never
+finish a handshake are limited, made room for and closed like silent ones.
 
 An answer is handed to the connection's transport whole. What the kernel does not take at once waits in the
 transport's buffer; once that passes the transport's high-water mark, the transport pauses the connection. A paused
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 import time
 from typing import Optional, Protocol, Union
 
@@ -91,6 +94,12 @@ class ConnectionLimit:
         if transport is not None:
             self._by_transport.pop(transport, None)
 
+    def secured(self, connection: "GuardedConnection", plain: asyncio.BaseTransport,
+                tls: asyncio.BaseTransport) -> None:
+        """The connection's TLS transport (after the handshake) replaces its TCP one."""
+        self._by_transport.pop(plain, None)
+        self._by_transport[tls] = connection
+
     def touch(self, connection: "GuardedConnection") -> None:
         """Mark the connection as the most recently active."""
         if self._connections.pop(connection, False) is None:
@@ -109,9 +118,10 @@ class ConnectionLimit:
     def release_unsent(self, size: int) -> None:
         self.unsent_bytes -= size
 
-    def guard(self, inner: asyncio.Protocol) -> "GuardedConnection":
-        """`inner`, the server's protocol for a new connection, counted against this limit."""
-        return GuardedConnection(inner, self)
+    def guard(self, inner: asyncio.Protocol, tls: Optional[ssl.SSLContext] = None) -> "GuardedConnection":
+        """`inner`, the server's protocol for a new TCP connection, counted against this limit; with `tls`, the
+        connection's TLS handshake is done before `inner` sees it."""
+        return GuardedConnection(inner, self, tls)
 
     def note_rejected(self) -> None:
         self.rejected += 1
@@ -125,9 +135,12 @@ class ConnectionLimit:
 class GuardedConnection(asyncio.Protocol):
     """One client connection: counted against the limit, with a deadline for each request head."""
 
-    def __init__(self, inner: asyncio.Protocol, limit: ConnectionLimit) -> None:
+    def __init__(self, inner: asyncio.Protocol, limit: ConnectionLimit, tls: Optional[ssl.SSLContext] = None) -> None:
         self._inner = inner
         self._limit = limit
+        self._tls = tls
+        self._inner_connected = False  # the server's protocol has the (TLS) transport
+        self._early: list[bytes] = []  # decrypted before the handshake's end was handled: replayed then
         self._transport: Optional[asyncio.BaseTransport] = None
         self._counted = False
         self._deadline: Optional[asyncio.TimerHandle] = None
@@ -182,25 +195,63 @@ class GuardedConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
         if not self._limit.admit(self, transport):
-            if isinstance(transport, asyncio.WriteTransport):
+            if self._tls is None and isinstance(transport, asyncio.WriteTransport):  # a TLS client gets no answer
                 transport.write(_REJECTED)
             transport.close()
             return
         self._counted = True
-        self._arm()
+        self._arm()  # with TLS, the handshake and then the first request head must come within the header timeout
+        if self._tls is None:
+            self._connect_inner(transport)
+        else:
+            assert isinstance(transport, asyncio.ReadTransport)
+            transport.pause_reading()  # nothing reaches this protocol before the TLS layer is in place
+            asyncio.ensure_future(self._handshake(transport, self._tls))
+
+    def _connect_inner(self, transport: asyncio.BaseTransport) -> None:
+        self._inner_connected = True
         self._inner.connection_made(transport)
 
+    async def _handshake(self, transport: asyncio.BaseTransport, context: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            secured = await loop.start_tls(transport, self, context, server_side=True,  # type: ignore[arg-type]
+                                           ssl_handshake_timeout=self._limit.header_timeout)
+        except BaseException as err:  # noqa: BLE001 - a failed handshake ends this connection alone
+            self._leave()
+            if isinstance(err, asyncio.CancelledError):
+                raise
+            log.debug("TLS handshake failed: %s", err)
+            return
+        if secured is None:  # closed during the handshake (made room for, or past the header timeout)
+            self._leave()
+            return
+        self._limit.secured(self, transport, secured)
+        self._transport = secured
+        self._connect_inner(secured)
+        early, self._early = self._early, []
+        for data in early:
+            self.data_received(data)
+
     def connection_lost(self, exc: Optional[Exception]) -> None:
+        self._leave()
+        if self._inner_connected:
+            self._inner_connected = False
+            self._inner.connection_lost(exc)
+
+    def _leave(self) -> None:
         self._disarm()
         self._resumed()
         self._give_back_slot()
         if self._counted:
             self._counted = False
             self._limit.leave(self, self._transport)
-            self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if not self._counted:
+            return
+        if not self._inner_connected:
+            self._early.append(data)
             return
         self._limit.touch(self)
         answered_all = self._answered_all
@@ -228,10 +279,10 @@ class GuardedConnection(asyncio.Protocol):
         self._inner.data_received(data)
 
     def eof_received(self) -> Optional[bool]:
-        return self._inner.eof_received() if self._counted else None
+        return self._inner.eof_received() if self._counted and self._inner_connected else None
 
     def pause_writing(self) -> None:
-        if not self._counted:
+        if not (self._counted and self._inner_connected):
             return
         self._inner.pause_writing()
         assert isinstance(self._transport, asyncio.WriteTransport)
@@ -246,7 +297,7 @@ class GuardedConnection(asyncio.Protocol):
             loop.call_soon(self._transport.abort)  # not from inside the transport's write, which called this
 
     def resume_writing(self) -> None:
-        if self._counted:
+        if self._counted and self._inner_connected:
             self._resumed()
             self._inner.resume_writing()
 

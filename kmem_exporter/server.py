@@ -144,11 +144,10 @@ class GuardedSite(web.BaseSite):
         def accept() -> asyncio.Protocol:
             if self._web_config is not None:
                 self._web_config.reload_if_changed()  # before the handshake: new certificate files serve at once
-            return self._limit.guard(server())
+            return self._limit.guard(server(), self._ssl_context)  # TLS, if any, is done by the connection
 
         self._server = await asyncio.get_running_loop().create_server(
-            accept, self._host, self._port, ssl=self._ssl_context,
-            backlog=self._backlog, reuse_address=True)
+            accept, self._host, self._port, backlog=self._backlog, reuse_address=True)
 
 
 def raise_open_file_limit() -> None:

@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -24,6 +25,7 @@ import kmem_exporter.web_auth as web_auth
 from conftest import PROJECT, fixture_flags, free_port, require_tool
 from metrics_text import only_collectors
 from test_e2e import http_json, start_server, wait_for
+from kmem_exporter.connections import ConnectionLimit
 from kmem_exporter.web_auth import BasicAuth, parse_basic_authorization
 from kmem_exporter.web_config import WebConfig, WebConfigError, load_web_config
 from web.pki import Pair, Pki, make_leaf, make_pki, openssl
@@ -76,6 +78,31 @@ def test_tls_is_served_to_curl_and_python(serve: Callable[[Any], TinyServer], pk
     assert handshake.der == der(pki.server.cert)
     assert handshake.status_line == "HTTP/1.1 200 OK"
     assert handshake.version == "TLSv1.3"  # the default max_version
+
+
+def test_connections_that_never_start_tls_are_limited_and_closed(pki: Pki, tmp_path: Path) -> None:
+    """Connections that never begin their TLS handshake count against the connection limit from the moment they are
+    accepted: at the limit a new one takes the oldest one's place, and each is closed after the header timeout."""
+    web_config = load_web_config(write_config(tmp_path, tls_config(pki)))
+    server = TinyServer(web_config, ConnectionLimit(4, 2.0)).start()
+    try:
+        silent = [socket.create_connection(("127.0.0.1", server.port), timeout=20) for _ in range(4)]
+        time.sleep(0.3)
+        assert server.limit.open == 4
+        started = time.monotonic()
+        for _ in range(3):  # the first takes the oldest silent connection's place; the others find room again
+            assert https_get(server.port, pki.ca.cert).status_line == "HTTP/1.1 200 OK"
+        silent[0].settimeout(5)
+        assert silent[0].recv(1) == b""  # made room for
+        for sock in silent[1:]:
+            sock.settimeout(10)
+            assert sock.recv(1) == b""  # no handshake within the header timeout
+        assert time.monotonic() - started < 8
+        assert server.limit.open == 0
+        for sock in silent:
+            sock.close()
+    finally:
+        server.stop()
 
 
 def test_plain_http_is_refused_on_a_tls_port(serve: Callable[[Any], TinyServer], pki: Pki, tmp_path: Path) -> None:

@@ -39,8 +39,9 @@ def tiny_app(web_config: WebConfig) -> web.Application:
 class TinyServer:
     """Runs `tiny_app(web_config)` on its own event loop in a thread until `stop()`."""
 
-    def __init__(self, web_config: WebConfig) -> None:
+    def __init__(self, web_config: WebConfig, limit: Optional[ConnectionLimit] = None) -> None:
         self.web_config = web_config
+        self.limit = limit if limit is not None else ConnectionLimit(64, 10.0)
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self._started = threading.Event()
@@ -51,7 +52,7 @@ class TinyServer:
         self._stop = asyncio.Event()
         runner = web.AppRunner(tiny_app(self.web_config), access_log=None)
         await runner.setup()
-        site = GuardedSite(runner, "127.0.0.1:0", ConnectionLimit(64, 10.0), self.web_config)  # the exporter's listener
+        site = GuardedSite(runner, "127.0.0.1:0", self.limit, self.web_config)  # the exporter's listener
         await site.start()
         self.port = runner.addresses[0][1]
         self._started.set()
