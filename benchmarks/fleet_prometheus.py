@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
+
+from exporter_process import stop
 
 PROJECT = Path(__file__).resolve().parents[1]
 ALERTS = PROJECT / "alerts"
@@ -101,13 +102,8 @@ class FleetPrometheus:
         raise RuntimeError(f"prometheus not ready after {READY_TIMEOUT} s: {self.log.read_text()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop(self.process, timeout=60)  # a large TSDB takes a while to close
         self.process = None
 
     def __enter__(self) -> FleetPrometheus:
