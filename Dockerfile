@@ -8,7 +8,7 @@
 #
 # PYTHON_IMAGE is any Debian-like image with python3 (with venv and pip in the build stage). Without a registry,
 # deploy/image/local-base.sh builds one with debootstrap. VERSION, REVISION and CREATED (RFC 3339) label the image;
-# `make image` derives them from kmem_exporter/__init__.py, git and the clock. A VERSION that is not the
+# `make image` derives them from exporter/kmem_exporter/__init__.py, git and the clock. A VERSION that is not the
 # package's fails the build; REVISION is recorded in the package for kmem_exporter_build_info.
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 
@@ -16,10 +16,10 @@ FROM ${PYTHON_IMAGE} AS build
 ARG VERSION
 ARG REVISION=unknown
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
-COPY kmem_exporter ./kmem_exporter
+COPY pyproject.toml LICENSE ./
+COPY exporter ./exporter
 # A virtualenv holding the exporter and its dependencies only; pip itself is removed from it afterwards.
-RUN printf '%s\n' "${REVISION}" > kmem_exporter/REVISION \
+RUN printf '%s\n' "${REVISION}" > exporter/kmem_exporter/REVISION \
     && python3 -m venv /opt/kmem-exporter \
     && /opt/kmem-exporter/bin/pip install --no-cache-dir /src \
     && /opt/kmem-exporter/bin/pip uninstall --yes --quiet pip setuptools \
@@ -38,10 +38,7 @@ LABEL org.opencontainers.image.title="kmem-exporter" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.vendor="The kmem-exporter authors" \
-      org.opencontainers.image.url="https://kmem-exporter.invalid/" \
-      org.opencontainers.image.source="https://kmem-exporter.invalid/" \
-      org.opencontainers.image.documentation="https://kmem-exporter.invalid/README.md"
+      org.opencontainers.image.vendor="The kmem-exporter authors"
 COPY --from=build /opt/kmem-exporter /opt/kmem-exporter
 COPY LICENSE /usr/share/doc/kmem-exporter/LICENSE
 ENV PATH=/opt/kmem-exporter/bin:$PATH \

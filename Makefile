@@ -20,11 +20,11 @@ test-image: $(VENV)/.installed-test tools image-tools
 
 # The container image with docker (buildah without docker; IMAGE_ARGS go to the build, e.g.
 # IMAGE_ARGS="--build-arg PYTHON_IMAGE=localhost/kmem-exporter-base:bookworm"), tagged with the package's version.
-# Its labels take the version from kmem_exporter/__init__.py, the revision from git, the creation time (RFC 3339).
+# Its labels take the version from exporter/kmem_exporter/__init__.py, the revision from git, the creation time (RFC 3339).
 IMAGE ?= kmem-exporter
 IMAGE_BUILDER ?= $(shell command -v docker || command -v buildah || echo docker)
 IMAGE_ARGS ?=
-VERSION = $(shell $(PYTHON) -c 'import kmem_exporter; print(kmem_exporter.__version__)')
+VERSION = $(shell PYTHONPATH=exporter $(PYTHON) -c 'import kmem_exporter; print(kmem_exporter.__version__)')
 REVISION = $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 CREATED = $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 image:

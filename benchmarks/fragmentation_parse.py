@@ -17,10 +17,10 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kmem_exporter.sources.buddyinfo import parse_buddyinfo  # noqa: E402
-from kmem_exporter.sources.extfrag import compute_indices  # noqa: E402
-from kmem_exporter.sources.pagetypeinfo import parse_pagetypeinfo  # noqa: E402
-from kmem_exporter.sources.zoneinfo import parse_zoneinfo  # noqa: E402
+from kmem_exporter.parsers.buddyinfo import parse_buddyinfo  # noqa: E402
+from kmem_exporter.parsers.extfrag import compute_indices  # noqa: E402
+from kmem_exporter.parsers.pagetypeinfo import parse_pagetypeinfo  # noqa: E402
+from kmem_exporter.parsers.zoneinfo import parse_zoneinfo  # noqa: E402
 
 
 def measure(rounds: int, step: Callable[[], object]) -> tuple[float, float]:

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Callable
 
 from kmem_exporter.collectors.slabinfo import slab_metrics
-from kmem_exporter.sources import slab_fold
-from kmem_exporter.sources.slab_fold import parse_slab_families
-from kmem_exporter.sources.slabinfo import SlabSummary, fold_caches, parse_slabinfo
+from kmem_exporter.parsers import slab_fold, slab_grouping
+from kmem_exporter.parsers.slab_fold import parse_slab_families
+from kmem_exporter.parsers.slabinfo import SlabSummary, fold_caches, parse_slabinfo
 
 LIVE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "live-6.18" / "proc" / "slabinfo"
 MEMCG_ROOTS = ("dentry", "inode_cache", "kmalloc-64", "kmalloc-192", "radix_tree_node", "filp", "sock_inode_cache",
@@ -68,7 +68,7 @@ def peak_bytes(step: Callable[[], object]) -> int:
 
 def cold_families(text: str) -> SlabSummary:
     """A first parse: no cache name seen before, no chunk of the text either."""
-    slab_fold._FAMILY_MEMO.clear()
+    slab_grouping._FAMILY_MEMO.clear()
     slab_fold._CHUNK_MEMO.clear()
     return parse_slab_families(text)
 

@@ -33,7 +33,7 @@ sys.path[:0] = [str(PROJECT), str(FIXTURES), str(PROJECT / "benchmarks")]
 
 from construct_fragmentation import (Host, Zone, buddyinfo_line, pagetypeinfo, set_watermarks, x86_16g,  # noqa: E402
                                      zoneinfo as zoneinfo_text)
-from kmem_exporter.sources.buddyinfo import parse_buddyinfo  # noqa: E402
+from kmem_exporter.parsers.buddyinfo import parse_buddyinfo  # noqa: E402
 from memcg_tree import MEMORY_CGROUP_ID_LIMIT, replace_memory_cgroups  # noqa: E402
 
 BASE = FIXTURES / "rhel7-fragmented"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional, TypeVar
 
-from kmem_exporter.sources import ParseError
+from kmem_exporter.parsers import ParseError
 
 In = TypeVar("In")
 Out = TypeVar("Out")

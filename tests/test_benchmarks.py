@@ -10,7 +10,7 @@ from types import ModuleType
 from conftest import PROJECT, promtool_check_metrics, scrape_ok
 from metrics_text import all_collectors, collector_success, series_values, value
 from kmem_exporter.collectors import COLLECTORS
-from kmem_exporter.sources.buddyinfo import parse_buddyinfo
+from kmem_exporter.parsers.buddyinfo import parse_buddyinfo
 
 
 def load_generator() -> ModuleType:

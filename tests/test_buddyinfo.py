@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES
-from kmem_exporter.sources import ParseError
-from kmem_exporter.sources.buddyinfo import ZoneFreeBlocks, parse_buddyinfo
+from kmem_exporter.parsers import ParseError
+from kmem_exporter.parsers.buddyinfo import ZoneFreeBlocks, parse_buddyinfo
 from fuzzing import cut_and_mutated, parse_or_none
 
 

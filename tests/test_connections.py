@@ -9,7 +9,8 @@ import contextlib
 import socket
 from typing import AsyncIterator, Callable
 
-from kmem_exporter.connections import ConnectionLimit
+from kmem_exporter.web.connections import guard
+from kmem_exporter.web.limits import ConnectionLimit
 
 ANSWER_BYTES = 16 << 20  # far more than the kernel's socket buffers take: the transport buffers the rest and pauses
 
@@ -48,7 +49,7 @@ class Flooded:
 
 @contextlib.asynccontextmanager
 async def flooded(limit: ConnectionLimit) -> AsyncIterator[Flooded]:
-    server = await asyncio.get_running_loop().create_server(lambda: limit.guard(Flood()), "127.0.0.1", 0)
+    server = await asyncio.get_running_loop().create_server(lambda: guard(limit, Flood()), "127.0.0.1", 0)
     flood = Flooded(limit, server.sockets[0].getsockname()[1])
     try:
         yield flood

@@ -9,7 +9,7 @@ import pytest
 from conftest import (copy_proc, is_root, promtool_check_metrics, run_exporter, scrape_fixture,
                       scrape_fixture_ok, scrape_ok)
 from metrics_text import collector_success, names, only_collectors, value
-from kmem_exporter.sources.slabinfo import is_conntrack_cache
+from kmem_exporter.parsers.slabinfo import is_conntrack_cache
 
 ONLY_CONNTRACK = only_collectors("conntrack")
 

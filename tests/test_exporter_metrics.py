@@ -75,7 +75,7 @@ def test_build_info_in_a_checkout_gives_its_commit() -> None:
 
 def copy_package(tmp_path: Path) -> Path:
     """A copy of the package outside any checkout."""
-    shutil.copytree(PROJECT / "kmem_exporter", tmp_path / "kmem_exporter",
+    shutil.copytree(PROJECT / "exporter" / "kmem_exporter", tmp_path / "kmem_exporter",
                     ignore=shutil.ignore_patterns("__pycache__", "REVISION"))
     return tmp_path
 

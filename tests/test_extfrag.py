@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from conftest import (FIXTURES, PROJECT, promtool_check_metrics, require_tool, scrape_fixture,
                       scrape_fixture_ok, scrape_ok)
-from kmem_exporter.sources import ParseError
-from kmem_exporter.sources.buddyinfo import ZoneFreeBlocks, parse_buddyinfo
-from kmem_exporter.sources.extfrag import (ContigPageInfo, ZoneIndex, compute_indices, fill_contig_page_info,
+from kmem_exporter.parsers import ParseError
+from kmem_exporter.parsers.buddyinfo import ZoneFreeBlocks, parse_buddyinfo
+from kmem_exporter.parsers.extfrag import (ContigPageInfo, ZoneIndex, compute_indices, fill_contig_page_info,
                                       format_value, fragmentation_index, parse_index_file, render_index_file,
                                       unusable_free_index)
 from fuzzing import cut_and_mutated, parse_or_none

@@ -12,7 +12,7 @@ from conftest import FIXTURES, scrape_fixture
 from metrics_text import all_collectors, collector_success, only_collectors, value
 from kmem_exporter.collectors import COLLECTORS
 from kmem_exporter.collectors.netns import NetnsWalk, walk_network_namespaces
-from kmem_exporter.sources.netns import mounted_network_namespaces, parse_namespace_link
+from kmem_exporter.parsers.netns import mounted_network_namespaces, parse_namespace_link
 
 # A tree stands for a whole host when it has what every kind of collector starts from.
 WHOLE_HOST_FILES = ("proc/buddyinfo", "proc/slabinfo", "proc/cgroups", "proc/sys/kernel/osrelease")

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from conftest import FIXTURES, copy_proc, run_exporter, scrape_fixture_ok, scrape_ok
 from fuzzing import parse_or_none
 from metrics_text import collector_success, only_collectors, value
-from kmem_exporter.sources import ParseError
-from kmem_exporter.sources.kernel import (cgroup_memory_options, cmdline_values, kmem_disabled_at_boot, parse_cmdline,
+from kmem_exporter.parsers import ParseError
+from kmem_exporter.parsers.kernel import (cgroup_memory_options, cmdline_values, kmem_disabled_at_boot, parse_cmdline,
                                      parse_release, parse_release_string)
 
 ONLY_KERNEL = only_collectors("kernel")

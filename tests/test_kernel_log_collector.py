@@ -16,7 +16,7 @@ import pytest
 from conftest import (FIXTURES, PROJECT, fixture_flags, is_root, promtool_check_metrics, require_tool, run_exporter,
                       scrape_fixture_ok)
 from metrics_text import collector_success, only_collectors, series_values, types, value
-from kmem_exporter.sources.kernel_log_patterns import EVENTS, EVENTS_WITH_ORDER
+from kmem_exporter.parsers.kernel_log_patterns import EVENTS, EVENTS_WITH_ORDER
 from test_kmsg_reader import write_kmsg
 
 ONLY_KERNEL_LOG = only_collectors("kernel_log")

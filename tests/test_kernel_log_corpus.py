@@ -14,7 +14,7 @@ import yaml
 
 from conftest import fixture_flags, promtool_check_metrics
 from metrics_text import value
-from kmem_exporter.sources.kernel_log_patterns import EVENTS, EVENTS_WITH_ORDER, KernelEvent, match_event
+from kmem_exporter.parsers.kernel_log_patterns import EVENTS, EVENTS_WITH_ORDER, KernelEvent, match_event
 from test_kernel_log_collector import ONLY_KERNEL_LOG, events, expected_zero_series, wait_for
 
 CORPUS = Path(__file__).parent / "kernel_log_corpus" / "lines.yaml"

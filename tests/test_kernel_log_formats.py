@@ -1,4 +1,4 @@
-"""The format table beside the patterns (kmem_exporter/sources/kernel_log_formats.md) against the patterns: every
+"""The format table beside the patterns (exporter/kmem_exporter/parsers/kernel_log_formats.md) against the patterns: every
 format filled in is counted as its event, or not counted when the table says so, and every event is listed for
 every kernel version that prints it."""
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kmem_exporter.sources.kernel_log_patterns import EVENTS, KernelEvent, match_event
+from kmem_exporter.parsers.kernel_log_patterns import EVENTS, KernelEvent, match_event
 
-TABLE = Path(__file__).parent.parent / "kmem_exporter" / "sources" / "kernel_log_formats.md"
+TABLE = Path(__file__).parent.parent / "exporter" / "kmem_exporter" / "parsers" / "kernel_log_formats.md"
 VERSIONS = ("2.6.32", "3.10", "4.4", "4.9", "4.14", "4.19", "5.4", "5.10", "5.15", "6.1", "6.6", "6.12", "6.19")
 
 # Sample values for the conversions the formats use, most specific first.

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kmem_exporter.sources.kernel_log_patterns import (
+from kmem_exporter.parsers.kernel_log_patterns import (
     EVENTS,
     EVENTS_WITH_ORDER,
     MAX_ORDER_LABEL,

@@ -15,8 +15,8 @@ from typing import Callable, Iterator, Union
 import pytest
 
 from conftest import is_root
-from kmem_exporter.collectors.kmsg_reader import READ_SIZE, KmsgReader, describe_open_error
-from kmem_exporter.sources.kmsg import KmsgRecord
+from kmem_exporter.reading.kmsg_reader import READ_SIZE, KmsgReader, describe_open_error
+from kmem_exporter.parsers.kmsg import KmsgRecord
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

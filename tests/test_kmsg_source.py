@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kmem_exporter.sources import ParseError
-from kmem_exporter.sources.kmsg import KmsgRecord, parse_record, split_records, unescape
+from kmem_exporter.parsers import ParseError
+from kmem_exporter.parsers.kmsg import KmsgRecord, parse_record, split_records, unescape
 from fuzzing import parse_or_none
 
 FIXTURES = Path(__file__).parent / "fixtures"

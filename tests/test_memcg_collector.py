@@ -19,7 +19,8 @@ from conftest import (FIXTURES, PROJECT, fixture_flags, promtool_check_metrics, 
 from metrics_text import collector_success, only_collectors, series_values, value
 from kmem_exporter.collectors import memcg as memcg_module
 from kmem_exporter.collectors import memcg_walk
-from kmem_exporter.collectors.base import CollectorError, KernelFiles
+from kmem_exporter.collectors.errors import CollectorError
+from kmem_exporter.collectors.kernel_files import KernelFiles
 from kmem_exporter.collectors.memcg import MemcgCollector, MemcgPass
 from kmem_exporter.config import Config
 

@@ -19,7 +19,7 @@ import pytest
 from conftest import is_root, promtool_check_metrics, require_tool, scrape_ok
 from metrics_text import only_collectors, value
 from kmem_exporter.collectors.memcg_walk import walk_memory_cgroups
-from kmem_exporter.sources.cgroups import parse_proc_cgroups
+from kmem_exporter.parsers.cgroups import parse_proc_cgroups
 
 pytestmark = pytest.mark.live
 

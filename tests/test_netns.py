@@ -19,8 +19,8 @@ from conftest import (FIXTURES, PROJECT, fixture_flags, is_root, promtool_check_
                       scrape_fixture)
 from metrics_text import collector_success, only_collectors, value
 from kmem_exporter.collectors.netns import NetnsWalk, walk_network_namespaces
-from kmem_exporter.sources import ParseError
-from kmem_exporter.sources.netns import mounted_network_namespaces, parse_namespace_link
+from kmem_exporter.parsers import ParseError
+from kmem_exporter.parsers.netns import mounted_network_namespaces, parse_namespace_link
 
 ONLY_NETNS = only_collectors("netns")
 HOST_MOUNTINFO = (FIXTURES / "netns-bind-mounts" / "proc" / "1" / "mountinfo").read_text()

@@ -18,13 +18,14 @@ from typing import NamedTuple
 import pytest
 
 from conftest import PROJECT, fixture_flags, promtool_check_metrics
+from markdown_links import link_targets
 from metrics_text import collector_success
 
 from kmem_exporter import __version__
 from kmem_exporter.collectors import COLLECTORS
 
-PLACEHOLDER = "https://kmem-exporter.invalid/"
-SDIST_TOP_FILES = {"PKG-INFO", "setup.cfg", "pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md", "MANIFEST.in"}
+SDIST_TOP_FILES = {"PKG-INFO", "setup.cfg", "pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md", "MANIFEST.in",
+                   "exporter/README.md"}
 
 
 class Dists(NamedTuple):
@@ -56,9 +57,9 @@ def wheel_metadata(wheel: Path) -> email.message.Message:
 def test_sdist_holds_the_package_and_no_tests(dists: Dists) -> None:
     with tarfile.open(dists.sdist) as archive:
         names = [m.name.split("/", 1)[1] for m in archive.getmembers() if m.isfile()]
-    package = sorted(str(p.relative_to(PROJECT)) for p in (PROJECT / "kmem_exporter").rglob("*.py"))
-    assert sorted(n for n in names if n.startswith("kmem_exporter/")) == package
-    others = {n for n in names if not n.startswith(("kmem_exporter/", "kmem_exporter.egg-info/"))}
+    package = sorted(str(p.relative_to(PROJECT)) for p in (PROJECT / "exporter" / "kmem_exporter").rglob("*.py"))
+    assert sorted(n for n in names if n.startswith("exporter/kmem_exporter/") and n.endswith(".py")) == package
+    others = {n for n in names if not n.startswith(("exporter/kmem_exporter/", "exporter/kmem_exporter.egg-info/"))}
     assert others == SDIST_TOP_FILES
     assert dists.sdist.name == f"kmem_exporter-{__version__}.tar.gz"
 
@@ -70,9 +71,11 @@ def test_wheel_metadata_and_license(dists: Dists) -> None:
     assert metadata.get_all("License-File") == ["LICENSE"]
     assert "Operating System :: POSIX :: Linux" in metadata.get_all("Classifier")
     assert "prometheus" in metadata["Keywords"].split(",")
-    urls = dict(u.split(", ", 1) for u in metadata.get_all("Project-URL"))
-    assert set(urls) >= {"Homepage", "Source", "Documentation", "Changelog"}
-    assert all(u.startswith(PLACEHOLDER) for u in urls.values())
+    assert metadata.get_all("Project-URL") is None  # the project has no public address: no dead links
+    description = metadata.get_payload()
+    assert description == (PROJECT / "exporter" / "README.md").read_text()
+    assert "kmem-exporter" in description and "pip install kmem-exporter" in description
+    assert link_targets(description) == [] and "http" not in description.replace("http://0.0.0.0:9792", "")
     with zipfile.ZipFile(dists.wheel) as archive:
         license_text = archive.read(f"kmem_exporter-{__version__}.dist-info/licenses/LICENSE").decode()
     assert license_text == (PROJECT / "LICENSE").read_text()
@@ -118,18 +121,10 @@ def test_the_wheel_in_a_fresh_virtualenv_scrapes_a_fixture_tree(dists: Dists, tm
     assert version == f"kmem-exporter {__version__}\n"
 
 
-def test_readme_links_work_on_a_package_index_page() -> None:
-    """A package index shows the README without the repository: every link is absolute or an anchor of the
-    page itself."""
-    readme = (PROJECT / "README.md").read_text()
-    targets = re.findall(r"\]\(([^)\s]+)\)", readme)
-    assert targets
-    headings = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-")
-                for h in re.findall(r"^#+ (.+)$", readme, re.M)}
-    for target in targets:
-        if target.startswith("#"):
-            assert target[1:] in headings, target
-        else:
-            assert re.match(r"https?://", target), f"relative link {target}"
+def test_the_package_index_page_has_no_links() -> None:
+    """A package index shows its page without the repository, where relative links are dead, and the project has
+    no public address: the page pyproject names has no link at all, and it is the page the wheel carries."""
     metadata = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
-    assert metadata["readme"] == "README.md"
+    page = (PROJECT / metadata["readme"]).read_text()
+    assert "kmem-exporter" in page
+    assert link_targets(page) == [] and not re.search(r"https?://(?!0\.0\.0\.0:)", page)

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from conftest import (FIXTURES, RunningExporter, copy_proc, fixture_flags, log_messages, promtool_check_metrics,
                       run_exporter, scrape_fixture_ok, scrape_ok)
-from kmem_exporter.sources.smaps import parse_kernel_page_size
-from kmem_exporter.sources.zoneinfo import parse_zoneinfo
+from kmem_exporter.parsers.smaps import parse_kernel_page_size
+from kmem_exporter.parsers.zoneinfo import parse_zoneinfo
 from fuzzing import parse_or_none
 from metrics_text import collector_success, only_collectors, value
 

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from conftest import (FIXTURES, PROJECT, is_root, promtool_check_metrics, require_tool, scrape_fixture,
                       scrape_fixture_ok)
-from kmem_exporter.sources import ParseError
-from kmem_exporter.sources.buddyinfo import parse_buddyinfo
-from kmem_exporter.sources.pagetypeinfo import Pagetypeinfo, parse_pagetypeinfo
+from kmem_exporter.parsers import ParseError
+from kmem_exporter.parsers.buddyinfo import parse_buddyinfo
+from kmem_exporter.parsers.pagetypeinfo import Pagetypeinfo, parse_pagetypeinfo
 from fuzzing import cut_and_mutated, parse_or_none
 from metrics_text import collector_success, only_collectors, series_values, value
 

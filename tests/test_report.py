@@ -1,4 +1,4 @@
-"""`kmem-exporter report`: the real exporter on fixture trees and this host, and `kmem_exporter/report.py` on the
+"""`kmem-exporter report`: the real exporter on fixture trees and this host, and `exporter/kmem_exporter/report.py` on the
 metric families of real collections."""
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def test_live_host() -> None:
         "extfrag index: computed from /proc/buddyinfo" in result.stdout
 
 
-# kmem_exporter/report.py on the families of real collections
+# exporter/kmem_exporter/report.py on the families of real collections
 
 
 @lru_cache(maxsize=None)

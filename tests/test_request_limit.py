@@ -1,7 +1,7 @@
 """`--web.max-requests`: beyond it, `/metrics` is answered 503 at once, and the connection stays usable.
 
 A plain `GET /metrics` on a connection with nothing else in progress is given a slot, or refused while every slot is
-taken, from its bytes, before HTTP parsing (kmem_exporter/shedding.py); everything else goes through the server as
+taken, from its bytes, before HTTP parsing (exporter/kmem_exporter/web/shedding.py); everything else goes through the server as
 usual. The real exporter, over raw sockets, with one slot held by a scrape whose read of /proc/vmstat is stuck (a
 FUSE file).
 """

@@ -11,11 +11,14 @@ from typing import Iterable
 import pytest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from kmem_exporter.collectors.base import Collector, CollectorError, KernelFiles
+from kmem_exporter.collectors.base import Collector
+from kmem_exporter.collectors.errors import CollectorError
+from kmem_exporter.collectors.kernel_files import KernelFiles
 from kmem_exporter.config import Config
 from kmem_exporter.exposition import OPENMETRICS, TEXT
 from kmem_exporter.families import RowFamily
-from kmem_exporter.scrape import Collection, Scraper
+from kmem_exporter.scrape.collection import Collection
+from kmem_exporter.scrape.scraper import Scraper
 
 MAX_BYTES = 1 << 20
 
@@ -114,7 +117,7 @@ async def test_slow_collector_times_out_alone_and_is_not_piled_on() -> None:
 async def test_failure_is_logged_once_until_it_changes(caplog: pytest.LogCaptureFixture) -> None:
     failing = Failing(CONFIG)
     scraper = Scraper([failing, Quick(CONFIG)], timeout=10, max_file_bytes=MAX_BYTES)
-    with caplog.at_level(logging.INFO, logger="kmem_exporter.scrape"):
+    with caplog.at_level(logging.INFO, logger="kmem_exporter.scrape.scraper"):
         for _ in range(3):
             assert success(await scraper.scrape()) == {"failing": 0, "quick": 1}
         failing.error = CollectorError("/proc/test: file not found")
@@ -123,7 +126,7 @@ async def test_failure_is_logged_once_until_it_changes(caplog: pytest.LogCapture
         assert success(await scraper.scrape()) == {"failing": 1, "quick": 1}
         failing.error = ValueError("a bug")
         assert success(await scraper.scrape()) == {"failing": 0, "quick": 1}
-    messages = [r.getMessage() for r in caplog.records if r.name == "kmem_exporter.scrape"
+    messages = [r.getMessage() for r in caplog.records if r.name == "kmem_exporter.scrape.scraper"
                 and not r.getMessage().startswith("collector=failing raised")]
     assert messages == [
         "collector=failing failed: /proc/test: malformed: line 1",

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES
-from kmem_exporter.sources import ParseError, slab_fold
-from kmem_exporter.sources.slab_fold import parse_slab_families
-from kmem_exporter.sources.slabinfo import (ConntrackCaches, SlabSummary, conntrack_caches, family_name, fold_caches,
+from kmem_exporter.parsers import ParseError, slab_fold, slab_grouping
+from kmem_exporter.parsers.slab_fold import parse_slab_families
+from kmem_exporter.parsers.slabinfo import (ConntrackCaches, SlabSummary, conntrack_caches, family_name, fold_caches,
                                        is_conntrack_cache, is_memcg_copy, parse_slabinfo)
 
 HEADER = ("slabinfo - version: 2.1\n# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> "
@@ -43,7 +43,7 @@ def assert_same(text: str) -> None:
 def chunk_size(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     """Small chunks put chunk boundaries everywhere."""
     monkeypatch.setattr(slab_fold, "_CHUNK_CHARACTERS", request.param)
-    slab_fold._FAMILY_MEMO.clear()
+    slab_grouping._FAMILY_MEMO.clear()
     yield request.param
 
 

@@ -15,8 +15,8 @@ from conftest import (FIXTURES, PROJECT, is_root, promtool_check_metrics, requir
                       scrape_fixture_ok, scrape_ok)
 from fuzzing import parse_or_none
 from metrics_text import collector_success, only_collectors, series_values, types, value
-from kmem_exporter.sources import ParseError
-from kmem_exporter.sources.slabinfo import SlabCache, SlabFamily, family_name, fold_caches, parse_slabinfo
+from kmem_exporter.parsers import ParseError
+from kmem_exporter.parsers.slabinfo import SlabCache, SlabFamily, family_name, fold_caches, parse_slabinfo
 
 ONLY_SLABINFO = [*only_collectors("slabinfo"), "--collector.slabinfo.fields=.*"]
 PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from conftest import copy_proc, log_messages, run_exporter, scrape_fixture_ok
 from fuzzing import parse_or_none
 from metrics_text import collector_success, series_values, only_collectors
-from kmem_exporter.sources import ParseError
-from kmem_exporter.sources.sysctl import parse_sysctl_int
+from kmem_exporter.parsers import ParseError
+from kmem_exporter.parsers.sysctl import parse_sysctl_int
 
 ONLY_SYSCTL = only_collectors("sysctl")
 

@@ -1,4 +1,4 @@
-"""The version has one source, kmem_exporter/__init__.py's `__version__`: the package metadata reads it, `make
+"""The version has one source, exporter/kmem_exporter/__init__.py's `__version__`: the package metadata reads it, `make
 image` passes it to the image build (which refuses another), the Kubernetes base tags the image with it, and the
 changelog's latest release is it. No other deployment file, nor a command in the README or docs/, writes a
 version."""

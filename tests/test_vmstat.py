@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from conftest import FIXTURES, copy_proc, run_exporter, scrape_fixture, scrape_fixture_ok
 from fuzzing import parse_or_none
 from metrics_text import collector_success, names, only_collectors, types, value
-from kmem_exporter.sources import ParseError
-from kmem_exporter.sources import vmstat as vmstat_source
-from kmem_exporter.sources.vmstat import is_gauge, parse_vmstat
+from kmem_exporter.parsers import ParseError
+from kmem_exporter.parsers import vmstat as vmstat_source
+from kmem_exporter.parsers.vmstat import is_gauge, parse_vmstat
 
 ONLY_VMSTAT = only_collectors("vmstat")
 

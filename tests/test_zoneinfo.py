@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES, promtool_check_metrics, scrape_fixture, scrape_fixture_ok
-from kmem_exporter.sources import ParseError
-from kmem_exporter.sources.buddyinfo import parse_buddyinfo
-from kmem_exporter.sources.zoneinfo import ZoneInfo, parse_zoneinfo
+from kmem_exporter.parsers import ParseError
+from kmem_exporter.parsers.buddyinfo import parse_buddyinfo
+from kmem_exporter.parsers.zoneinfo import ZoneInfo, parse_zoneinfo
 from fuzzing import cut_and_mutated, parse_or_none
 from metrics_text import collector_success, only_collectors, series_values, value
 

@@ -16,10 +16,10 @@ from typing import Iterator, Optional
 from aiohttp import web
 
 from conftest import require_tool
-from kmem_exporter.connections import ConnectionLimit
-from kmem_exporter.server import GuardedSite
-from kmem_exporter.web_auth import install_web_config
-from kmem_exporter.web_config import WebConfig
+from kmem_exporter.web.limits import ConnectionLimit
+from kmem_exporter.web.server import GuardedSite
+from kmem_exporter.web.middleware import install_web_config
+from kmem_exporter.web.config import WebConfig
 
 EXPOSITION = "# HELP tiny_up A tiny app's only metric.\n# TYPE tiny_up gauge\ntiny_up 1\n"
 

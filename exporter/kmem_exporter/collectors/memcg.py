@@ -1,0 +1,157 @@
+"""Memory cgroups in use, visible, dying and accounting kernel memory: the signals of memory cgroup ID exhaustion.
+
+The kernel allows at most 65535 memory cgroups. A removed cgroup whose kernel memory is still charged stays
+allocated ("dying") and keeps its ID; on 3.10 kernels with kmem accounting they pile up until no container starts.
+
+Where the memory controller lives is decided from /proc/cgroups and the cgroup filesystem:
+- /proc/cgroups gives the memory row a v1 hierarchy id (non-zero): cgroup v1 at `<cgroupfs>/memory`;
+- otherwise cgroup v2: `<cgroupfs>` itself when its cgroup.controllers lists memory (unified hosts), else
+  `<cgroupfs>/unified` when that one does (hybrid hosts that gave memory to v2).
+
+Kernel-memory accounting ("mode"):
+- `per-cgroup`: cgroup v1 on kernels before 4.6 (RHEL 7). Each cgroup is switched on on its own (by a kmem limit);
+  reading its memory.kmem.slabinfo fails with EIO when off, so every cgroup is probed in the walk.
+- `always`: 4.6+ and cgroup v2: every memory cgroup but the root accounts kernel memory.
+- `disabled`: booted with cgroup.memory=nokmem. On 4.6+ and cgroup v2 the command line decides. On 3.10 only RHEL
+  7.7 and later kernels honour the option (a backport: no cgroup can switch accounting on, every slabinfo read fails
+  with EIO), earlier ones ignore it; so there the probe still runs, and the mode is `disabled` only when it finds no
+  cgroup accounting kernel memory (`per-cgroup` otherwise: the option was ignored).
+
+The tree walk runs in the background (collector.memcg.interval); a scrape serves the latest pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from kmem_exporter.collectors.background import BackgroundCollector
+from kmem_exporter.collectors.errors import CollectorError
+from kmem_exporter.collectors.kernel_files import KernelFiles
+from kmem_exporter.collectors.base import interval_option
+from kmem_exporter.collectors.memcg_walk import V2_MEMORY_FILE, walk_memory_cgroups
+from kmem_exporter.parsers.cgroups import Controller, parse_cgroup_stat, parse_controllers, parse_proc_cgroups
+from kmem_exporter.parsers.kernel import kmem_disabled_at_boot, parse_release
+
+MEMORY_CGROUP_ID_LIMIT = 65535  # MEM_CGROUP_ID_MAX: memory cgroup IDs are 16 bits, 0 unused
+ALWAYS_ACCOUNTED_SINCE = (4, 6)  # kernel-memory accounting on for every cgroup v1 memory cgroup
+V1_MEMORY_FILE = "memory.usage_in_bytes"  # in every cgroup v1 memory cgroup, root included; not on cgroup v2
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    version: str  # "v1" or "v2"
+    root: Path
+
+
+@dataclass(frozen=True)
+class MemcgPass:
+    hierarchy: str
+    mode: str
+    in_use: int
+    visible: int
+    dying: Optional[int]  # None: cgroup v2 on a kernel without cgroup.stat (before 4.14)
+    kmem_enabled: int
+
+
+class MemcgCollector(BackgroundCollector[MemcgPass]):
+    name = "memcg"
+    description = "memory cgroups in use, visible, dying and with kmem accounting (background walk of the cgroup tree)"
+    options = (interval_option("memcg", "30s", "walk over the memory cgroup tree"),)
+
+    def refresh(self, files: KernelFiles) -> MemcgPass:
+        proc_cgroups = self.config.procfs / "cgroups"
+        controllers = files.parse_optional(proc_cgroups, parse_proc_cgroups)
+        memory: Optional[Controller] = (controllers or {}).get("memory")
+        if memory is not None and not memory.enabled:
+            raise CollectorError(f"{proc_cgroups}: the memory controller is disabled (cgroup_disable=memory)")
+        hierarchy = self.find_hierarchy(files, memory)
+        mode = self.accounting_mode(files, hierarchy)
+
+        counts = walk_memory_cgroups(
+            hierarchy.root,
+            member_file=None if hierarchy.version == "v1" else V2_MEMORY_FILE,
+            probe_kmem=mode == "per-cgroup",
+        )
+        if mode == "per-cgroup" and counts.kmem_enabled == 0 and self.booted_nokmem(files):
+            mode = "disabled"  # a 3.10 kernel that honours nokmem (see the module docstring)
+        if hierarchy.version == "v1":
+            assert memory is not None
+            dying: Optional[int] = max(0, memory.num_cgroups - counts.visible)
+        else:
+            stat = files.parse_optional_value(hierarchy.root / "cgroup.stat", parse_cgroup_stat)
+            dying = None if stat is None else stat.dying("memory")
+        if memory is not None:
+            in_use = memory.num_cgroups
+        else:  # kernels built without cgroup v1 memory support leave memory out of /proc/cgroups
+            in_use = counts.visible + (dying or 0)
+        kmem_enabled = {"per-cgroup": counts.kmem_enabled, "always": counts.visible - 1, "disabled": 0}[mode]
+        return MemcgPass(hierarchy.version, mode, in_use, counts.visible, dying, kmem_enabled)
+
+    def find_hierarchy(self, files: KernelFiles, memory: Optional[Controller]) -> Hierarchy:
+        cgroupfs = self.config.cgroupfs
+        if memory is not None and memory.hierarchy != 0:
+            root = cgroupfs / "memory"
+            if not (root / V1_MEMORY_FILE).is_file():
+                raise CollectorError(
+                    f"{root}: not a cgroup v1 memory hierarchy ({self.config.procfs / 'cgroups'} puts memory on v1 "
+                    f"hierarchy {memory.hierarchy}; point --path.cgroupfs at the directory that holds its mount)")
+            return Hierarchy("v1", root)
+        for root in (cgroupfs, cgroupfs / "unified"):
+            available = files.parse_optional_value(root / "cgroup.controllers", parse_controllers)
+            if available is not None and "memory" in available:
+                return Hierarchy("v2", root)
+        raise CollectorError(f"{cgroupfs}: no memory cgroup hierarchy found (neither memory/ on cgroup v1 nor a "
+                             "cgroup v2 root here or at unified/ whose cgroup.controllers lists memory)")
+
+    def accounting_mode(self, files: KernelFiles, hierarchy: Hierarchy) -> str:
+        release = files.parse_value(self.config.procfs / "sys" / "kernel" / "osrelease", parse_release)
+        if hierarchy.version == "v1" and release < ALWAYS_ACCOUNTED_SINCE:
+            return "per-cgroup"
+        return "disabled" if self.booted_nokmem(files) else "always"
+
+    def booted_nokmem(self, files: KernelFiles) -> bool:
+        return files.parse_value(self.config.procfs / "cmdline", kmem_disabled_at_boot)
+
+    def metrics(self, result: MemcgPass) -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "kmem_memcg_cgroups",
+            "Memory cgroups the kernel holds (/proc/cgroups num_cgroups), including removed ones not yet freed. "
+            "On cgroup v2 it counts every cgroup of the unified hierarchy.",
+            value=result.in_use)
+        yield GaugeMetricFamily(
+            "kmem_memcg_id_limit",
+            "The most memory cgroups the kernel can hold (65535 IDs); creating another one fails beyond it.",
+            value=MEMORY_CGROUP_ID_LIMIT)
+        yield GaugeMetricFamily(
+            "kmem_memcg_visible_cgroups",
+            "Memory cgroups visible as directories in the cgroup filesystem, root included.",
+            value=result.visible)
+        if result.dying is not None:
+            yield GaugeMetricFamily(
+                "kmem_memcg_dying_cgroups",
+                "Memory cgroups removed but not yet freed (still holding an ID), e.g. because kernel memory "
+                "charged to them is still in use.",
+                value=result.dying)
+        yield GaugeMetricFamily(
+            "kmem_memcg_kmem_enabled_cgroups",
+            "Visible memory cgroups that account kernel memory (slab) and can be pinned as dying by it.",
+            value=result.kmem_enabled)
+        mode = GaugeMetricFamily(
+            "kmem_memcg_kmem_accounting_info",
+            "How memory cgroups account kernel memory: per-cgroup (cgroup v1 before 4.6: switched on cgroup by "
+            "cgroup), always (4.6+ and cgroup v2), disabled (booted with cgroup.memory=nokmem; on 3.10 only when "
+            "no cgroup accounts kernel memory, as kernels before RHEL 7.7 ignore the option). The value is always 1.",
+            labels=["mode"])
+        mode.add_metric([result.mode], 1)
+        yield mode
+        hierarchy = GaugeMetricFamily(
+            "kmem_memcg_hierarchy_info",
+            "The cgroup hierarchy the memory controller is on: v1 (legacy or hybrid hosts) or v2 (unified). "
+            "The value is always 1.",
+            labels=["hierarchy"])
+        hierarchy.add_metric([result.hierarchy], 1)
+        yield hierarchy

@@ -1,0 +1,247 @@
+"""Client connections, bounded: at most so many open at once, a request head must arrive in time, and answers that
+wait for a client to read them are bounded in bytes and in time.
+
+`GuardedConnection` wraps the HTTP server's protocol for one connection. At the connection limit, a new connection
+takes the place of the connection idle the longest (one between requests or that has sent nothing yet, which its
+client can simply open again); when none is idle, the new one is answered 503 and closed at once. So idle or hostile
+clients can neither use up the process's file descriptors nor keep others out by holding connections open. A client
+that opens a connection (or starts a request) and does not finish sending the request head within the header timeout
+is disconnected, so half-sent requests do not pile up. With TLS, a connection is counted from the moment it is
+accepted and the handshake is done here (`asyncio.start_tls`) within that same timeout, so connections that never
+finish a handshake are limited, made room for and closed like silent ones.
+
+An answer is handed to the connection's transport whole. What the kernel does not take at once waits in the
+transport's buffer; once that passes the transport's high-water mark, the transport pauses the connection. A paused
+connection's unsent bytes count against a budget shared by every connection, and it must be resumed (its client
+reads) within the write timeout: beyond the budget, or the timeout, it is disconnected. So clients that do not read
+can hold neither memory without bound nor the server's request slots, which answers leave as they are handed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+from typing import Optional
+
+from kmem_exporter.web.limits import ConnectionLimit
+
+log = logging.getLogger(__name__)
+
+_REJECTED = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+             b"Connection: close\r\nContent-Length: 29\r\n\r\ntoo many open connections\r\n\r\n")
+_HEAD_ENDS = (b"\r\n\r\n", b"\n\n", b"\n\r\n")
+
+_HEAD_END = re.compile(rb"\r?\n\r?\n")  # each match ends one request head (a body could hold one too: counted)
+
+
+def _head_ends(received: bytes) -> tuple[int, int]:
+    """How many request heads end in `received`, and where the last one ends (-1: none does)."""
+    if received.endswith(b"\r\n\r\n") and received.count(b"\n\r\n") == 1 and b"\n\n" not in received:
+        return 1, len(received)  # the usual case: one whole head (every head end holds "\n\n" or "\n\r\n")
+    heads = len(_HEAD_END.findall(received))
+    return heads, max(received.rfind(marker) + len(marker) if marker in received else -1 for marker in _HEAD_ENDS)
+
+
+class GuardedConnection(asyncio.Protocol):
+    """One client connection: counted against the limit, with a deadline for each request head."""
+
+    def __init__(self, inner: asyncio.Protocol, limit: ConnectionLimit[GuardedConnection], tls: Optional[ssl.SSLContext] = None) -> None:
+        self._inner = inner
+        self._limit = limit
+        self._tls = tls
+        self._inner_connected = False  # the server's protocol has the (TLS) transport
+        self._early: list[bytes] = []  # decrypted before the handshake's end was handled: replayed then
+        self._transport: Optional[asyncio.BaseTransport] = None
+        self._counted = False
+        self._deadline: Optional[asyncio.TimerHandle] = None
+        self._tail = b""  # the last bytes received, to find a head's end split over two reads
+        self.requests = 0  # requests being answered (the server counts them in and out)
+        self._head_begun = False  # bytes of a request head have come, not yet its end
+        self._handed = 0  # request heads passed to the server
+        self._started = 0  # requests the server has begun to answer
+        self._unsent = 0  # bytes of this paused connection counted in the limit's budget
+        self._slot_reserved = False  # the request handed last holds a request slot, for the server's handler
+        self._write_deadline: Optional[asyncio.TimerHandle] = None
+
+    @property
+    def idle(self) -> bool:
+        """Between requests (or before the first): none being answered, and no request head begun."""
+        return self.requests == 0 and not self._head_begun
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def request_started(self) -> None:
+        self._started += 1
+        self.requests += 1
+
+    def request_finished(self) -> None:
+        """Called as the server's handler returns; the server writes the answer it returned before the event loop
+        runs anything else, so the count drops in the loop's next round, once the answer is in the transport."""
+        self._give_back_slot()  # a handler that did not take it over (none does but the metrics one) is done
+        asyncio.get_running_loop().call_soon(self._one_less)
+
+    def take_reserved_slot(self) -> bool:
+        """Whether the request being handled was given a request slot when it arrived (see shedding.py); the
+        caller then holds that slot and releases it as if it had taken it."""
+        reserved, self._slot_reserved = self._slot_reserved, False
+        return reserved
+
+    def _give_back_slot(self) -> None:
+        if self._slot_reserved:
+            self._slot_reserved = False
+            assert self._limit.shed is not None
+            self._limit.shed.give_back()
+
+    def _one_less(self) -> None:
+        self.requests -= 1
+
+    @property
+    def _answered_all(self) -> bool:
+        """Every request passed to the server has been answered: an answer written now comes after theirs."""
+        return self.requests == 0 and self._handed == self._started and not self._head_begun
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        if not self._limit.admit(self, transport):
+            if self._tls is None and isinstance(transport, asyncio.WriteTransport):  # a TLS client gets no answer
+                transport.write(_REJECTED)
+            transport.close()
+            return
+        self._counted = True
+        self._arm()  # with TLS, the handshake and then the first request head must come within the header timeout
+        if self._tls is None:
+            self._connect_inner(transport)
+        else:
+            assert isinstance(transport, asyncio.ReadTransport)
+            transport.pause_reading()  # nothing reaches this protocol before the TLS layer is in place
+            asyncio.ensure_future(self._handshake(transport, self._tls))
+
+    def _connect_inner(self, transport: asyncio.BaseTransport) -> None:
+        self._inner_connected = True
+        self._inner.connection_made(transport)
+
+    async def _handshake(self, transport: asyncio.BaseTransport, context: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            secured = await loop.start_tls(transport, self, context, server_side=True,  # type: ignore[arg-type]
+                                           ssl_handshake_timeout=self._limit.header_timeout)
+        except BaseException as err:  # noqa: BLE001 - a failed handshake ends this connection alone
+            self._leave()
+            if isinstance(err, asyncio.CancelledError):
+                raise
+            log.debug("TLS handshake failed: %s", err)
+            return
+        if secured is None:  # closed during the handshake (made room for, or past the header timeout)
+            self._leave()
+            return
+        self._limit.secured(self, transport, secured)
+        self._transport = secured
+        self._connect_inner(secured)
+        early, self._early = self._early, []
+        for data in early:
+            self.data_received(data)
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self._leave()
+        if self._inner_connected:
+            self._inner_connected = False
+            self._inner.connection_lost(exc)
+
+    def _leave(self) -> None:
+        self._disarm()
+        self._resumed()
+        self._give_back_slot()
+        if self._counted:
+            self._counted = False
+            self._limit.leave(self, self._transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._counted:
+            return
+        if not self._inner_connected:
+            self._early.append(data)
+            return
+        self._limit.touch(self)
+        answered_all = self._answered_all
+        received = self._tail + data
+        heads, end = _head_ends(received)
+        if end >= 0:  # a head is complete; whatever follows starts the next request
+            self._disarm()
+            received = received[end:]
+        if received and self._deadline is None:
+            self._arm()
+        self._head_begun = bool(received)
+        self._tail = received[-3:]
+        if answered_all and heads == 1 and not received and self._limit.shed is not None:
+            verdict = self._limit.shed.answer(data)
+            if isinstance(verdict, tuple):
+                answer, close = verdict
+                assert isinstance(self._transport, asyncio.WriteTransport)
+                self._transport.write(answer)
+                if close:
+                    self._transport.close()
+                return
+            self._slot_reserved = verdict
+        self._handed += heads
+        assert isinstance(self._inner, asyncio.Protocol)
+        self._inner.data_received(data)
+
+    def eof_received(self) -> Optional[bool]:
+        return self._inner.eof_received() if self._counted and self._inner_connected else None
+
+    def pause_writing(self) -> None:
+        if not (self._counted and self._inner_connected):
+            return
+        self._inner.pause_writing()
+        assert isinstance(self._transport, asyncio.WriteTransport)
+        unsent = self._transport.get_write_buffer_size()
+        loop = asyncio.get_running_loop()
+        if self._limit.take_unsent(unsent):
+            self._unsent = unsent
+            self._write_deadline = loop.call_later(self._limit.write_timeout, self._write_expired)
+        else:
+            log.debug("answers waiting for clients to read them hold %d bytes; disconnecting one more",
+                      self._limit.unsent_bytes)
+            loop.call_soon(self._transport.abort)  # not from inside the transport's write, which called this
+
+    def resume_writing(self) -> None:
+        if self._counted and self._inner_connected:
+            self._resumed()
+            self._inner.resume_writing()
+
+    def _resumed(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+        self._limit.release_unsent(self._unsent)
+        self._unsent = 0
+
+    def _write_expired(self) -> None:
+        self._write_deadline = None
+        if isinstance(self._transport, asyncio.WriteTransport) and not self._transport.is_closing():
+            log.debug("a client did not read its answer in %gs; disconnecting it", self._limit.write_timeout)
+            self._transport.abort()
+
+    def _arm(self) -> None:
+        self._deadline = asyncio.get_running_loop().call_later(self._limit.header_timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self) -> None:
+        self._deadline = None
+        if self._transport is not None and not self._transport.is_closing():
+            log.debug("closing a connection that sent no complete request head in %gs", self._limit.header_timeout)
+            self._transport.close()
+
+
+def guard(limit: ConnectionLimit[GuardedConnection], inner: asyncio.Protocol, tls: Optional[ssl.SSLContext] = None) -> GuardedConnection:
+    """`inner`, the server's protocol for a new TCP connection, counted against `limit`; with `tls`, the
+    connection's TLS handshake is done before `inner` sees it."""
+    return GuardedConnection(inner, limit, tls)

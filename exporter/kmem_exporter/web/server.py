@@ -1,0 +1,223 @@
+"""The HTTP server: /metrics (text or OpenMetrics, gzip when accepted), a landing page, and health endpoints.
+
+Bounded whatever clients do: at most `--web.max-requests` /metrics requests are served at once (more get 503 at
+once); a request leaves its slot when its answer is handed to the connection, where an answer its client does not
+read waits within a budget of bytes and of time; every request that joins a collection shares its rendering;
+connections are limited and must send their request heads in time (`kmem_exporter.web.connections`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import html
+import logging
+import resource
+import signal
+import time
+from typing import Any, AsyncIterator, Optional
+
+from aiohttp import web
+
+from kmem_exporter import __version__
+from kmem_exporter.config import Config, ConfigError, split_host_port
+from kmem_exporter.web.connections import GuardedConnection, guard
+from kmem_exporter.web.limits import ConnectionLimit
+from kmem_exporter.exposition import accepts_gzip, choose_format
+from kmem_exporter.scrape.scraper import Scraper
+from kmem_exporter.settings import shown
+from kmem_exporter.web.shedding import REFUSED_TEXT, RequestSlots, Shedder
+from kmem_exporter.web.middleware import install_web_config
+from kmem_exporter.web.config import WebConfig
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_TIMEOUT = 75.0  # seconds an idle keep-alive connection stays open (Prometheus reuses it between scrapes)
+SHUTDOWN_TIMEOUT = 5.0
+
+
+def make_app(config: Config, scraper: Scraper, limit: ConnectionLimit[GuardedConnection], slots: RequestSlots,
+             web_config: Optional[WebConfig] = None) -> web.Application:
+    app = web.Application()
+    if web_config is not None:
+        install_web_config(app, web_config)
+    app.middlewares.insert(0, _counting_requests(limit))  # first: a request waiting for its password check counts
+
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        form = choose_format(request.headers.get("Accept", ""))
+        if request.method == "HEAD":  # the headers only: no collection
+            return web.Response(headers={"Content-Type": form.content_type})
+        connection = limit.connection_of(request.transport)
+        reserved = connection is not None and connection.take_reserved_slot()  # given as the request arrived
+        if not reserved and not slots.try_take():
+            return web.Response(status=503, text=REFUSED_TEXT, headers={"Retry-After": "1"})
+        try:
+            gzipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
+            collection = await scraper.scrape(form, gzipped)
+            body = await collection.body(form, gzipped)
+        finally:
+            slots.release()  # the server hands the answer to the connection as this returns (see module doc)
+        headers = {"Content-Type": form.content_type, "Vary": "Accept-Encoding"}
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
+
+    async def landing(request: web.Request) -> web.Response:
+        path = html.escape(config.telemetry_path)
+        collectors = "".join(f"<li>{html.escape(name)}</li>" for name in config.enabled_collectors)
+        page = (
+            "<!DOCTYPE html><html><head><title>kmem-exporter</title></head><body>"
+            f"<h1>kmem-exporter</h1><p>Version {html.escape(__version__)}</p>"
+            f'<p><a href="{path}">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Ready</a></p>'
+            f"<h2>Enabled collectors</h2><ul>{collectors}</ul></body></html>"
+        )
+        return web.Response(text=page, content_type="text/html")
+
+    async def healthy(request: web.Request) -> web.Response:
+        return web.Response(text="OK\n")
+
+    readiness: Optional["asyncio.Task[None]"] = None  # done once every collector has something to serve
+
+    async def ready(request: web.Request) -> web.Response:
+        if readiness is None or not readiness.done():
+            return web.Response(status=503, text="starting\n")
+        return web.Response(text="OK\n")
+
+    async def become_ready() -> None:
+        await scraper.start()
+        await scraper.wait_ready()
+        log.info("ready; collectors: %s", ", ".join(config.enabled_collectors) or "none")
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        # The port is bound after this part: nothing here may wait for a collector.
+        nonlocal readiness
+        readiness = asyncio.create_task(become_ready())
+        yield
+        readiness.cancel()
+        await scraper.stop()
+
+    app.router.add_get(config.telemetry_path, metrics)
+    app.router.add_get("/", landing)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def _counting_requests(limit: ConnectionLimit[GuardedConnection]) -> Any:
+    """A middleware that tells each connection when it is answering a request, so that only idle connections make
+    room for new ones at the connection limit."""
+
+    @web.middleware
+    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+        connection = limit.connection_of(request.transport)
+        if connection is None:
+            return await handler(request)  # type: ignore[no-any-return]
+        connection.request_started()
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        finally:
+            connection.request_finished()
+
+    return count
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP listener whose connections go through a ConnectionLimit."""
+
+    def __init__(self, runner: web.BaseRunner, address: str, limit: ConnectionLimit[GuardedConnection],
+                 web_config: Optional[WebConfig]) -> None:
+        super().__init__(runner, ssl_context=web_config.ssl_context() if web_config is not None else None)
+        self._web_config = web_config
+        self._address = address
+        self._host, self._port = split_host_port(address)
+        self._limit = limit
+
+    @property
+    def name(self) -> str:
+        return f"{'https' if self._ssl_context else 'http'}://{self._address}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+
+        def accept() -> asyncio.Protocol:
+            if self._web_config is not None:
+                self._web_config.reload_if_changed()  # before the handshake: new certificate files serve at once
+            return guard(self._limit, server(), self._ssl_context)  # TLS, if any, is done by the connection
+
+        self._server = await asyncio.get_running_loop().create_server(
+            accept, self._host, self._port, backlog=self._backlog, reuse_address=True)
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft limit of open files to the hard limit, as Go programs such as node_exporter do."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as err:
+            log.debug("could not raise the open-file limit from %d to %d: %s", soft, hard, err)
+
+
+def _loop_exception_handler() -> Any:
+    """Log the event loop's own errors (a failed accept when out of file descriptors, ...) once a minute per kind,
+    on one line: asyncio retries a failed accept by itself after a second."""
+    last: dict[str, float] = {}
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = str(context.get("message", "event loop error"))
+        exception = context.get("exception")
+        now = time.monotonic()
+        if now - last.get(message, -float("inf")) >= 60:
+            last[message] = now
+            log.error("%s: %s", message, exception if exception is not None else "(no exception)")
+
+    return handle
+
+
+def tune_garbage_collection() -> None:
+    """A scrape makes thousands of short-lived objects. Objects made at start (modules, settings, collectors) are moved
+    out of the collector's way, and young objects are collected less often, so that a collection does not walk the
+    whole heap again and again: about a tenth of a scrape's CPU."""
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
+async def run_server(config: Config, scraper: Scraper, web_config: Optional[WebConfig]) -> int:
+    """Serve until SIGTERM or SIGINT, then shut down cleanly (exit status 0). ConfigError when an address cannot be
+    bound."""
+    tune_garbage_collection()
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_loop_exception_handler())
+    raise_open_file_limit()
+    slots = RequestSlots(config.max_requests)
+    # The 503 beyond --web.max-requests is answered before HTTP parsing, unless the web config adds something to
+    # every answer first (authentication, a rate limit, headers).
+    plain = web_config is None or not (web_config.basic_auth or web_config.rate_limit or web_config.headers)
+    shedder = Shedder(slots, config.telemetry_path) if plain else None
+    limit: ConnectionLimit[GuardedConnection] = ConnectionLimit(config.max_connections, config.read_header_timeout,
+                                                                shedder)
+    runner = web.AppRunner(make_app(config, scraper, limit, slots, web_config), access_log=None,
+                           keepalive_timeout=KEEPALIVE_TIMEOUT, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for address in config.listen_addresses:
+            try:
+                await GuardedSite(runner, address, limit, web_config).start()
+            except OSError as err:
+                raise ConfigError(f"web.listen-address {shown(address)}: cannot listen: {err.strerror or err}") from None
+        log.info("listening on %s, metrics at %s", ", ".join(config.listen_addresses), config.telemetry_path)
+        await stop.wait()
+        log.info("shutting down")
+        return 0
+    finally:
+        await runner.cleanup()
+
+
+def serve(config: Config, scraper: Scraper, web_config: Optional[WebConfig] = None) -> int:
+    return asyncio.run(run_server(config, scraper, web_config))
