@@ -1,7 +1,12 @@
 // Every setting of the mixin. Override any of them with
 //   (import 'mixin.libsonnet') + { _config+:: { kmemSelector: 'job="node-kmem"', showMultiCluster: true } }
+// The thresholds the exporter's `report` command and status page share (fragmentationOrder, extfragThresholdDefault,
+// ignoredZones, memcgIds*Ratio, conntrackLeak*, conntrackTableRatio) are defined once, in the package's
+// thresholds.yaml, and imported here.
+local thresholds = std.parseYaml(importstr '../exporter/kmem_exporter/thresholds.yaml');
+
 {
-  _config+:: {
+  _config+:: thresholds {
     // Label matchers every query carries: the scrape job(s) of kmem-exporter.
     kmemSelector: 'job="kmem-exporter"',
 
@@ -21,13 +26,8 @@
     backgroundPassStaleSeconds: 900,
     backgroundPassStaleFor: '10m',
 
-    // Fragmentation. The watched order: 6 is the order:6 allocation that fails container starts on RHEL 7.
-    fragmentationOrder: 6,
+    // Fragmentation (the watched order and the extfrag limit: thresholds.yaml).
     fragmentationFor: '15m',
-    // The threshold of the extfrag index when vm.extfrag_threshold is not exported (the kernel's default 500 / 1000).
-    extfragThresholdDefault: 0.5,
-    // Zones left out of the fragmentation alert and the fleet view (they do not serve high-order kernel allocations).
-    ignoredZones: 'DMA|HighMem',
     compactionFailuresPerMinute: 1,
     compactionWindow: '15m',
     compactionFailingFor: '30m',
@@ -38,9 +38,7 @@
     kernelLogWindow: '15m',
 
     // Memory cgroups.
-    memcgIdsHighRatio: 0.8,
     memcgIdsHighFor: '15m',
-    memcgIdsCriticalRatio: 0.95,
     memcgIdsCriticalFor: '5m',
     memcgPredictWindow: '6h',
     memcgPredictHorizonHours: 24,
@@ -51,10 +49,7 @@
     kmemAccountingFor: '15m',
 
     // Slab caches and conntrack.
-    conntrackLeakExcess: 5,
-    conntrackLeakFactor: 2,
     conntrackLeakFor: '1h',
-    conntrackTableRatio: 0.9,
     conntrackTableFor: '5m',
 
     // Dashboards.

@@ -1,5 +1,6 @@
-"""`kmem-exporter report`: the real exporter on fixture trees and this host, and `exporter/kmem_exporter/report.py` on the
-metric families of real collections."""
+"""`kmem-exporter report` as text: the real exporter on fixture trees and this host, and the report package
+(exporter/kmem_exporter/report/) on the metric families of real collections. The JSON form, the exit statuses and the
+shared thresholds: test_report_data.py; `--from URL`: test_report_from.py."""
 
 from __future__ import annotations
 
@@ -17,9 +18,33 @@ from conftest import PROJECT, fixture_flags, run_exporter
 from metrics_text import only_collectors
 from kmem_exporter.cli import collect_once
 from kmem_exporter.config import parse_args
-from kmem_exporter.report import BUGGY_KMEM_RELEASE, conntrack_caches_leaked, human_bytes, render_report
+from kmem_exporter.report.findings import BUGGY_KMEM_RELEASE, judge
+from kmem_exporter.report.state import read_state
+from kmem_exporter.report.text import human_bytes, render_text
+from kmem_exporter.report.thresholds import thresholds
 
-LEAK = "  WARNING: caches far above namespaces: leaked per-namespace caches (the 3.10 leak)."
+
+def render_report(families: list[Metric] | tuple[Metric, ...], failures: dict[str, str]) -> str:
+    """The text report of a collection's families, as the command writes it."""
+    state = read_state(families, failures)
+    return render_text(state, judge(state, thresholds()), thresholds())
+
+
+def verdict_lines(text: str) -> list[str]:
+    """The Verdict section, its wrapped lines joined: one line per finding, then one per runbook."""
+    title = next(line for line in text.splitlines() if line.startswith("Verdict"))
+    lines: list[str] = [title]
+    for line in section(text, "Verdict"):
+        if line.startswith("    ") and not line.startswith("    runbook:"):
+            lines[-1] += " " + line.strip()
+        else:
+            lines.append(line)
+    return lines
+
+
+LEAK = ("  WARNING KmemConntrackSlabCacheLeak: 8 nf_conntrack slab caches for 2 live network namespaces: per-namespace "
+        "caches leaked (the 3.10 leak); creating a namespace needs a high-order allocation for its cache, which fails "
+        "once memory is fragmented")
 
 
 def report_of(host: str, *extra: str) -> tuple[int, str, str]:
@@ -56,7 +81,7 @@ def section(text: str, title: str) -> list[str]:
 
 def test_fragmented_host() -> None:
     status, out, err = report_of("rhel7-fragmented")
-    assert status == 0, err
+    assert status == 1, err  # warnings
     table = fragmentation_table(out)
     assert set(table) == {("0", "DMA"), ("0", "DMA32"), ("0", "Normal")}
     assert table[("0", "Normal")] == {"node": "0", "zone": "Normal", "free": "261.9 MiB", "largest": "3",
@@ -66,16 +91,24 @@ def test_fragmented_host() -> None:
     assert table[("0", "DMA")]["6"] == "yes"
     assert "  The limit is vm.extfrag_threshold (500) / 1000; extfrag index: computed from /proc/buddyinfo." in out
     slab = section(out, "Slab")
-    assert slab[:4] == ["  largest caches (of 1):", "    nf_conntrack  1.5 MiB",
-                        "  nf_conntrack slab caches: 8, live network namespaces: 2", LEAK]
+    assert slab[:3] == ["  largest caches (of 1):", "    nf_conntrack  1.5 MiB",
+                        "  nf_conntrack slab caches: 8, live network namespaces: 2"]
     assert "  conntrack table: 1575 of 65536 entries (2.4 %)" in slab
     assert section(out, "Kernel") == ["  release: 3.10.0-514.el7.x86_64", "  memcg kmem accounting: per-cgroup",
                                       "  booted with cgroup.memory=nokmem: no"]
+    verdict = verdict_lines(out)
+    assert verdict[0] == "Verdict: warning (exit status 1)"
+    assert [line.split(":")[0] for line in verdict[1::2]] == [
+        "  WARNING KmemHighOrderFragmentation", "  WARNING KmemHighOrderFragmentation",
+        "  WARNING KmemKmemAccountingOnBuggyKernel", "  WARNING KmemConntrackSlabCacheLeak"]
+    assert verdict[1].startswith("  WARNING KmemHighOrderFragmentation: no free block of order 6 or more in zone "
+                                 "DMA32 of node 0 (largest: 4); extfrag index 0.974 > 0.500")
+    assert verdict[7] == LEAK
+    assert verdict[8] == "    runbook: docs/runbooks.md#kmemconntrackslabcacheleak"
 
 
 def test_healthy_host() -> None:
     status, out, err = report_of("rhel7-healthy")
-    assert status == 0, err
     table = fragmentation_table(out)
     assert table[("0", "Normal")]["6"] == "yes"
     assert table[("0", "Normal")]["largest"] == "9"
@@ -83,7 +116,10 @@ def test_healthy_host() -> None:
     assert "  nf_conntrack slab caches: 3, live network namespaces: 3" in out
     assert "leak" not in out
     assert "  IDs in use: 37 of 65535 (0.1 %): 34 visible, 3 dying, 33 kmem-enabled" in out
-    assert "IDs are in use" not in out
+    # Not fragmented; its 3.10.0-514 kernel leaks memory cgroups with kmem accounting on (fixed in 3.10.0-1075).
+    assert status == 1
+    assert [line.split(":")[0] for line in verdict_lines(out)] == [
+        "Verdict", "  WARNING KmemKmemAccountingOnBuggyKernel", "    runbook"]
 
 
 def test_numa_nodes_and_zones_in_kernel_order() -> None:
@@ -97,14 +133,15 @@ def test_numa_nodes_and_zones_in_kernel_order() -> None:
 
 def test_memcg_ids_nearly_exhausted() -> None:
     status, out, err = report_of("memcg-near-exhausted")
-    assert status == 0, err
+    assert status == 2, err  # critical
     assert section(out, "Memory cgroups") == [
-        "  IDs in use: 64000 of 65535 (97.7 %): 22 visible, 63978 dying, 21 kmem-enabled",
-        "  CRITICAL: over 95% of the memory cgroup IDs are in use (dying ones hold theirs);",
-        "  when none is left, no container can start.",
-        "  WARNING: kmem accounting is on for 21 cgroups on kernel 3.10.0-514.el7.x86_64;",
-        "  3.10 kernels before 3.10.0-1075.el7 never free such cgroups after removal.",
-    ]
+        "  IDs in use: 64000 of 65535 (97.7 %): 22 visible, 63978 dying, 21 kmem-enabled"]
+    verdict = verdict_lines(out)
+    assert verdict[0] == "Verdict: critical (exit status 2)"
+    assert ("  CRITICAL KmemMemcgIdsCritical: 64000 of 65535 memory cgroup IDs in use (97.7%), over 95% (dying "
+            "cgroups hold theirs): when none is left, no container can start") in verdict
+    assert ("  WARNING KmemKmemAccountingOnBuggyKernel: kmem accounting is on for 21 cgroups on kernel "
+            "3.10.0-514.el7.x86_64; 3.10 kernels before 3.10.0-1075.el7 never free such cgroups after removal") in verdict
 
 
 def test_a_failed_collector_exits_1_and_is_named() -> None:
@@ -127,7 +164,7 @@ def test_readme_example_is_the_output() -> None:
                "--path.sysfs=tests/fixtures/rhel7-fragmented/sys")
     assert f"(`{command}`):" in readme
     result = run_exporter(*command.split()[1:])
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # warnings
     assert f"```\n{result.stdout}```\n" in readme
 
 
@@ -135,15 +172,19 @@ def test_help_names_the_command() -> None:
     result = run_exporter("--help")
     assert result.returncode == 0
     assert "kmem-exporter [serve|scrape|report] [flags]" in result.stdout
-    assert "report collects once and prints a plain-text diagnosis" in " ".join(result.stdout.split())
+    text = " ".join(result.stdout.split())
+    assert "report collects once and prints the node's verdict" in text
+    assert "--format text|json" in text and "--from URL" in text
+    assert "Exit status of report: 0 healthy, 1 warning, 2 critical, 3 could not judge." in text
 
 
 @pytest.mark.live
 def test_live_host() -> None:
     result = run_exporter("report")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode in (0, 1, 2), result.stderr
     titles = [line.split(":")[0] for line in result.stdout.splitlines() if line and not line.startswith(" ")]
-    assert titles == ["kmem-exporter report", "Kernel", "Fragmentation", "Slab", "Memory cgroups"]
+    assert titles == ["kmem-exporter report", "Kernel", "Fragmentation", "Slab", "Memory cgroups", "Verdict"]
+    assert verdict_lines(result.stdout)[0].endswith(f"(exit status {result.returncode})")
     assert f"  release: {os.uname().release}" in result.stdout
     table = fragmentation_table(result.stdout)
     assert ("0", "Normal") in table
@@ -214,23 +255,26 @@ def test_a_fixed_kernel_gets_no_kmem_warning() -> None:
     for release, warned in (("3.10.0-1074.el7.x86_64", True), ("3.10.0-1075.el7.x86_64", False),
                             ("3.10.0-1160.el7.x86_64", False), ("4.4.0-21-generic", False)):
         text = render_report(families_of("rhel7-healthy", kmem_kernel_info=[({"release": release}, 1.0)]), {})
-        assert ("WARNING: kmem accounting is on for 33 cgroups" in text) is warned, release
+        assert ("WARNING KmemKmemAccountingOnBuggyKernel: kmem accounting is on for 33 cgroups" in text) is warned, \
+            release
 
 
 def test_conntrack_table_nearly_full() -> None:
     text = render_report(families_of("rhel7-healthy", kmem_nf_conntrack_entries=[({}, 60000.0)]), {})
-    assert section(text, "Slab")[-2:] == [
-        "  conntrack table: 60000 of 65536 entries (91.6 %)",
-        "  WARNING: the conntrack table is over 90% full; when full, new connections are dropped.",
-    ]
+    assert section(text, "Slab")[-1] == "  conntrack table: 60000 of 65536 entries (91.6 %)"
+    assert verdict_lines(text)[3:] == [
+        "  WARNING KmemConntrackTableNearlyFull: the conntrack table holds 60000 of 65536 entries (91.6%), over 90%: "
+        "when full, new connections are dropped",
+        "    runbook: docs/runbooks.md#kmemconntracktablenearlyfull"]
 
 
 def test_memcg_warning_between_80_and_95_percent() -> None:
     text = render_report(families_of("rhel7-healthy", kmem_memcg_cgroups=[({}, 55000.0)]), {})
-    assert section(text, "Memory cgroups")[:2] == [
-        "  IDs in use: 55000 of 65535 (83.9 %): 34 visible, 3 dying, 33 kmem-enabled",
-        "  WARNING: over 80% of the memory cgroup IDs are in use.",
-    ]
+    assert section(text, "Memory cgroups") == [
+        "  IDs in use: 55000 of 65535 (83.9 %): 34 visible, 3 dying, 33 kmem-enabled"]
+    assert verdict_lines(text)[:2] == [
+        "Verdict: warning (exit status 1)",
+        "  WARNING KmemMemcgIdsHigh: 55000 of 65535 memory cgroup IDs in use (83.9%), over 80%"]
 
 
 def test_failures_are_listed_with_their_reasons() -> None:
@@ -242,12 +286,14 @@ def test_failures_are_listed_with_their_reasons() -> None:
                           "  netns", "  slabinfo", "  vmstat: a reason", "  zoneinfo"]
     titles = [line.split(":")[0] for line in lines if line and not line.startswith(" ")]
     assert titles == ["kmem-exporter report", "Failed collectors (their parts of the report are missing)", "Kernel",
-                      "Fragmentation"]
+                      "Fragmentation", "Verdict"]
+    assert "  WARNING KmemExporterCollectorFailing: collector vmstat failed: a reason" in lines
     assert "  no   =" not in text  # the extfrag collector succeeded
 
 
 def test_no_metrics_no_sections() -> None:
-    assert render_report([], {}) == "kmem-exporter report\n"
+    assert render_report([], {}) == ("kmem-exporter report\n\nVerdict: unknown (exit status 3)\n"
+                                     "  Nothing to judge: no zone, memory cgroup or slab cache could be read.\n")
 
 
 def test_human_bytes() -> None:
@@ -273,7 +319,7 @@ def test_leak_rule_is_the_alerts() -> None:
     assert alert_expr("slab.yaml", "KmemConntrackSlabCacheLeak") == (
         "kmem_nf_conntrack_slab_caches - kmem_network_namespaces > 5 and "
         "kmem_nf_conntrack_slab_caches > 2 * kmem_network_namespaces")
-    assert [conntrack_caches_leaked(c, n) for c, n in ((8, 2), (7, 2), (12, 6), (13, 6), (3, 3), (1, 1))] == [
+    assert [thresholds().conntrack_caches_leaked(c, n) for c, n in ((8, 2), (7, 2), (12, 6), (13, 6), (3, 3), (1, 1))] == [
         True, False, False, True, False, False]
 
 

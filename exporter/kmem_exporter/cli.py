@@ -1,9 +1,10 @@
 """The command line: `serve` (default) runs the HTTP server; `scrape` collects once and prints the exposition;
-`report` collects once and prints a plain-text diagnosis."""
+`report` collects once (or reads a running exporter) and prints the node's verdict, as text or JSON."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -17,7 +18,13 @@ from kmem_exporter import logs
 from kmem_exporter.collectors import COLLECTORS
 from kmem_exporter.config import Config, ConfigError, parse_args
 from kmem_exporter.exporter_metrics import ExporterMetrics
-from kmem_exporter.report import render_report
+from kmem_exporter.report.data import report_data
+from kmem_exporter.report.findings import STATUSES, judge
+from kmem_exporter.report.options import OptionsError, ReportOptions, split_report_args
+from kmem_exporter.report.remote import FetchError, fetch_families, shown_url
+from kmem_exporter.report.state import read_state
+from kmem_exporter.report.text import render_text
+from kmem_exporter.report.thresholds import thresholds
 from kmem_exporter.exposition import TEXT
 from kmem_exporter.scrape.collection import Collection
 from kmem_exporter.scrape.scraper import Scraper
@@ -76,10 +83,22 @@ async def scrape_once(config: Config) -> tuple[bytes, bool]:
     return await collection.body(TEXT), collection.succeeded
 
 
-async def report_once(config: Config) -> tuple[str, bool]:
-    """One collection, as the plain-text diagnosis, and whether every enabled collector succeeded."""
-    collection = await collect_once(config)
-    return render_report(collection.families, collection.failures), collection.succeeded
+async def report_once(config: Config, options: ReportOptions) -> tuple[str, int]:
+    """The node's verdict in the asked format, and its exit status (0 healthy, 1 warning, 2 critical, 3 unknown),
+    from one collection or from the exporter at `options.source` (FetchError when it cannot be read)."""
+    if options.source is not None:
+        families, failures, source = await fetch_families(options.source), {}, shown_url(options.source.url)
+    else:
+        collection = await collect_once(config)
+        families, failures, source = collection.families, collection.failures, "files"
+    state = read_state(families, failures)
+    limits = thresholds()
+    verdict = judge(state, limits)
+    if options.format == "json":
+        text = json.dumps(report_data(state, verdict, limits, source), indent=2) + "\n"
+    else:
+        text = render_text(state, verdict, limits)
+    return text, verdict.exit_status
 
 
 def ignore_sighup() -> None:
@@ -91,19 +110,27 @@ def ignore_sighup() -> None:
     signal.signal(signal.SIGHUP, on_sighup)
 
 
-def fail(message: str) -> int:
-    """Say why the exporter cannot start; exit status 2."""
+def fail(message: str, status: int = 2) -> int:
+    """Say why the exporter cannot start; exit status 2 (`report`: 3, could not judge)."""
     print(f"kmem-exporter: error: {shorten(message, 1000)}", file=sys.stderr)
-    return 2
+    return status
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    reporting = "report" in args
+    unusable = STATUSES.index("unknown") if reporting else 2
     try:
-        command, config = parse_args(sys.argv[1:] if argv is None else argv)
-    except ConfigError as err:
-        return fail(str(err))
+        options, args = split_report_args(args) if reporting else (ReportOptions(), args)
+        command, config = parse_args(args)
+    except (ConfigError, OptionsError) as err:
+        return fail(str(err), unusable)
     except Exception as err:  # noqa: BLE001 (any start-up failure is exit 2 with a message, never a traceback)
-        return fail(f"unusable configuration: {type(err).__name__}: {err}")
+        return fail(f"unusable configuration: {type(err).__name__}: {err}", unusable)
+    except SystemExit as exit:  # argparse: --help and --version (0), a flag it refuses (2)
+        if exit.code not in (0, None) and reporting:
+            return unusable
+        raise
     setup_logging(config)
     if command == "scrape":
         body, ok = asyncio.run(scrape_once(config))
@@ -111,10 +138,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stdout.flush()
         return 0 if ok else 1
     if command == "report":
-        text, ok = asyncio.run(report_once(config))
+        try:
+            text, status = asyncio.run(report_once(config, options))
+        except FetchError as err:
+            return fail(f"report --from: {err}", unusable)
         sys.stdout.write(text)
         sys.stdout.flush()
-        return 0 if ok else 1
+        return status
     web_config = None
     if config.web_config_file is not None:
         try:

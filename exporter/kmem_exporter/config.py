@@ -16,6 +16,7 @@ from typing import Callable, Mapping, NoReturn, Optional, Sequence
 
 from kmem_exporter import __version__
 from kmem_exporter.collectors import COLLECTORS
+from kmem_exporter.report.options import HELP as REPORT_HELP
 from kmem_exporter.config_file import ConfigFileError, parse_yaml, read_text
 from kmem_exporter.settings import (Setting, SettingError, parse_bool, parse_duration, parse_path, parse_positive_int,
                                parse_size, parse_str, shorten, shown)
@@ -245,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prometheus exporter for Linux kernel memory: fragmentation, slab caches, memory cgroups.",
         usage="kmem-exporter [serve|scrape|report] [flags]",
         epilog="Commands: serve (default) runs the HTTP server; scrape collects once, prints the exposition and exits "
-        "0 when every enabled collector succeeded, 1 otherwise; report collects once and prints a plain-text "
-        "diagnosis (fragmentation, slab caches, memory cgroups) with the same exit status.",
+        "0 when every enabled collector succeeded, 1 otherwise; report collects once and prints the node's verdict "
+        "(fragmentation, slab caches, memory cgroups) as text or JSON. " + REPORT_HELP,
     )
     parser.add_argument("command", nargs="?", choices=COMMANDS, default="serve",
                         help="serve (default), scrape or report")
