@@ -6,7 +6,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: run test test-image image image-tools mixin prometheusrule dashboard-configmaps tools debugfs benchmark \
-	benchmark-worst-case benchmark-hostile benchmark-scrape-latency benchmark-fleet node-exporter clean
+	benchmark-worst-case benchmark-hostile benchmark-scrape-latency benchmark-fleet node-exporter screenshots clean
 
 run: $(VENV)/.installed
 	$(BIN)/kmem-exporter $(ARGS)
@@ -36,6 +36,11 @@ image-tools:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends buildah debootstrap; \
 	fi
+
+# The status page's screenshots in docs/ (shown in the README), taken by headless chromium from the real exporter on
+# the fragmented and the healthy fixture trees.
+screenshots: $(VENV)/.installed-test tools
+	SCREENSHOTS=docs $(BIN)/pytest tests/test_status_page.py -k browser $(PYTEST_ARGS)
 
 # Renders the monitoring mixin (mixin/) into alerts/*.yaml and dashboards/*.json, then the Kubernetes files made
 # from them.
@@ -88,7 +93,8 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 # Debian's prometheus brings promtool and the Prometheus server; prometheus-alertmanager brings amtool; fuse3
 # brings libfuse3 and fusermount3 for the tests' files whose reads block (tests/stuck_files.py); kubectl renders
-# the kustomize base and components (tests/test_deploy_kubernetes.py).
+# the kustomize base and components (tests/test_deploy_kubernetes.py); chromium looks at the status page
+# (tests/test_status_page.py).
 tools:
 	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
 	    || ! command -v amtool >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then \
@@ -102,6 +108,8 @@ tools:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends fuse3; }
 	@command -v kubectl >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends kubectl; }
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 	@if ! command -v curl >/dev/null || ! command -v openssl >/dev/null; then \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends curl openssl; \

@@ -7,6 +7,7 @@ import asyncio
 import functools
 import gzip
 import logging
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -34,6 +35,8 @@ class Collection:
     def __init__(self, families: list[Metric], failures: dict[str, str], pool: DaemonPool) -> None:
         self.families = families
         self.failures = failures  # collector -> reason, for those that failed
+        self.collected_at = time.time()  # when it was made: shown to people
+        self.collected_monotonic = time.monotonic()  # when it was made: for its age
         self._pool = pool
         self._bodies: dict[tuple[str, bool], asyncio.Future[bytes]] = {}
         self._rendered: dict[tuple[str, bool], bytes] = {}  # written in the collecting thread, before any request

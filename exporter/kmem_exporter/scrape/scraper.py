@@ -43,6 +43,7 @@ class Scraper:
         # the kernel delays nobody else; in the usual case, one thread runs every collector in turn.
         self._stall = min(STALL_SECONDS, timeout / 4)
         self._in_flight: Optional[asyncio.Future[Collection]] = None
+        self.latest: Optional[Collection] = None  # the last collection made, for readers that need not a new one
         self._reported_errors: dict[str, str] = {}
 
     async def start(self) -> None:
@@ -102,6 +103,7 @@ class Scraper:
             collection = self._assemble(outcomes)
         for outcome in outcomes:
             self._report(outcome)
+        self.latest = collection
         return collection
 
     def _assemble(self, outcomes: Sequence[CollectorOutcome], form: Optional[Format] = None,

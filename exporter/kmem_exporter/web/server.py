@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import html
 import logging
 import resource
 import signal
@@ -19,7 +18,6 @@ from typing import Any, AsyncIterator, Optional
 
 from aiohttp import web
 
-from kmem_exporter import __version__
 from kmem_exporter.config import Config, ConfigError, split_host_port
 from kmem_exporter.web.connections import GuardedConnection, guard
 from kmem_exporter.web.limits import ConnectionLimit
@@ -29,6 +27,8 @@ from kmem_exporter.settings import shown
 from kmem_exporter.web.shedding import REFUSED_TEXT, RequestSlots, Shedder
 from kmem_exporter.web.middleware import install_web_config
 from kmem_exporter.web.config import WebConfig
+from kmem_exporter.web.status_page import CSP, PageLinks, StatusPage
+from kmem_exporter.report.thresholds import thresholds
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +62,16 @@ def make_app(config: Config, scraper: Scraper, limit: ConnectionLimit[GuardedCon
             headers["Content-Encoding"] = "gzip"
         return web.Response(body=body, headers=headers)
 
+    status_page = StatusPage(PageLinks(config.telemetry_path, config.enabled_collectors), scraper, thresholds())
+
     async def landing(request: web.Request) -> web.Response:
-        path = html.escape(config.telemetry_path)
-        collectors = "".join(f"<li>{html.escape(name)}</li>" for name in config.enabled_collectors)
-        page = (
-            "<!DOCTYPE html><html><head><title>kmem-exporter</title></head><body>"
-            f"<h1>kmem-exporter</h1><p>Version {html.escape(__version__)}</p>"
-            f'<p><a href="{path}">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Ready</a></p>'
-            f"<h2>Enabled collectors</h2><ul>{collectors}</ul></body></html>"
-        )
-        return web.Response(text=page, content_type="text/html")
+        if not slots.try_take():  # limited like /metrics: it may wait for a collection
+            return web.Response(status=503, text=REFUSED_TEXT, headers={"Retry-After": "1"})
+        try:
+            page = await status_page.render()
+        finally:
+            slots.release()
+        return web.Response(text=page, content_type="text/html", headers={"Content-Security-Policy": CSP})
 
     async def healthy(request: web.Request) -> web.Response:
         return web.Response(text="OK\n")
