@@ -14,7 +14,8 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test tools node-exporter debugfs
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Builds the container image with buildah from a local debootstrap base and runs it on this host (slow; root).
+# Builds the container image with buildah from a local debootstrap base and runs it on this host with podman and runc,
+# as the Kubernetes DaemonSets would (slow; root).
 test-image: $(VENV)/.installed-test tools image-tools
 	$(BIN)/pytest tests/image $(PYTEST_ARGS)
 
@@ -31,10 +32,13 @@ image:
 	$(IMAGE_BUILDER) build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
 	  --build-arg CREATED=$(CREATED) $(IMAGE_ARGS) -t $(IMAGE):$(VERSION) .
 
+# buildah builds the image; podman runs it with runc (tests/image/pods.py says why not crun).
 image-tools:
-	@if ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null; then \
+	@if ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null || ! command -v podman >/dev/null \
+	    || ! command -v runc >/dev/null; then \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends buildah debootstrap; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends buildah debootstrap \
+	    podman runc; \
 	fi
 
 # The status page's screenshots in docs/ (shown in the README), taken by headless chromium from the real exporter on

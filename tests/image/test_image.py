@@ -1,36 +1,48 @@
-"""The container image, really built with buildah and run on this host's /proc and /sys (`make test-image`).
+"""The container image, really built with buildah and run by Debian's podman with runc on this host's /proc and /sys
+(`make test-image`).
 
 No registry is reachable, so the base image is made locally by deploy/image/local-base.sh (debootstrap from the
-Debian mirror apt uses here, cached under /var/cache/kmem-exporter). Containers run with
-`buildah run --isolation chroot` and the host's /proc, /sys (with debugfs) and /dev/kmsg bound where the image's
-default flags expect them. Needs root; a missing tool fails the test.
+Debian mirror apt uses here, cached under /var/cache/kmem-exporter). Each DaemonSet container of the rendered
+Kubernetes manifests (`kubectl kustomize deploy/kubernetes`) runs with the podman flags its pod spec implies: user,
+read-only root, capabilities, no-new-privileges, privileged, host network, memory limit, read-only host mounts
+(deploy_flags.py). Only the listen address is moved to a free loopback port. Needs root; a missing tool fails the
+test.
+
+This machine's own needs, not the manifests': runc (crun refuses the hybrid cgroup layout), lower ulimits (the
+defaults need CAP_SYS_RESOURCE, not granted here), and no healthcheck timer (it needs systemd): the HEALTHCHECK
+command is run with `podman exec` instead.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import re
-import signal
-import stat
 import subprocess
 import time
 from typing import Iterator
 
 import pytest
-import yaml
 
 from conftest import PROJECT, free_port, is_root, promtool_check_metrics, require_tool
+from pods import MACHINE_FLAGS, Served, kernel_records, podman, rendered_containers, serve_container
 from deploy_paths import privileges_table
 
 from kmem_exporter import __version__
 from kmem_exporter.collectors import COLLECTORS
 from kmem_exporter.config import parse_args
+from kmem_exporter.parsers.kernel_log_patterns import match_event
+from kmem_exporter.parsers.kmsg import parse_record
 
 BASE_IMAGE = "localhost/kmem-exporter-base:bookworm"
 LICENSE_IN_IMAGE = "/usr/share/doc/kmem-exporter/LICENSE"
-IMAGE = "localhost/kmem-exporter:test"
+# One tag per checkout, so that image tests of several checkouts on one machine never remove each other's image.
+IMAGE = f"localhost/kmem-exporter:test-{hashlib.sha256(str(PROJECT).encode()).hexdigest()[:10]}"
+# The host's kernel files where the image's default flags look, as docs/deployment.md runs it (`--device` lets
+# /dev/kmsg through the container's device cgroup).
+HOST_ROOTS = ["--volume=/proc:/host/proc:ro", "--volume=/sys:/host/sys:ro", "--device=/dev/kmsg:/host/dev/kmsg:r"]
 
 
 def image_build_args() -> list[str]:
@@ -48,16 +60,12 @@ def run(*command: str, timeout: float = 1200, check: bool = True) -> subprocess.
 
 
 @pytest.fixture(scope="module")
-def buildah() -> str:
+def image() -> dict:
+    """Build the image from the working tree with buildah and return `buildah inspect` of it."""
     if not is_root():
-        pytest.fail("the image test needs root (buildah, debootstrap and the host's root-only kernel files)")
+        pytest.fail("the image test needs root (buildah, podman, debootstrap and the host's root-only kernel files)")
     require_tool("debootstrap")
-    return require_tool("buildah")
-
-
-@pytest.fixture(scope="module")
-def image(buildah: str) -> dict:
-    """Build the image from the working tree and return `buildah inspect` of it."""
+    buildah = require_tool("buildah")
     run(str(PROJECT / "deploy" / "image" / "local-base.sh"), BASE_IMAGE)
     run(buildah, "rmi", "--force", IMAGE, check=False)  # the previous run's image would be left untagged
     run(buildah, "build", "--isolation", "chroot", "--format", "docker", "--layers=false",
@@ -65,34 +73,16 @@ def image(buildah: str) -> dict:
     return json.loads(run(buildah, "inspect", "--type", "image", IMAGE).stdout)
 
 
-@pytest.fixture
-def container(buildah: str, image: dict) -> Iterator[str]:
-    name = run(buildah, "from", "--pull-never", IMAGE).stdout.strip()
-    yield name
-    run(buildah, "rm", name, check=False)
+def in_image(*options: str) -> subprocess.CompletedProcess[str]:
+    """`podman run --rm` of the image with this machine's flags; `options` hold the image and the command."""
+    return podman("run", "--rm", *MACHINE_FLAGS, *options)
 
 
-def bind(source: str, destination: str) -> str:
-    """A read-only bind of a host path; a device node keeps working (buildah makes binds nodev otherwise)."""
-    options = "ro,dev" if stat.S_ISCHR(os.stat(source).st_mode) else "ro"
-    return f"--volume={source}:{destination}:{options}"
-
-
-def host_mounts() -> list[str]:
-    """Binds of the host's kernel files where the image's default flags look for them."""
-    mounts = [("/proc", "/host/proc"), ("/sys", "/host/sys")]
-    if os.path.ismount("/sys/kernel/debug"):
-        mounts.append(("/sys/kernel/debug", "/host/sys/kernel/debug"))
-    mounts.append(("/dev/kmsg", "/host/dev/kmsg"))
-    return [bind(source, destination) for source, destination in mounts]
-
-
-def scrape_in(buildah: str, container: str, image: dict, *options: str) -> subprocess.CompletedProcess[str]:
-    """`kmem-exporter scrape` in the container, with the image's own default flags."""
+def scrape_in(image: dict, *options: str) -> subprocess.CompletedProcess[str]:
+    """`kmem-exporter scrape` in a container with the host's kernel files where the image's default flags look."""
     config = image["Docker"]["config"]
     assert config["Cmd"][0] == "serve"
-    return run(buildah, "run", "--isolation", "chroot", *host_mounts(), *options, container, "--",
-               *config["Entrypoint"], "scrape", *config["Cmd"][1:], check=False)
+    return in_image(*HOST_ROOTS, *options, IMAGE, "scrape", *config["Cmd"][1:])
 
 
 def collector_success(exposition: str) -> dict[str, float]:
@@ -116,113 +106,156 @@ def test_image_metadata(image: dict) -> None:
     assert labels["org.opencontainers.image.vendor"] == "The kmem-exporter authors"
 
 
-def test_image_carries_the_license_and_the_revision(buildah: str, container: str, image: dict) -> None:
+def test_image_carries_the_license_and_the_revision(image: dict) -> None:
     """LICENSE is in the image, and the exporter reports the revision the image was built from."""
-    result = run(buildah, "run", "--isolation", "chroot", container, "--", "cat", LICENSE_IN_IMAGE)
-    assert result.stdout == (PROJECT / "LICENSE").read_text()
-    result = scrape_in(buildah, container, image)
+    result = in_image("--entrypoint", "cat", IMAGE, LICENSE_IN_IMAGE)
+    assert result.stdout == (PROJECT / "LICENSE").read_text(), result.stderr
+    result = scrape_in(image)
     revision = image["Docker"]["config"]["Labels"]["org.opencontainers.image.revision"]
     assert f'kmem_exporter_build_info{{revision="{revision}",version="{__version__}"}} 1.0' in result.stdout
 
 
-def test_image_holds_only_the_installed_exporter(buildah: str, container: str) -> None:
+def test_image_holds_only_the_installed_exporter(image: dict) -> None:
     """The source tree is not copied into the final stage, and pip is gone from the exporter's virtualenv."""
     script = ("import importlib.util, pathlib, kmem_exporter; print(kmem_exporter.__file__); "
               "print(importlib.util.find_spec('pip') is None); print(pathlib.Path('/src').exists())")
-    result = run(buildah, "run", "--isolation", "chroot", container, "--", "python3", "-c", script)
+    result = in_image("--entrypoint", "python3", IMAGE, "-c", script)
     module, no_pip, has_src = result.stdout.split()
     assert module.startswith("/opt/kmem-exporter/lib/") and module.endswith("/site-packages/kmem_exporter/__init__.py")
     assert no_pip == "True"
     assert has_src == "False"
 
 
-def test_scrape_as_the_default_user(buildah: str, container: str, image: dict) -> None:
+def test_scrape_as_the_default_user(image: dict) -> None:
     """As nobody, world-readable files still work: buddyinfo is served and the exposition is clean."""
-    result = scrape_in(buildah, container, image)
+    result = scrape_in(image)
     assert result.stdout, result.stderr
     assert promtool_check_metrics(result.stdout) == ""
     assert re.search(r'^kmem_buddy_free_blocks\{node="0",order="0",zone="\w+"\} \d', result.stdout, re.M)
     assert collector_success(result.stdout)["buddyinfo"] == 1
 
 
-def bounding_set() -> list[str]:
-    """The capabilities this process may hold, as CAP_* names (`setpriv --dump`)."""
-    dump = run(require_tool("setpriv"), "--dump").stdout
-    (line,) = [entry for entry in dump.splitlines() if entry.startswith("Capability bounding set:")]
-    return [f"CAP_{name.upper()}" for name in line.split(":", 1)[1].strip().split(",")]
-
-
-DAEMONSETS = (PROJECT / "deploy" / "kubernetes" / "base" / "daemonset.yaml",
-              PROJECT / "deploy" / "kubernetes" / "components" / "kernel-log" / "daemonset.yaml")
-
-
-def daemonset_pods() -> dict[str, dict]:
-    """The pod spec of each DaemonSet container (the base's and the kernel-log component's), by container name."""
-    pods = {}
-    for path in DAEMONSETS:
-        pod = yaml.safe_load(path.read_text())["spec"]["template"]["spec"]
-        pods.update({c["name"]: pod for c in pod["containers"]})
-    return pods
-
-
-@pytest.mark.parametrize("name", sorted(daemonset_pods()))
-def test_daemonset_containers_serve_their_collectors(buildah: str, container: str, name: str) -> None:
-    """Each DaemonSet container's flags, mounts, user and capabilities, reproduced with buildah: every collector it
-    enables succeeds on this host. (No device cgroup here: that /dev/kmsg needs a privileged container in
-    Kubernetes cannot be shown.)"""
-    pod = daemonset_pods()[name]
-    (spec,) = [c for c in pod["containers"] if c["name"] == name]
-    volumes = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"]}
-    mounts = [bind(volumes[m["name"]], m["mountPath"]) for m in spec["volumeMounts"]]
-    context = spec["securityContext"]
-    if context.get("privileged"):
-        capabilities = [f"--cap-add={','.join(bounding_set())}"]  # all this machine lets a process have
-    else:
-        added = ",".join(f"CAP_{c}" for c in context["capabilities"]["add"])
-        capabilities = ["--cap-drop=all", f"--cap-add={added}"]
-    user = f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}"
-    assert spec["args"][0] == "serve"
-    result = run(buildah, "run", "--isolation", "chroot", "--user", user, *capabilities, *mounts, container, "--",
-                 "kmem-exporter", "scrape", *spec["args"][1:], check=False)
-    assert promtool_check_metrics(result.stdout) == ""
-    success = collector_success(result.stdout)
-    _, config = parse_args(spec["args"][1:])
-    assert success == {collector: 1.0 for collector in config.enabled_collectors}, result.stderr
-    assert result.returncode == 0, result.stderr
-
-
-def test_every_default_collector_runs_in_the_image_as_root(buildah: str, container: str, image: dict) -> None:
-    """As root with the capabilities docs/deployment.md lists and the image's default flags, every default collector
-    succeeds on this host."""
+def test_every_default_collector_runs_in_the_image_as_root(image: dict) -> None:
+    """As root with only the capabilities docs/deployment.md lists and the image's default flags, every default
+    collector succeeds on this host."""
     table = privileges_table((PROJECT / "docs" / "deployment.md").read_text())
     listed = ",".join(sorted(set().union(*(row.capabilities for row in table.values()))))
-    result = scrape_in(buildah, container, image, "--user", "0:0", f"--cap-add={listed}")
+    result = scrape_in(image, "--user", "0:0", "--cap-drop=all", f"--cap-add={listed}")
     assert promtool_check_metrics(result.stdout) == ""
     enabled = {name for name, cls in COLLECTORS.items() if cls.default_enabled}
     assert collector_success(result.stdout) == {name: 1.0 for name in enabled}, result.stderr
 
 
-def test_healthcheck_command_passes_against_the_server(buildah: str, container: str, image: dict) -> None:
-    """The image's HEALTHCHECK command, run in the container, succeeds against `serve` and fails without it."""
-    config = image["Docker"]["config"]
-    test = config["Healthcheck"]["Test"]
-    assert test[0] == "CMD"
-    check = [buildah, "run", "--isolation", "chroot", container, "--", *test[1:]]
-    assert run(*check, check=False).returncode != 0  # nothing listening yet
+@pytest.fixture(scope="module")
+def exporter_container(image: dict) -> Iterator[Served]:
+    with serve_container(IMAGE, "kmem-exporter") as served:
+        yield served
 
-    port = free_port()
-    listen = f"--web.listen-address=127.0.0.1:{port}"
-    check[-1] = check[-1].replace(":9792/", f":{port}/")
-    server = subprocess.Popen(
-        [buildah, "run", "--isolation", "chroot", *host_mounts(), container, "--",
-         *config["Entrypoint"], *config["Cmd"], listen],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+@pytest.fixture(scope="module")
+def kernel_log_container(image: dict) -> Iterator[Served]:
+    with serve_container(IMAGE, "kernel-log") as served:
+        yield served
+
+
+CONTAINERS = {"kmem-exporter": "exporter_container", "kernel-log": "kernel_log_container"}
+
+
+def test_every_daemonset_container_is_run() -> None:
+    assert set(rendered_containers()) == set(CONTAINERS)
+
+
+@pytest.mark.parametrize("name", sorted(CONTAINERS))
+def test_the_container_runs_as_the_manifests_say(request: pytest.FixtureRequest, name: str) -> None:
+    """podman applied what the pod spec asks: user, read-only root, capabilities, privileges, host network, memory
+    limit and read-only host mounts (as podman itself reports them)."""
+    served: Served = request.getfixturevalue(CONTAINERS[name])
+    pod, container = rendered_containers()[name]
+    context = container["securityContext"]
+    inspect = json.loads(podman("inspect", served.name).stdout)[0]
+    host = inspect["HostConfig"]
+    assert inspect["Config"]["User"] == f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}"
+    assert host["ReadonlyRootfs"] is True and host["NetworkMode"] == "host"
+    assert host["Memory"] == {"kmem-exporter": 256, "kernel-log": 96}[name] * 1024 * 1024
+    assert host["Privileged"] is bool(context.get("privileged"))
+    if not context.get("privileged"):
+        assert "no-new-privileges" in " ".join(host["SecurityOpt"])
+        assert sorted(inspect["EffectiveCaps"]) == sorted(f"CAP_{c}" for c in context["capabilities"]["add"])
+    mounts = {m["Destination"]: m for m in inspect["Mounts"]}
+    for mount in container["volumeMounts"]:
+        assert mounts[mount["mountPath"]]["RW"] is False
+
+
+def exporter_counts(text: str, name: str) -> dict[str, float]:
+    return {m.group(1): float(m.group(2)) for m in re.finditer(rf'^{name}\{{(.*)\}} (\S+)$', text, re.M)}
+
+
+@pytest.mark.parametrize("name", sorted(CONTAINERS))
+def test_every_collector_succeeds_and_the_container_is_ready(request: pytest.FixtureRequest, name: str) -> None:
+    served: Served = request.getfixturevalue(CONTAINERS[name])
+    assert served.get("/-/ready") == (200, "OK\n")
+    status, text = served.get("/metrics")
+    assert status == 200
+    assert promtool_check_metrics(text) == ""
+    _, config = parse_args(served.args[1:])
+    assert config.enabled_collectors
+    assert collector_success(text) == {collector: 1.0 for collector in config.enabled_collectors}
+
+
+@pytest.mark.parametrize("name", sorted(CONTAINERS))
+def test_the_healthcheck_command_passes_in_the_container(request: pytest.FixtureRequest, image: dict,
+                                                         name: str) -> None:
+    """The image's HEALTHCHECK command, run in the container with `podman exec` (its port moved with the listen
+    address), succeeds; pointed at a port nobody listens on, it fails."""
+    served: Served = request.getfixturevalue(CONTAINERS[name])
+    test = image["Docker"]["config"]["Healthcheck"]["Test"]
+    assert test[0] == "CMD" and ":9792/" in test[-1]
+    port = served.url.rpartition(":")[2]
+    check = podman("exec", served.name, *test[1:-1], test[-1].replace(":9792/", f":{port}/"))
+    assert check.returncode == 0, check.stderr
+    closed = podman("exec", served.name, *test[1:-1], test[-1].replace(":9792/", f":{free_port()}/"))
+    assert closed.returncode != 0
+
+
+OOM_KILL = re.compile(r'^kmem_kernel_log_events_total\{event="oom_kill"\} (\S+)$', re.M)
+USER_LINE = "kmem-exporter image test: Killed process 4242 (user-space) total-vm:1024kB, anon-rss:0kB"
+
+
+def test_the_kernel_log_container_counts_the_kernels_events_only(kernel_log_container: Served) -> None:
+    """A line user space writes to /dev/kmsg, worded as an OOM kill, is not counted. Then the kernel itself kills a
+    process: a container that outgrows its memory limit. Its "Killed process" record, read by the kernel-log
+    container after the user line, is counted: exactly the kernel's own OOM kill records since the start."""
+    def count() -> float:
+        status, text = kernel_log_container.get("/metrics")
+        match = OOM_KILL.search(text)
+        assert status == 200 and match, text[-2000:]
+        return float(match.group(1))
+
+    before = count()
+    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
     try:
+        os.lseek(fd, 0, os.SEEK_END)  # only the records written from now on
+        with open("/dev/kmsg", "w") as kmsg:
+            kmsg.write(USER_LINE + "\n")
+        hog = podman("run", "--rm", *MACHINE_FLAGS, "--memory=64m", "--memory-swap=64m", "--entrypoint", "python3",
+                     IMAGE, "-c", "blocks = []\nwhile True:\n    blocks.append(b'x' * (1 << 20))")
+        assert hog.returncode == 137, hog.stderr  # SIGKILL: the kernel's OOM killer
+        records = [parse_record(data) for data in kernel_records(fd)]
+        assert [r.facility for r in records if r.text == USER_LINE] == [1]  # LOG_USER, not the kernel
         deadline = time.monotonic() + 60
-        while run(*check, check=False).returncode != 0:
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            assert time.monotonic() < deadline, "the server never became healthy"
+        while True:
+            kernel_kills = [r for r in records if r.from_kernel
+                            and (event := match_event(r.text)) is not None and event.event == "oom_kill"]
+            assert kernel_kills, [r.text for r in records]
+            if count() >= before + len(kernel_kills):
+                break
+            assert time.monotonic() < deadline, f"kernel OOM kills never counted: {count()} of {before} + " \
+                                                f"{len(kernel_kills)}"
             time.sleep(0.5)
+            records += [parse_record(data) for data in kernel_records(fd)]
+        records += [parse_record(data) for data in kernel_records(fd)]
+        kernel_kills = [r for r in records if r.from_kernel
+                        and (event := match_event(r.text)) is not None and event.event == "oom_kill"]
+        assert count() == before + len(kernel_kills)  # the user line was read first, and not counted
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        os.close(fd)
