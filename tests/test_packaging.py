@@ -6,6 +6,7 @@ repository, which a source package has no business shipping."""
 from __future__ import annotations
 
 import email.parser
+import json
 import re
 import subprocess
 import sys
@@ -119,6 +120,15 @@ def test_the_wheel_in_a_fresh_virtualenv_scrapes_a_fixture_tree(dists: Dists, tm
     assert f'kmem_exporter_build_info{{revision="unknown",version="{__version__}"}} 1.0' in result.stdout
     version = run(venv / "bin" / "kmem-exporter", "--version").stdout
     assert version == f"kmem-exporter {__version__}\n"
+    # The verdict's thresholds ship in the wheel (thresholds.yaml, package data): `report` judges with them.
+    with zipfile.ZipFile(dists.wheel) as archive:
+        shipped = archive.read("kmem_exporter/thresholds.yaml").decode()
+    assert shipped == (PROJECT / "exporter" / "kmem_exporter" / "thresholds.yaml").read_text()
+    report = subprocess.run([str(venv / "bin" / "kmem-exporter"), "report", "--format", "json",
+                             *fixture_flags("rhel7-fragmented")], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
+    assert report.returncode == 1, report.stderr  # warnings
+    assert json.loads(report.stdout)["thresholds"]["fragmentation_order"] == 6
 
 
 def test_the_package_index_page_has_no_links() -> None:
