@@ -127,6 +127,6 @@ def test_scrape_exits_despite_a_stuck_buddyinfo(stuck_trees: StuckTreeFactory) -
 
 def test_report_exits_despite_a_stuck_buddyinfo(stuck_trees: StuckTreeFactory) -> None:
     result = run_with_stuck_buddyinfo(stuck_trees, "report")
-    assert result.returncode == 1
+    assert result.returncode == 3  # could not judge: kernel_log failed, vmstat and kernel hold no zone to judge
     assert "  kernel_log: timed out after 1s" in result.stdout
     assert "collector=kernel_log failed: timed out after 1s" in result.stderr
