@@ -15,6 +15,7 @@ import re
 
 from kmem_exporter.parsers import ParseError, parse_unsigned, split_lines
 
+_OTHER_SEPARATORS = re.compile("[\x1c-\x1f]")  # whitespace to str.split(), not to \s in ASCII regular expressions
 _LINE = re.compile(r"([A-Za-z0-9_]+)\s+(-?\d+)\s*", re.ASCII)  # values: unsigned long (`%lu`)
 # The kernel's field list is fixed when it is built (about 200 names on 6.x); far more is a garbled file, refused
 # before it turns into as many series.
@@ -34,6 +35,8 @@ def parse_vmstat(text: str) -> dict[str, int]:
 def _parse_regular(text: str) -> dict[str, int] | None:
     """The fields when every line is `NAME VALUE` with a value of at most 19 digits, checked a column at a time;
     None for anything else, which `_parse_lines` reads (and explains)."""
+    if not text.isascii() or _OTHER_SEPARATORS.search(text):
+        return None  # str.split() would split where the line reading does not (NEL, U+2028, \x1c..\x1f)
     tokens = text.split()
     names, values = tokens[0::2], tokens[1::2]
     if not names or len(names) != len(values) or len(names) > MAX_FIELDS or text.count("\n") + (
