@@ -70,6 +70,23 @@ def test_over_tls_with_basic_auth(pki: Pki, tmp_path: Path) -> None:
         assert status == 1, err
 
 
+def test_with_a_client_certificate(pki: Pki, tmp_path: Path) -> None:
+    """An exporter that requires a client certificate (mutual TLS) answers report --from.cert-file/key-file."""
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD)
+    with secured_exporter(pki, tmp_path, fixture_flags("memcg-near-exhausted"), client_certificates=True) as exporter:
+        common = ["--from", exporter.url, "--from.ca-file", str(pki.ca.cert), "--from.username", USER,
+                  "--from.password-file", str(password_file)]
+        status, out, err = report(*common, "--from.cert-file", str(pki.client.cert), "--from.key-file",
+                                  str(pki.client.key))
+        assert status == 2, err  # critical, as from the files
+        assert out == report(*fixture_flags("memcg-near-exhausted"))[1]
+        status, _, err = report(*common)  # no client certificate: the handshake fails
+        assert status == 3 and "kmem-exporter: error: report --from:" in err
+        status, _, err = report(*common, "--from.key-file", str(pki.client.key))
+        assert status == 3 and "--from.key-file needs --from.cert-file" in err
+
+
 def test_credentials_in_the_url_are_refused() -> None:
     status, _, err = report("--from", f"http://{USER}:{PASSWORD}@127.0.0.1:9/metrics")
     assert status == 3 and "--from.password-file" in err and PASSWORD not in err

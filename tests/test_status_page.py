@@ -16,8 +16,10 @@ from typing import Any, Callable
 import pytest
 
 from conftest import FIXTURES, PROJECT, RunningExporter, fixture_flags, require_tool, run_exporter
+from metrics_text import only_collectors
 from secured_exporter import PASSWORD, USER, secured_exporter
 from stuck_files import StuckTreeFactory, stuck_trees  # noqa: F401  (a fixture)
+from test_request_limit import VMSTAT, HeldScrape
 from web.pki import Pki, make_pki
 
 # A fragmented node, and a healthy one (rhel7-healthy is not: its 3.10.0-514 kernel leaks memory cgroups).
@@ -145,3 +147,20 @@ def test_the_page_uses_the_latest_collection(stuck_trees: StuckTreeFactory,
     assert fresh.get("/")[0] == 200 and fresh.get("/")[0] == 200
     assert tree.reads_started("proc/buddyinfo") == once
     assert re.search(r"collected \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(\d+ s ago\)", fresh.get("/")[2].decode())
+
+
+def test_the_page_takes_a_request_slot(stuck_trees: StuckTreeFactory,
+                                       exporter_factory: Callable[..., RunningExporter]) -> None:
+    """Limited like /metrics: while a scrape stuck on vmstat holds the only slot, the page is refused at once."""
+    tree = stuck_trees(FIXTURES / PAGES["fragmented"], blocked={VMSTAT})
+    exporter = exporter_factory(*tree.path_flags(), *only_collectors("buddyinfo", "vmstat"), "--web.max-requests=1",
+                                "--collector.timeout=60s")
+    scrape = HeldScrape(exporter)
+    tree.wait_for_waiting_reads(VMSTAT)  # the slot is taken
+    status, headers, _ = exporter.get("/")
+    assert (status, headers["Retry-After"]) == (503, "1")
+    tree.release(VMSTAT)
+    scrape.join(30)
+    assert scrape.status == 200
+    status, _, body = exporter.get("/")  # drawn from the scrape that held the slot
+    assert status == 200 and 'class="chart free-blocks"' in body.decode()

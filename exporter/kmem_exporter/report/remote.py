@@ -1,5 +1,6 @@
 """Reading a running exporter's /metrics for `report --from URL`: bounded in size and time, over TLS when the URL is
-https (verified against the system's or a given CA), with basic auth when a user is given."""
+https (verified against the system's or a given CA; with a client certificate when the exporter asks for one), with
+basic auth when a user is given."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ class Source:
     timeout: float = 30.0
     ca_file: Optional[str] = None
     insecure_skip_verify: bool = False
+    cert_file: Optional[str] = None  # a client certificate (and its key, in key_file or in the same file)
+    key_file: Optional[str] = None
     username: Optional[str] = None
     password: Optional[str] = None
     max_bytes: int = MAX_BYTES
@@ -52,6 +55,8 @@ def shown_url(url: str) -> str:
 
 def _ssl_context(source: Source) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=source.ca_file)
+    if source.cert_file is not None:
+        context.load_cert_chain(source.cert_file, source.key_file)
     if source.insecure_skip_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -1,4 +1,4 @@
-"""The HTTP server: /metrics (text or OpenMetrics, gzip when accepted), a landing page, and health endpoints.
+"""The HTTP server: /metrics (text or OpenMetrics, gzip when accepted), the status page, and health endpoints.
 
 Bounded whatever clients do: at most `--web.max-requests` /metrics requests are served at once (more get 503 at
 once); a request leaves its slot when its answer is handed to the connection, where an answer its client does not
