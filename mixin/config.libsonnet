@@ -33,6 +33,7 @@
     compactionFailingFor: '30m',
     allocationStallsPerMinute: 10,
     allocationStallsWindow: '15m',
+    allocationStallsStep: '1m',  // the subquery's step: how often the summed counter is sampled
     allocationStallsFor: '30m',
     // Kernel-log alerts stay firing for this long after the last event (the window of their increase()).
     kernelLogWindow: '15m',
@@ -46,6 +47,7 @@
     memcgPredictHorizonHours: 24,
     memcgPredictFor: '1h',
     memcgDyingPerHour: 50,
+    memcgDyingWindow: '1h',  // the growth is measured over this window and the one before it
     memcgDyingMinimum: 1000,
     memcgDyingFor: '1h',
     kmemAccountingFor: '15m',
