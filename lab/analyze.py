@@ -4,7 +4,7 @@ its lead time before the failure and the margin left, false alarms and missed fa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 # Per scenario: the alerts that must fire (a failure they miss is a finding), and those that may fire because the
 # state they describe is real there. Any other alert that fires is a false alarm.
@@ -21,8 +21,8 @@ EXPECTED = {
 # Alerts that report a failure the kernel logged: they fire after it by design.
 REPORTING = {"KmemPageAllocationFailure", "KmemConntrackTableFull", "KmemSlabCacheCreationFailure"}
 # The series whose value at an alert's firing is its margin, and how to turn it into words.
-MARGINS = {
-    "fragmentation": ("free blocks of order >= 4", "{:.0f} free blocks of order >= 4"),
+MARGINS: dict[str, tuple[str, str, Callable[[float], float]]] = {
+    "fragmentation": ("free blocks of order >= 4", "{:.0f} free blocks of order >= 4", lambda v: v),
     "memcg": ("memory cgroups in use", "{:.0f} IDs left", lambda v: 65535 - v),
     "memcg-nokmem": ("memory cgroups in use", "{:.0f} IDs left", lambda v: 65535 - v),
     "conntrack": ("conntrack entries / limit", "{:.0%} of the table left", lambda v: 1 - v),
@@ -84,7 +84,7 @@ def judge(result: dict[str, Any]) -> Judgement:
         if margin is not None:
             at = value_at(result["series"].get(margin[0], []), first)
             if at is not None:
-                words = margin[1].format(margin[2](at) if len(margin) > 2 else at)  # type: ignore[misc]
+                words = margin[1].format(margin[2](at))
         extra = ",".join(f"{k}={v}" for k, v in sorted(labels.items())
                          if k not in {"alertname", "alertstate", "lab_rules", "instance", "job", "severity"})
         judgement.firings.append(Firing(name, rules, extra, first - start, last - start,

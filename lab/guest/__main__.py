@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import traceback
 from pathlib import Path
+from typing import Any
 
 from lab.guest.conntrack import Conntrack
 from lab.guest.fragmentation import Fragmentation
@@ -14,7 +15,7 @@ from lab.guest.memcg import Memcg
 from lab.guest.oom import Oom
 
 # The sizes of the CI pass and of the full run; the checks are the same.
-PROFILES = {
+PROFILES: dict[str, dict[str, Any]] = {
     "ci": {"frag_hold": 25, "memcg_count": 3000, "memcg_batch": 1000, "hold": 25, "namespaces": 1000,
            "ns_batch": 250, "table": 1024, "rate": 25.0, "kills": 3, "healthy_minutes": 3},
     "full": {"frag_hold": 40, "memcg_count": None, "memcg_batch": 5000, "hold": 40, "namespaces": 5000,

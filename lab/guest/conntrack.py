@@ -34,8 +34,7 @@ class Conntrack:
         ]
 
     def compare_namespaces(self, expected: int) -> None:
-        samples = self.lab.exporter_pass_after("netns", time.time())
-        ours = samples.get("kmem_network_namespaces")
+        ours = self.lab.scrape_once("netns").get("kmem_network_namespaces")
         self.comparisons += 1
         if ours != expected:
             self.mismatches += 1
@@ -63,7 +62,7 @@ class Conntrack:
         lab.measures["namespaces_created"] = made
         caches = lab.scrape().get("kmem_nf_conntrack_slab_caches")
         lab.check("the live namespace count follows the truth", self.mismatches == 0,
-                  f"{self.comparisons} passes compared, {self.mismatches} differ " + "; ".join(self.examples))
+                  f"{self.comparisons} collections compared, {self.mismatches} differ " + "; ".join(self.examples))
         lab.check("one nf_conntrack slab cache whatever the namespaces", caches == 1, f"{caches}")
 
     def fill_table(self) -> None:

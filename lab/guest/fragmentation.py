@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from lab.guest.harness import Lab, kernel_lines, run, write
+from lab.guest.harness import CHECKER, Lab, kernel_lines, run, write
 
 MODULE_DIR = Path("/sys/kernel/debug/kmem_lab")
 LABELS = re.compile(r'(\w+)="([^"]*)"')
@@ -67,6 +67,7 @@ class Fragmentation:
         self.lab, self.module, self.order, self.batch, self.pause, self.hold = lab, module, order, batch, pause, hold
         self.compared = self.moved = self.mismatched = 0
         self.mismatch_examples: list[str] = []
+        lab.checker_collectors = ["extfrag"]
         watched = "|".join(str(o) for o in range(6, 11))
         probe = "|".join(str(o) for o in range(order, 11))
         lab.plot = [
@@ -85,7 +86,7 @@ class Fragmentation:
         """The exporter's indices (computed from buddyinfo) against debugfs read just before and after the scrape;
         a scrape during which the files changed is not compared."""
         before = {name: indices(name) for name in ("extfrag_index", "unusable_index")}
-        samples = self.lab.scrape()
+        samples = self.lab.scrape(CHECKER)
         after = {name: indices(name) for name in ("extfrag_index", "unusable_index")}
         if before != after:
             self.moved += 1

@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 EXPORTER = "127.0.0.1:9792"
+# A second exporter that only the checks scrape: Prometheus's scrapes of the first one share collections with any
+# scrape that arrives meanwhile, so a check could be answered from files read before it began.
+CHECKER = "127.0.0.1:9793"
 PROMETHEUS = "127.0.0.1:9090"
 WORK = Path("/run/kmem-lab")  # guest tmpfs: Prometheus's TSDB, cgroup mounts, the ext4 image
 
@@ -36,6 +39,7 @@ class Lab:
     rules: Path
     scenario: str
     cgroupfs: Optional[Path] = None
+    checker_collectors: list[str] = field(default_factory=list)  # a second exporter with these, for the checks
     marks: dict[str, float] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     measures: dict[str, Any] = field(default_factory=dict)
@@ -75,9 +79,16 @@ class Lab:
         if self.cgroupfs is not None:
             args.append(f"--path.cgroupfs={self.cgroupfs}")
         self.spawn("exporter", args)
+        if self.checker_collectors:
+            checker = [a for a in args if not a.startswith("--web.listen-address=")]
+            checker += [f"--web.listen-address={CHECKER}", "--collector.disable-defaults"]
+            checker += [f"--collector.{name}" for name in self.checker_collectors]
+            self.spawn("checker", checker)
+            wait_until(lambda: http_ok(f"http://{CHECKER}/-/ready"), 120, "the checks' exporter ready")
         config = WORK / "prometheus.yml"
         config.write_text(json.dumps({
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            # Scrapes every 2 s (each may take up to 2 s: TCG is about ten times slower than the hardware), rules every 1 s.
+            "global": {"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "1s"},
             "rule_files": [str(path) for path in sorted(self.rules.glob("*.yaml"))],
             "scrape_configs": [{"job_name": "kmem-exporter", "static_configs": [{"targets": [EXPORTER]}]}],
         }))
@@ -132,13 +143,29 @@ class Lab:
             print(f"lab: CHECK FAILED {name}: {detail}", flush=True)
         return bool(passed)
 
-    def scrape(self) -> dict[str, float]:
-        """One scrape of the exporter, kept as an artifact; its samples by series text."""
-        with urllib.request.urlopen(f"http://{EXPORTER}/metrics", timeout=30) as answer:
+    def scrape(self, address: str = EXPORTER) -> dict[str, float]:
+        """One scrape of the exporter (or the checks' own), kept as an artifact; its samples by series text."""
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=30) as answer:
             text = answer.read().decode()
-        self.scrapes.append((time.time(), text))
+        if address == EXPORTER:
+            self.scrapes.append((time.time(), text))
         samples = {}
         for line in text.splitlines():
+            if line and not line.startswith("#"):
+                series, _, number = line.rpartition(" ")
+                samples[series] = float(number)
+        return samples
+
+    def scrape_once(self, *collectors: str) -> dict[str, float]:
+        """One collection by `kmem-exporter scrape` with only these collectors, started now: the checks' view of
+        the background collectors, which the served exporter runs at its own pace."""
+        args = [str(Path(sys.executable).parent / "kmem-exporter"), "scrape", "--collector.disable-defaults",
+                *(f"--collector.{name}" for name in collectors)]
+        if self.cgroupfs is not None:
+            args.append(f"--path.cgroupfs={self.cgroupfs}")
+        done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        samples = {}
+        for line in done.stdout.splitlines():
             if line and not line.startswith("#"):
                 series, _, number = line.rpartition(" ")
                 samples[series] = float(number)
@@ -161,20 +188,6 @@ class Lab:
                 return json.load(answer)["data"]
         except OSError as error:
             raise OSError(f"Prometheus: {url}: {error}") from error
-
-    def exporter_pass_after(self, collector: str, moment: float, deadline: float = 400) -> dict[str, float]:
-        """A scrape that serves a background pass of collector started after moment (the pass's finishing time
-        less its duration)."""
-        finished = f'kmem_background_pass_timestamp_seconds{{collector="{collector}"}}'
-        took = f'kmem_background_pass_duration_seconds{{collector="{collector}"}}'
-        found: dict[str, float] = {}
-
-        def fresh() -> bool:
-            found.clear()
-            found.update(self.scrape())
-            return finished in found and found[finished] - found[took] > moment
-        wait_until(fresh, deadline, f"a {collector} pass after {moment:.1f}", every=2)
-        return found
 
 
 def wait_until(condition: Callable[[], bool], seconds: float, what: str, every: float = 0.5) -> None:
