@@ -86,7 +86,7 @@ def judge(result: dict[str, Any]) -> Judgement:
             if at is not None:
                 words = margin[1].format(margin[2](at))
         extra = ",".join(f"{k}={v}" for k, v in sorted(labels.items())
-                         if k not in {"alertname", "alertstate", "lab_rules", "instance", "job", "severity"})
+                         if k not in {"__name__", "alertname", "alertstate", "lab_rules", "instance", "job", "severity"})
         judgement.firings.append(Firing(name, rules, extra, first - start, last - start,
                                         None if failure is None else failure - first, words))
         fired.setdefault(rules, set()).add(name)

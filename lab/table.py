@@ -41,7 +41,7 @@ def remedy(j: Judgement) -> str:
         b, a, r = m["before_compaction"], m["after_compaction"], m["after_release"]
         return (f"compact_memory: largest free order DMA32 {b['largest_free_order']['DMA32']}->"
                 f"{a['largest_free_order']['DMA32']}, extfrag(6) {b['extfrag_index']['DMA32/6']}->"
-                f"{a['extfrag_index']['DMA32/6']}, order-4 allocation {'succeeds' if a['probe_succeeds'] else 'fails'}, "
+                f"{a['extfrag_index']['DMA32/6']}, order-4 allocation {outcome(b)}->{outcome(a)}, "
                 f"alert {'still firing' if a['alert_firing_after_hold'] else 'not firing'}; pins released: largest "
                 f"{r['largest_free_order']['DMA32']}, allocation {'succeeds' if r['probe_succeeds'] else 'fails'}, "
                 f"alert {'still firing' if r['alert_firing_after_hold'] else 'not firing'}")
@@ -55,6 +55,10 @@ def remedy(j: Judgement) -> str:
         k = m["kills"]
         return f"{k['processes']} kills: exporter {k['exporter']:.0f}, kernel lines {k['killed_process_lines']}"
     return "-"
+
+
+def outcome(state: dict[str, Any]) -> str:
+    return "succeeds" if state["probe_succeeds"] else "fails"
 
 
 def findings(j: Judgement) -> str:

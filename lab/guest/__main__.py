@@ -16,9 +16,9 @@ from lab.guest.oom import Oom
 
 # The sizes of the CI pass and of the full run; the checks are the same.
 PROFILES: dict[str, dict[str, Any]] = {
-    "ci": {"frag_hold": 25, "memcg_count": 3000, "memcg_batch": 1000, "hold": 25, "namespaces": 1000,
+    "ci": {"frag_hold": 20, "memcg_count": 2000, "memcg_batch": 1000, "hold": 20, "namespaces": 1000,
            "ns_batch": 250, "table": 1024, "rate": 25.0, "kills": 3, "healthy_minutes": 3},
-    "full": {"frag_hold": 40, "memcg_count": None, "memcg_batch": 5000, "hold": 40, "namespaces": 5000,
+    "full": {"frag_hold": 40, "memcg_count": None, "memcg_batch": 8000, "hold": 40, "namespaces": 5000,
              "ns_batch": 500, "table": 4096, "rate": 40.0, "kills": 5, "healthy_minutes": 6},
 }
 
