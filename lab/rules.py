@@ -37,6 +37,7 @@ def scaled_config(scale: int = SCALE) -> dict[str, Any]:
     # compress: that threshold stays as shipped.
     del config["backgroundPassStaleFor"]
     config["memcgPredictHorizonHours"] = 24 / scale
+    config["conntrackFillHorizonSeconds"] = 3600 // scale
     return config
 
 

@@ -58,6 +58,11 @@
     conntrackLeakFor: '1h',
     conntrackTableRatio: 0.9,
     conntrackTableFor: '5m',
+    // The table also counts as nearly full when, over this share, the line through the window reaches the limit
+    // within the horizon (a steady fill leaves less time than conntrackTableFor above conntrackTableRatio).
+    conntrackFillMinimumRatio: 0.5,
+    conntrackFillWindow: '15m',
+    conntrackFillHorizonSeconds: 3600,
 
     // Dashboards.
     dashboardTags: ['kmem-exporter'],
