@@ -16,10 +16,10 @@ from lab.guest.oom import Oom
 
 # The sizes of the CI pass and of the full run; the checks are the same.
 PROFILES: dict[str, dict[str, Any]] = {
-    "ci": {"frag_hold": 20, "memcg_count": 2000, "memcg_batch": 1000, "hold": 20, "namespaces": 1000,
-           "ns_batch": 250, "table": 1024, "rate": 25.0, "kills": 3, "healthy_minutes": 3},
-    "full": {"frag_hold": 40, "memcg_count": None, "memcg_batch": 8000, "hold": 40, "namespaces": 5000,
-             "ns_batch": 500, "table": 4096, "rate": 40.0, "kills": 5, "healthy_minutes": 6},
+    "ci": {"frag_hold": 20, "memcg_count": 2000, "memcg_batch": 1000, "nokmem_count": 500, "hold": 20,
+           "namespaces": 400, "ns_batch": 200, "table": 1024, "rate": 25.0, "kills": 3, "healthy_minutes": 2},
+    "full": {"frag_hold": 40, "memcg_count": None, "memcg_batch": 8000, "nokmem_count": 1000, "hold": 40,
+             "namespaces": 5000, "ns_batch": 500, "table": 4096, "rate": 40.0, "kills": 5, "healthy_minutes": 6},
 }
 
 
@@ -41,7 +41,7 @@ def main() -> int:
     elif args.scenario == "memcg":
         scenario = Memcg(lab, root, args.hierarchy, size["memcg_count"], size["memcg_batch"], size["hold"])
     elif args.scenario == "memcg-nokmem":
-        scenario = Memcg(lab, root, args.hierarchy, 1000, 500, 20)
+        scenario = Memcg(lab, root, args.hierarchy, size["nokmem_count"], 500, size["hold"])
     elif args.scenario == "conntrack":
         scenario = Conntrack(lab, size["namespaces"], size["ns_batch"], size["table"], size["rate"], size["hold"])
     elif args.scenario == "oom":
