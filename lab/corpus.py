@@ -19,6 +19,7 @@ KINDS = [
     ("oom victim", re.compile(r"Killed process \d+"), "oom_kill", False),
     ("oom invoked", re.compile(r"invoked oom-killer: "), None, False),
     ("oom constraint", re.compile(r"oom-kill:constraint="), None, False),
+    ("oom reaper", re.compile(r"oom_reaper: reaped process \d+"), None, False),
 ]
 
 
@@ -35,7 +36,7 @@ def captured(run_dirs: list[Path]) -> list[dict[str, object]]:
                                                 "source": f"kmem-exporter lab on Debian kernel {release} (docs/lab.md)",
                                                 "kernel": release, "event": event}
                     if ordered:
-                        entry["order"] = int(match.group(1))
+                        entry["order"] = match.group(1)  # a label value, as the other entries write it
                     entries.append(entry)
     return entries
 
