@@ -77,6 +77,8 @@ class Fragmentation:
              "query": f'kmem_extfrag_index{{zone="DMA32",order="{order}"}}'},
             {"title": "free share of the zone (DMA32)",
              "query": 'kmem_zone_free_bytes{zone="DMA32"} / kmem_zone_managed_bytes{zone="DMA32"}'},
+            {"title": "Unmovable pageblocks (DMA32)",
+             "query": 'kmem_pagetype_pageblocks{zone="DMA32",migratetype="Unmovable"}'},
             {"title": "free blocks of order >= 6", "query": f'sum(kmem_buddy_free_blocks{{order=~"{watched}"}})'},
             {"title": f"free blocks of order >= {order}",
              "query": f'sum(kmem_buddy_free_blocks{{order=~"{probe}"}})'},

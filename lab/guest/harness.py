@@ -75,7 +75,9 @@ class Lab:
                 # The indices are computed from /proc/buddyinfo, so that each check compares the exporter's
                 # arithmetic with the kernel's own debugfs files.
                 f"--path.debugfs={WORK / 'no-debugfs'}",
-                "--collector.memcg.interval=1s", "--collector.netns.interval=1s"]
+                "--collector.memcg.interval=1s", "--collector.netns.interval=1s",
+                # Off by default; on here to show the pageblocks that unmovable allocations take over.
+                "--collector.pagetypeinfo"]
         if self.cgroupfs is not None:
             args.append(f"--path.cgroupfs={self.cgroupfs}")
         self.spawn("exporter", args)
