@@ -84,3 +84,25 @@ def markdown(judgements: list[Judgement], out: Path) -> str:
 
 def as_dict(j: Judgement) -> dict[str, Any]:
     return dataclasses.asdict(j)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m lab.table RUN_DIR...`: the table of finished runs again (their summary.md rewritten)."""
+    import json
+
+    from lab.analyze import judge
+
+    for run in map(Path, argv):
+        order = ["healthy", "fragmentation", "memcg", "memcg-nokmem", "conntrack", "oom"]
+        judgements = sorted((judge(json.loads(path.read_text())) for path in run.glob("*/*/result.json")),
+                            key=lambda j: (j.kernel, order.index(j.scenario)))
+        text = markdown(judgements, run)
+        (run / "summary.md").write_text(text)
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
