@@ -6,7 +6,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: run test test-image image image-tools mixin prometheusrule dashboard-configmaps tools debugfs benchmark \
-	benchmark-worst-case benchmark-hostile benchmark-scrape-latency benchmark-fleet node-exporter screenshots clean
+	benchmark-worst-case benchmark-hostile benchmark-scrape-latency benchmark-fleet node-exporter screenshots lab lab-ci lab-setup clean
 
 run: $(VENV)/.installed
 	$(BIN)/kmem-exporter $(ARGS)
@@ -80,6 +80,20 @@ benchmark-scrape-latency: $(VENV)/.installed
 benchmark-fleet: $(VENV)/.installed-test tools
 	$(BIN)/python benchmarks/fleet_queries.py $(ARGS)
 
+# The kernel lab (docs/lab.md): every scenario on Debian's 5.10, 6.1 and 6.12 kernels under QEMU (TCG), judged by a
+# real Prometheus with the mixin's rules; the table, plots and artifacts go to lab/runs/. `make lab-ci` is the
+# shorter pass that CI runs (every scenario on 6.1, smaller counts, same checks). LAB_ARGS go to both
+# (e.g. LAB_ARGS="--kernels 6.12 --scenarios memcg"). Needs root: it installs packages and boots guests.
+LAB_ARGS ?=
+lab: $(VENV)/.installed-lab tools lab-setup
+	$(BIN)/python -m lab --profile full $(LAB_ARGS)
+
+lab-ci: $(VENV)/.installed-lab tools lab-setup
+	$(BIN)/python -m lab --profile ci --kernels 6.1 $(LAB_ARGS)
+
+lab-setup:
+	$(SUDO) sh lab/setup.sh
+
 # Debian's node_exporter, for `make benchmark` and the tests of docs/node_exporter.md.
 node-exporter:
 	@command -v prometheus-node-exporter >/dev/null || { $(SUDO) apt-get update -qq && \
@@ -93,6 +107,10 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-lab: $(VENV)/.installed-test
+	$(BIN)/pip install --quiet -e '.[lab]'
 	touch $@
 
 # Debian's prometheus brings promtool and the Prometheus server; prometheus-alertmanager brings amtool; fuse3

@@ -33,6 +33,7 @@ local thresholds = std.parseYaml(importstr '../exporter/kmem_exporter/thresholds
     compactionFailingFor: '30m',
     allocationStallsPerMinute: 10,
     allocationStallsWindow: '15m',
+    allocationStallsStep: '1m',  // the subquery's step: how often the summed counter is sampled
     allocationStallsFor: '30m',
     // Kernel-log alerts stay firing for this long after the last event (the window of their increase()).
     kernelLogWindow: '15m',
@@ -44,6 +45,7 @@ local thresholds = std.parseYaml(importstr '../exporter/kmem_exporter/thresholds
     memcgPredictHorizonHours: 24,
     memcgPredictFor: '1h',
     memcgDyingPerHour: 50,
+    memcgDyingWindow: '1h',  // the growth is measured over this window and the one before it
     memcgDyingMinimum: 1000,
     memcgDyingFor: '1h',
     kmemAccountingFor: '15m',
@@ -51,6 +53,11 @@ local thresholds = std.parseYaml(importstr '../exporter/kmem_exporter/thresholds
     // Slab caches and conntrack.
     conntrackLeakFor: '1h',
     conntrackTableFor: '5m',
+    // The table also counts as nearly full when, over this share, the line through the window reaches the limit
+    // within the horizon (a steady fill leaves less time than conntrackTableFor above conntrackTableRatio).
+    conntrackFillMinimumRatio: 0.5,
+    conntrackFillWindow: '15m',
+    conntrackFillHorizonSeconds: 3600,
 
     // Dashboards.
     dashboardTags: ['kmem-exporter'],

@@ -112,7 +112,7 @@ local utils = import '../lib/utils.libsonnet';
           alert: 'KmemAllocationStalls',
           expr: u.clustered(|||
             rate(
-              sum by (instance, job) ({%(sel)s, __name__=~"kmem_vmstat_allocstall(_[a-z0-9]+)?_total"})[%(allocationStallsWindow)s:1m]
+              sum by (instance, job) ({%(sel)s, __name__=~"kmem_vmstat_allocstall(_[a-z0-9]+)?_total"})[%(allocationStallsWindow)s:%(allocationStallsStep)s]
             ) * 60 > %(allocationStallsPerMinute)s
           ||| % f),
           'for': c.allocationStallsFor,

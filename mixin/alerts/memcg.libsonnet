@@ -59,15 +59,15 @@ local utils = import '../lib/utils.libsonnet';
             runbook_url: u.runbook('KmemMemcgIdsExhaustionPredicted'),
           },
         },
-        // Growth in each of the last two hours (deriv over two disjoint one-hour windows), not a single jump:
+        // Growth in each of the last two windows of memcgDyingWindow (deriv over two disjoint windows, one hour each), not a single jump:
         // removing many containers at once (a node drain) turns them dying together, a step that lies in one
         // window only and is freed again later. With `for: 1h`, a steady leak fires about two hours after it starts.
         {
           alert: 'KmemMemcgDyingGrowing',
           expr: |||
-            deriv(kmem_memcg_dying_cgroups{%(sel)s}[1h]) * 3600 > %(memcgDyingPerHour)s
+            deriv(kmem_memcg_dying_cgroups{%(sel)s}[%(memcgDyingWindow)s]) * 3600 > %(memcgDyingPerHour)s
             and
-            deriv(kmem_memcg_dying_cgroups{%(sel)s}[1h] offset 1h) * 3600 > %(memcgDyingPerHour)s
+            deriv(kmem_memcg_dying_cgroups{%(sel)s}[%(memcgDyingWindow)s] offset %(memcgDyingWindow)s) * 3600 > %(memcgDyingPerHour)s
             and
             kmem_memcg_dying_cgroups{%(sel)s} > %(memcgDyingMinimum)s
           ||| % f,

@@ -37,7 +37,17 @@ local utils = import '../lib/utils.libsonnet';
         },
         {
           alert: 'KmemConntrackTableNearlyFull',
-          expr: 'kmem_nf_conntrack_entries{%(sel)s} / kmem_nf_conntrack_entries_limit{%(sel)s} > %(conntrackTableRatio)s' % f,
+          // Over the ratio, or over the fill minimum and full within the horizon at the rate of the window. Both
+          // branches give the share of the table in use.
+          expr: |||
+            kmem_nf_conntrack_entries{%(sel)s} / kmem_nf_conntrack_entries_limit{%(sel)s} > %(conntrackTableRatio)s
+            or
+            (
+              kmem_nf_conntrack_entries{%(sel)s} / kmem_nf_conntrack_entries_limit{%(sel)s} > %(conntrackFillMinimumRatio)s
+              and
+              predict_linear(kmem_nf_conntrack_entries{%(sel)s}[%(conntrackFillWindow)s], %(conntrackFillHorizonSeconds)s) >= kmem_nf_conntrack_entries_limit{%(sel)s}
+            )
+          ||| % f,
           'for': c.conntrackTableFor,
           labels: { severity: 'warning' },
           annotations: {
@@ -46,8 +56,13 @@ local utils = import '../lib/utils.libsonnet';
             ),
             description: u.annotation(
               number('kmem_nf_conntrack_entries') + ' of ' + number('kmem_nf_conntrack_entries_limit')
-              + ' conntrack entries are in use on {{ $labels.instance }}. When the table is full the kernel drops '
-              + 'new connections ("nf_conntrack: table full, dropping packet").'
+              + ' conntrack entries are in use on {{ $labels.instance }}: over '
+              + u.number(c.conntrackTableRatio * 100) + '%, or filling so fast that it is full within '
+              + u.words(if c.conntrackFillHorizonSeconds % 3600 == 0 then '%dh' % (c.conntrackFillHorizonSeconds / 3600)
+                        else '%ds' % c.conntrackFillHorizonSeconds)
+              + ' at the rate of the last '
+              + u.words(c.conntrackFillWindow) + '. When the table is full the kernel drops new connections '
+              + '("nf_conntrack: table full, dropping packet").'
             ),
             runbook_url: u.runbook('KmemConntrackTableNearlyFull'),
           },

@@ -1,0 +1,1 @@
+"""The kernel lab: field failures reproduced on real kernels under QEMU, judged by a real Prometheus (docs/lab.md)."""

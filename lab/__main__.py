@@ -1,0 +1,74 @@
+"""The kernel lab: `python -m lab [--profile ci|full] [--kernels 6.1,...] [--scenarios ...] [--out DIR]`.
+
+Boots each kernel once per scenario (one guest at a time, each with a time limit), then prints the table and
+writes the plots, summary.md and summary.json into the run directory (lab/runs/<profile>-<time> by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from lab import analyze, guests, plots, rules, table
+
+SCENARIOS = ["healthy", "fragmentation", "memcg", "memcg-nokmem", "conntrack", "oom"]
+# Guest memory and time limit (seconds) per scenario and profile.
+MEMORY = {"memcg": "3G"}
+LIMITS = {"ci": {"healthy": 600, "memcg": 900}, "full": {"healthy": 900, "memcg": 3600, "conntrack": 1800}}
+DEFAULT_LIMIT = 900
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--profile", choices=["ci", "full"], default="full")
+    parser.add_argument("--kernels", default="5.10,6.1,6.12")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    kernels = guests.find_kernels(args.kernels.split(","))
+    scenarios = args.scenarios.split(",")
+    unknown = set(scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    out = (args.out or guests.PROJECT / "lab" / "runs" / f"{args.profile}-{time.strftime('%Y%m%dT%H%M%S')}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    rules.write_rules(out / "rules")
+    judgements, started = [], time.monotonic()
+    for kernel in kernels:
+        module = guests.build_module(kernel, out / "kmod" / kernel.release)
+        for scenario in scenarios:
+            directory = out / kernel.release / scenario
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "result.json").unlink(missing_ok=True)
+            command = (f"PYTHONPATH={guests.PROJECT} {sys.executable} -m lab.guest {scenario} --out {directory} "
+                       f"--rules {out / 'rules'} --module {module} --hierarchy {kernel.hierarchy} "
+                       f"--profile {args.profile}")
+            limit = LIMITS[args.profile].get(scenario, DEFAULT_LIMIT)
+            print(f"lab: {kernel.release} {scenario} (limit {limit} s)", flush=True)
+            status, took = guests.boot(kernel, command, out, directory / "console.log", MEMORY.get(scenario, "1G"),
+                                       limit, "cgroup.memory=nokmem" if scenario == "memcg-nokmem" else "")
+            result_file = directory / "result.json"
+            if not result_file.exists():
+                judgements.append(table.broken(kernel.release, scenario, status, took))
+                continue
+            result = json.loads(result_file.read_text())
+            result["guest_seconds"] = took
+            plots.plot(result, directory / "plot.png")
+            judgement = analyze.judge(result)
+            judgement.measures["guest_seconds"] = round(took)
+            judgements.append(judgement)
+            print(table.row_text(judgement), flush=True)
+    total = time.monotonic() - started
+    text = table.markdown(judgements, out)
+    (out / "summary.md").write_text(text)
+    (out / "summary.json").write_text(json.dumps([table.as_dict(j) for j in judgements], indent=1))
+    print(text)
+    print(f"lab: {len(judgements)} runs in {total / 60:.1f} min; artifacts in {out}")
+    return 0 if all(table.passed(j) for j in judgements) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

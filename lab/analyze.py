@@ -1,0 +1,102 @@
+"""One guest's result.json turned into the lab's judgement: when each alert fired (from Prometheus's ALERTS),
+its lead time before the failure and the margin left, false alarms and missed failures, remedies and checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+# Per scenario: the alerts that must fire (a failure they miss is a finding), and those that may fire because the
+# state they describe is real there. Any other alert that fires is a false alarm.
+EXPECTED = {
+    "fragmentation": ({"KmemHighOrderFragmentation", "KmemPageAllocationFailure"},
+                      {"KmemCompactionFailing", "KmemAllocationStalls"}),
+    "memcg": ({"KmemMemcgIdsHigh", "KmemMemcgIdsCritical", "KmemMemcgIdsExhaustionPredicted",
+               "KmemMemcgDyingGrowing"}, set()),
+    "memcg-nokmem": (set(), {"KmemMemcgIdsExhaustionPredicted", "KmemMemcgDyingGrowing"}),
+    "conntrack": ({"KmemConntrackTableNearlyFull", "KmemConntrackTableFull"}, set()),
+    "oom": (set(), set()),
+    "healthy": (set(), set()),
+}
+# Alerts that report a failure the kernel logged: they fire after it by design.
+REPORTING = {"KmemPageAllocationFailure", "KmemConntrackTableFull", "KmemSlabCacheCreationFailure"}
+# The series whose value at an alert's firing is its margin, and how to turn it into words.
+MARGINS: dict[str, tuple[str, str, Callable[[float], float]]] = {
+    "fragmentation": ("free blocks of order >= 4", "{:.0f} free blocks of order >= 4", lambda v: v),
+    "memcg": ("memory cgroups in use", "{:.0f} IDs left", lambda v: 65535 - v),
+    "memcg-nokmem": ("memory cgroups in use", "{:.0f} IDs left", lambda v: 65535 - v),
+    "conntrack": ("conntrack entries / limit", "{:.0%} of the table left", lambda v: 1 - v),
+}
+
+
+@dataclass
+class Firing:
+    alert: str
+    rules: str  # "scaled" or "shipped"
+    labels: str
+    first: float  # seconds since the start
+    last: float
+    lead: Optional[float]  # seconds before the failure (negative: after it)
+    margin: str
+
+
+@dataclass
+class Judgement:
+    kernel: str
+    scenario: str
+    failure: Optional[float]
+    firings: list[Firing] = field(default_factory=list)
+    false_alarms: list[str] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)
+    checks_passed: int = 0
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    measures: dict[str, Any] = field(default_factory=dict)
+    marks: dict[str, float] = field(default_factory=dict)
+
+
+def value_at(series: list[dict[str, Any]], moment: float) -> Optional[float]:
+    best = None
+    for one in series:
+        for when, number in one["values"]:
+            if when <= moment + 0.5:
+                best = number
+    return best
+
+
+def judge(result: dict[str, Any]) -> Judgement:
+    start = result["marks"]["start"]
+    scenario = result["scenario"]
+    failure = result["marks"].get("failure")
+    judgement = Judgement(result["kernel"], scenario, None if failure is None else failure - start,
+                          checks=result["checks"], measures=result["measures"],
+                          marks={k: v - start for k, v in result["marks"].items()})
+    judgement.checks_passed = sum(1 for c in result["checks"] if c["passed"])
+    must, may = EXPECTED[scenario]
+    if scenario == "memcg" and failure is None:  # the CI pass stops far below the limit
+        must, may = set(), {"KmemMemcgIdsExhaustionPredicted", "KmemMemcgDyingGrowing"}
+    margin = MARGINS.get(scenario)
+    fired: dict[str, set[str]] = {"scaled": set(), "shipped": set()}
+    for series in result["alerts"]:
+        labels = series["labels"]
+        name, rules = labels["alertname"], labels.get("lab_rules", "?")
+        first, last = series["values"][0][0], series["values"][-1][0]
+        words = ""
+        if margin is not None:
+            at = value_at(result["series"].get(margin[0], []), first)
+            if at is not None:
+                words = margin[1].format(margin[2](at))
+        extra = ",".join(f"{k}={v}" for k, v in sorted(labels.items())
+                         if k not in {"__name__", "alertname", "alertstate", "lab_rules", "instance", "job", "severity"})
+        judgement.firings.append(Firing(name, rules, extra, first - start, last - start,
+                                        None if failure is None else failure - first, words))
+        fired.setdefault(rules, set()).add(name)
+        if name not in must | may and f"{name} ({rules})" not in judgement.false_alarms:
+            judgement.false_alarms.append(f"{name} ({rules})")
+    for name in sorted(must):
+        if name not in fired["scaled"]:
+            judgement.missed.append(f"{name} never fired")
+        elif failure is not None and name not in REPORTING and all(f.first > judgement.failure for f in judgement.firings  # type: ignore[operator]
+                                         if f.alert == name and f.rules == "scaled"):
+            judgement.missed.append(f"{name} fired only after the failure")
+    judgement.firings.sort(key=lambda f: (f.first, f.alert))
+    return judgement

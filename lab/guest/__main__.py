@@ -1,0 +1,68 @@
+"""Inside a lab guest: `python -m lab.guest SCENARIO --out DIR --rules DIR [--module KO] [--profile ci|full]`."""
+
+from __future__ import annotations
+
+import argparse
+import traceback
+from pathlib import Path
+from typing import Any
+
+from lab.guest.conntrack import Conntrack
+from lab.guest.fragmentation import Fragmentation
+from lab.guest.harness import Lab
+from lab.guest.healthy import Healthy
+from lab.guest.memcg import Memcg
+from lab.guest.oom import Oom
+
+# The sizes of the CI pass and of the full run; the checks are the same.
+PROFILES: dict[str, dict[str, Any]] = {
+    "ci": {"frag_hold": 20, "memcg_count": 2000, "memcg_batch": 1000, "nokmem_count": 500, "hold": 20,
+           "namespaces": 400, "ns_batch": 200, "table": 1024, "rate": 25.0, "kills": 3, "healthy_minutes": 2},
+    "full": {"frag_hold": 40, "memcg_count": None, "memcg_batch": 8000, "nokmem_count": 1000, "hold": 40,
+             "namespaces": 5000, "ns_batch": 500, "table": 4096, "rate": 40.0, "kills": 5, "healthy_minutes": 6},
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scenario", choices=["fragmentation", "memcg", "memcg-nokmem", "conntrack", "oom", "healthy"])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--rules", type=Path, required=True)
+    parser.add_argument("--module", type=Path)
+    parser.add_argument("--hierarchy", choices=["v1", "v2"], default="v2")
+    parser.add_argument("--profile", choices=list(PROFILES), default="ci")
+    args = parser.parse_args()
+    size = PROFILES[args.profile]
+    lab = Lab(args.out, args.rules, args.scenario)
+    root = lab.memory_root(args.hierarchy)
+    scenario: object
+    if args.scenario == "fragmentation":
+        scenario = Fragmentation(lab, args.module, order=4, batch=400, pause=1.0, hold=size["frag_hold"])
+    elif args.scenario == "memcg":
+        scenario = Memcg(lab, root, args.hierarchy, size["memcg_count"], size["memcg_batch"], size["hold"])
+    elif args.scenario == "memcg-nokmem":
+        scenario = Memcg(lab, root, args.hierarchy, size["nokmem_count"], 500, size["hold"])
+    elif args.scenario == "conntrack":
+        scenario = Conntrack(lab, size["namespaces"], size["ns_batch"], size["table"], size["rate"], size["hold"])
+    elif args.scenario == "oom":
+        scenario = Oom(lab, root, args.hierarchy, size["kills"])
+    else:
+        scenario = Healthy(lab, size["healthy_minutes"])
+    try:
+        lab.start()
+        scenario.run()  # type: ignore[attr-defined]
+        if args.scenario == "memcg-nokmem":
+            samples = lab.scrape()
+            lab.check("booted with cgroup.memory=nokmem: no kmem-enabled cgroup, mode disabled",
+                      samples.get("kmem_memcg_kmem_enabled_cgroups") == 0
+                      and samples.get('kmem_memcg_kmem_accounting_info{mode="disabled"}') == 1,
+                      f"kmem-enabled {samples.get('kmem_memcg_kmem_enabled_cgroups')}")
+    except Exception:  # the run's own failure is a result too: written, then the guest ends
+        lab.check("the scenario ran to its end", False, traceback.format_exc())
+    finally:
+        lab.finish()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""The rules a lab guest's Prometheus evaluates, rendered from the project's own mixin (mixin/render.py).
+
+Two sets, told apart by the label lab_rules on every alert: "shipped" (the mixin's defaults, exactly as in
+alerts/) and "scaled" (every duration and window divided by SCALE, and every threshold that is a rate per minute
+or per hour multiplied by it, so that one lab second stands for SCALE field seconds). The recording rules carry no
+duration and are loaded once.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT / "mixin"))
+import render  # noqa: E402  (mixin/render.py)
+
+SCALE = 60
+DURATION = re.compile(r"^(\d+)([smhd])$")
+SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Thresholds that are rates per minute or per hour of the field's clock.
+RATES = ("compactionFailuresPerMinute", "allocationStallsPerMinute", "memcgDyingPerHour")
+
+
+def scaled_config(scale: int = SCALE) -> dict[str, Any]:
+    """The mixin's _config with its durations divided by scale, its rate thresholds multiplied by it."""
+    text = (PROJECT / "mixin" / "config.libsonnet").read_text()
+    config: dict[str, Any] = {}
+    for key, value in re.findall(r"^\s+(\w+): '(\d+[smhd])',", text, re.M):
+        number, unit = DURATION.match(value).groups()  # type: ignore[union-attr]
+        config[key] = f"{max(1, int(number) * SECONDS[unit] // scale)}s"
+    for key in RATES:
+        config[key] = float(re.search(rf"^\s+{key}: ([\d.]+),", text, re.M).group(1)) * scale  # type: ignore[union-attr]
+    # The age of the exporter's own background passes is measured on the exporter's clock, which the lab does not
+    # compress: that threshold stays as shipped.
+    del config["backgroundPassStaleFor"]
+    config["memcgPredictHorizonHours"] = 24 / scale
+    config["conntrackFillHorizonSeconds"] = 3600 // scale
+    return config
+
+
+def alert_groups(config: dict[str, Any] | None, label: str) -> list[dict[str, Any]]:
+    groups = render.evaluate(config)["alerts"]
+    for group in groups:
+        group["name"] = f"{group['name']}-{label}"
+        group["rules"] = [rule for rule in group["rules"] if "alert" in rule]
+        for rule in group["rules"]:
+            rule.setdefault("labels", {})["lab_rules"] = label
+    return groups
+
+
+def write_rules(directory: Path, scale: int = SCALE) -> dict[str, Any]:
+    """Write recording.yaml, shipped.yaml and scaled.yaml into directory; the scaled settings are returned."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = scaled_config(scale)
+    evaluated = render.evaluate()
+    recording = [{"name": g["name"], "rules": [r for r in g["rules"] if "record" in r]}
+                 for g in evaluated["alerts"] + evaluated["rules"]]
+    recording = [g for g in recording if g["rules"]]
+    (directory / "recording.yaml").write_text(render.dump_yaml({"groups": recording}))
+    (directory / "shipped.yaml").write_text(render.dump_yaml({"groups": alert_groups(None, "shipped")}))
+    (directory / "scaled.yaml").write_text(render.dump_yaml({"groups": alert_groups(config, "scaled")}))
+    return config
