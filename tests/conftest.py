@@ -34,6 +34,7 @@ def wait_for(what: str, check: Callable[[], T], until: Callable[[T], object] = b
     """Call `check` until `until` holds for what it returns, and return that; an exception in `errors` counts as not
     yet. Fails naming `what` and the last value (or exception) once `timeout` seconds have passed."""
     deadline = time.monotonic() + timeout
+    pause = 0.01
     while True:
         try:
             last: Any = check()
@@ -44,7 +45,8 @@ def wait_for(what: str, check: Callable[[], T], until: Callable[[T], object] = b
                 return last  # type: ignore[no-any-return]
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last: {str(last)[-3000:]}")
-        time.sleep(0.02)
+        time.sleep(pause)  # between two looks, not a guess at how long it takes: soon at first, then less often
+        pause = min(pause * 1.5, 0.25)
 
 
 async def wait_for_async(what: str, condition: Callable[[], object], timeout: float = WAIT_SECONDS) -> None:
