@@ -11,12 +11,12 @@ from typing import Callable
 
 import pytest
 
-from conftest import RunningExporter, fixture_flags, free_port, run_exporter
+from conftest import WAIT_SECONDS, RunningExporter, fixture_flags, free_port, run_exporter
 from kmem_exporter.config_file import MAX_BYTES, MAX_DEPTH, MAX_NODES
 from kmem_exporter.settings import MAX_STRING_LENGTH
 
 # A refusal comes before any collector or file is looked at: far under this bound, whatever the input.
-QUICK = 20
+QUICK = WAIT_SECONDS
 
 
 def refused(*args: str) -> str:

@@ -77,7 +77,7 @@ def held(stuck_trees: StuckTreeFactory, exporter_factory: Callable[..., RunningE
          ) -> Iterator[tuple[RunningExporter, StuckTree, HeldScrape]]:
     tree = stuck_trees(FIXTURES / "rhel7-fragmented", blocked={VMSTAT})
     exporter = exporter_factory(*tree.path_flags(), *only_collectors("buddyinfo", "vmstat"),
-                                "--web.max-requests=1", "--collector.timeout=60s")
+                                "--web.max-requests=1", "--collector.timeout=300s")
     scrape = HeldScrape(exporter)
     tree.wait_for_waiting_reads(VMSTAT)  # the slot is taken
     yield exporter, tree, scrape
@@ -151,7 +151,7 @@ def test_headers_of_the_web_config_are_on_the_refusal_too(
     config.write_text(yaml.safe_dump({"http_server_config": {"headers": {"X-Frame-Options": "deny"}}}))
     tree = stuck_trees(FIXTURES / "rhel7-fragmented", blocked={VMSTAT})
     exporter = exporter_factory(*tree.path_flags(), *only_collectors("buddyinfo", "vmstat"), "--web.max-requests=1",
-                                "--collector.timeout=60s", f"--web.config.file={config}")
+                                "--collector.timeout=300s", f"--web.config.file={config}")
     scrape = HeldScrape(exporter)
     tree.wait_for_waiting_reads(VMSTAT)
     with connect(exporter) as sock:
@@ -170,7 +170,7 @@ def test_a_burst_gets_the_free_slots_and_the_rest_is_refused_before_parsing(
     parsing too, however many arrive before the server reaches any of them."""
     tree = stuck_trees(FIXTURES / "rhel7-fragmented", blocked={VMSTAT})
     exporter = exporter_factory(*tree.path_flags(), *only_collectors("buddyinfo", "vmstat"), "--web.max-requests=3",
-                                "--collector.timeout=60s")
+                                "--collector.timeout=300s")
     held = HeldScrape(exporter)
     tree.wait_for_waiting_reads(VMSTAT)  # one slot taken, two free
     sockets = [connect(exporter) for _ in range(12)]

@@ -16,7 +16,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import PROJECT, RunningExporter, fixture_flags, free_port, promtool_check_metrics, wait_for
+from conftest import PROJECT, WAIT_SECONDS, RunningExporter, fixture_flags, free_port, promtool_check_metrics, wait_for
 from metrics_text import only_collectors
 from tcp import ServerEnd, close_and_wait, listening_port, wait_until_read
 
@@ -29,11 +29,11 @@ NO_HEADER_TIMEOUT = "--web.read-header-timeout=1h"
 
 def connect(exporter: RunningExporter) -> socket.socket:
     host, port = exporter.url.removeprefix("http://").rsplit(":", 1)
-    sock = socket.create_connection((host, int(port)), timeout=20)
+    sock = socket.create_connection((host, int(port)), timeout=WAIT_SECONDS)
     return sock
 
 
-def read_until_closed(sock: socket.socket, timeout: float = 60) -> bytes:
+def read_until_closed(sock: socket.socket, timeout: float = WAIT_SECONDS) -> bytes:
     sock.settimeout(timeout)
     data = b""
     while chunk := sock.recv(65536):
@@ -176,7 +176,7 @@ def test_several_listen_addresses(exporter_factory: Callable[..., RunningExporte
     log = exporter.wait_for_log("listening on ")
     assert "listening on 127.0.0.1:" in log and f":{every}, [::1]:{loopback6}" in log
     for host, port in (("127.0.0.1", every), ("::1", every), ("::1", loopback6)):
-        with socket.create_connection((host, port), timeout=20) as sock:
+        with socket.create_connection((host, port), timeout=WAIT_SECONDS) as sock:
             sock.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             assert read_until_closed(sock).startswith(b"HTTP/1.1 200"), (host, port)
 

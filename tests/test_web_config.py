@@ -225,7 +225,7 @@ def test_a_handshake_notices_replaced_files_without_any_request(pki: Pki, tmp_pa
         renewed = der(fresh.cert)
         replace_files(fresh.cert, fresh.key, live.cert, live.key)
         now[0] += 2  # the once-a-second look is due
-        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as raw:  # a handshake, no request
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as raw:  # a handshake, no request
             ssl.create_default_context(cafile=str(pki.ca.cert)).wrap_socket(raw, server_hostname="127.0.0.1").close()
         assert https_get(server.port, pki.ca.cert).der == renewed
 
