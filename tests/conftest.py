@@ -165,7 +165,7 @@ class RunningExporter:
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.process.wait(timeout=30)
+        return self.process.wait(timeout=WAIT_SECONDS)
 
 
 def start_exporter(args: Sequence[str], log_path: Path, ready: bool = True) -> RunningExporter:
