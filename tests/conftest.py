@@ -16,7 +16,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar, overload
 
 import pytest
 
@@ -29,10 +29,21 @@ WAIT_SECONDS = 60.0
 T = TypeVar("T")
 
 
-def wait_for(what: str, check: Callable[[], T], until: Callable[[T], object] = bool, timeout: float = WAIT_SECONDS,
-             errors: tuple[type[BaseException], ...] = ()) -> T:
-    """Call `check` until `until` holds for what it returns, and return that; an exception in `errors` counts as not
-    yet. Fails naming `what` and the last value (or exception) once `timeout` seconds have passed."""
+@overload
+def wait_for(what: str, check: Callable[[], Optional[T]], *, timeout: float = ...,
+             errors: tuple[type[BaseException], ...] = ...) -> T: ...
+
+
+@overload
+def wait_for(what: str, check: Callable[[], T], until: Callable[[T], object], timeout: float = ...,
+             errors: tuple[type[BaseException], ...] = ...) -> T: ...
+
+
+def wait_for(what: str, check: Callable[[], Any], until: Callable[[Any], object] = bool,
+             timeout: float = WAIT_SECONDS, errors: tuple[type[BaseException], ...] = ()) -> Any:
+    """Call `check` until `until` holds for what it returns (by default: until it returns something true), and
+    return that; an exception in `errors` counts as not yet. Fails naming `what` and the last value (or exception)
+    once `timeout` seconds have passed."""
     deadline = time.monotonic() + timeout
     pause = 0.01
     while True:
@@ -42,7 +53,7 @@ def wait_for(what: str, check: Callable[[], T], until: Callable[[T], object] = b
             last = err
         else:
             if until(last):
-                return last  # type: ignore[no-any-return]
+                return last
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last: {str(last)[-3000:]}")
         time.sleep(pause)  # between two looks, not a guess at how long it takes: soon at first, then less often

@@ -74,7 +74,7 @@ def listening_port(process: subprocess.Popen[str] | subprocess.Popen[bytes], hos
             raise AssertionError(f"{what} exited with {process.returncode}: {log.read_text() if log else ''}")
         return next((p for h, p in listening(process.pid) if h == host), None)
 
-    return int(wait_for(f"{what} to listen on {host}", port))
+    return wait_for(f"{what} to listen on {host}", port)
 
 
 class ServerEnd:

@@ -136,9 +136,7 @@ def consistent_read(debugfs: Path) -> tuple[str, str, str]:
         unusable = read(debugfs / "extfrag/unusable_index")
         return (before, extfrag, unusable) if read(Path("/proc/buddyinfo")) == before else None
 
-    found = wait_for("/proc/buddyinfo to hold still while the indices are read", attempt)
-    assert found is not None
-    return found
+    return wait_for("/proc/buddyinfo to hold still while the indices are read", attempt)
 
 
 @pytest.mark.live

@@ -35,7 +35,8 @@ def connect(exporter: RunningExporter) -> socket.socket:
 
 def read_answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
     """`count` whole answers (Content-Length framed): status, headers (names in lower case), body."""
-    data, answers = b"", []
+    data = b""
+    answers: list[tuple[int, dict[str, str], bytes]] = []
     while len(answers) < count:
         while b"\r\n\r\n" not in data:
             chunk = sock.recv(65536)
@@ -178,7 +179,8 @@ def test_a_burst_gets_the_free_slots_and_the_rest_is_refused_before_parsing(
         for sock in sockets:
             sock.sendall(METRICS)
         # Ten are refused; the two given the free slots join the stuck collection and get no answer until it ends.
-        refused, admitted = [], list(sockets)
+        refused: list[tuple[int, dict[str, str], bytes]] = []
+        admitted = list(sockets)
         deadline = time.monotonic() + WAIT_SECONDS
         while len(refused) < 10:
             answering, _, _ = select.select(admitted, [], [], max(0.0, deadline - time.monotonic()))
