@@ -19,6 +19,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar, overload
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests are judged by what they find, not by how fast a loaded machine runs them: no deadline for an example
+# and no health check of how fast examples are made (speed is measured in benchmarks).
+settings.register_profile("unhurried", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("unhurried")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROJECT = Path(__file__).parent.parent

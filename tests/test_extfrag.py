@@ -60,13 +60,13 @@ def test_parse_malformed(text: str, message: str) -> None:
     assert message in str(err.value)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.text())
 def test_fuzz_random_text(text: str) -> None:
     parse_or_none(parse_index_file, text)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.sampled_from([read(LIVE / "sys/kernel/debug/extfrag/extfrag_index"),
                         read(LIVE / "sys/kernel/debug/extfrag/unusable_index")]),
        st.integers(min_value=0), st.integers(min_value=0), st.text(max_size=5))

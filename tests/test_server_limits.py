@@ -16,9 +16,9 @@ from typing import Callable
 
 import pytest
 
-from conftest import PROJECT, WAIT_SECONDS, RunningExporter, fixture_flags, free_port, promtool_check_metrics, wait_for
+from conftest import PROJECT, WAIT_SECONDS, RunningExporter, fixture_flags, promtool_check_metrics, wait_for
 from metrics_text import only_collectors
-from tcp import ServerEnd, close_and_wait, listening_port, wait_until_read
+from tcp import ServerEnd, close_and_wait, listening, listening_port, wait_until_read
 
 FOUR = only_collectors("buddyinfo", "vmstat", "sysctl", "kernel")
 REQUEST = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -169,13 +169,14 @@ def test_odd_headers_get_a_usable_answer(exporter_factory: Callable[..., Running
 
 
 def test_several_listen_addresses(exporter_factory: Callable[..., RunningExporter]) -> None:
-    every, loopback6 = free_port(), free_port()
-    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR, f"--web.listen-address=:{every}",
-                                f"--web.listen-address=[::1]:{loopback6}")
+    """`:PORT` listens on every address of both families; each listener here gets a port of its own (port 0)."""
+    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR, "--web.listen-address=:0",
+                                "--web.listen-address=[::1]:0")
     # The exporter answers on its first address while it binds the others: wait until it has bound them all.
-    log = exporter.wait_for_log("listening on ")
-    assert "listening on 127.0.0.1:" in log and f":{every}, [::1]:{loopback6}" in log
-    for host, port in (("127.0.0.1", every), ("::1", every), ("::1", loopback6)):
+    assert "listening on 127.0.0.1:0, :0, [::1]:0, metrics at /metrics" in exporter.wait_for_log("listening on ")
+    ports = {host: port for host, port in listening(exporter.process.pid)}
+    assert set(ports) == {"127.0.0.1", "0.0.0.0", "::", "::1"}
+    for host, port in (("127.0.0.1", ports["0.0.0.0"]), ("::1", ports["::"]), ("::1", ports["::1"])):
         with socket.create_connection((host, port), timeout=WAIT_SECONDS) as sock:
             sock.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             assert read_until_closed(sock).startswith(b"HTTP/1.1 200"), (host, port)
