@@ -52,8 +52,8 @@ def sockets() -> list[Socket]:
     return found
 
 
-def listening(pid: int) -> set[Address]:
-    """The addresses process `pid` listens on."""
+def socket_inodes(pid: int) -> set[int]:
+    """The sockets process `pid` holds open, by inode number."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -62,6 +62,12 @@ def listening(pid: int) -> set[Address]:
             continue
         if target.startswith("socket:["):
             inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def listening(pid: int) -> set[Address]:
+    """The addresses process `pid` listens on."""
+    inodes = socket_inodes(pid)
     return {s.local for s in sockets() if s.state == "LISTEN" and s.inode in inodes}
 
 
@@ -110,8 +116,10 @@ def wait_until_read(clients: list[socket.socket]) -> None:
     wait_for(f"the server to read what {len(ends)} client(s) sent", lambda: all(e.has_read_all() for e in ends))
 
 
-def close_and_wait(client: socket.socket) -> None:
-    """Close a client's connection and wait until the server has closed its end too (it has let go of it)."""
+def close_and_wait(client: socket.socket, server: int) -> None:
+    """Close a client's connection, which process `server` has accepted, and wait until the server has closed its
+    end too (it has let go of it). Its end is followed by inode: after a reset it leaves the kernel's table at once."""
     end = ServerEnd(client)
+    inode = wait_for("the server's end of the connection", end.socket).inode
     client.close()
-    wait_for("the server to close its end of the connection", lambda: not end.open())
+    wait_for("the server to close its end of the connection", lambda: inode not in socket_inodes(server))

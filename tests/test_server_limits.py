@@ -75,7 +75,7 @@ def test_connections_beyond_the_limit_get_503_when_none_is_idle(
     extra = connect(exporter)
     answer = read_until_closed(extra)
     assert answer.startswith(b"HTTP/1.1 503 ") and b"too many open connections" in answer
-    close_and_wait(idle.pop())
+    close_and_wait(idle.pop(), exporter.process.pid)
     assert scrape_closing(exporter) == 200
     for sock in idle:
         sock.close()
@@ -270,7 +270,7 @@ def test_clients_that_go_away_mid_answer_leave_no_trace(exporter_factory: Callab
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
         sock.sendall(REQUEST * 5)
         sock.recv(100)
-        close_and_wait(sock)
+        close_and_wait(sock, exporter.process.pid)
     assert exporter.get("/metrics")[0] == 200
     log = exporter.log()
     assert "Traceback" not in log and "never retrieved" not in log and "level=error" not in log, log[-2000:]
