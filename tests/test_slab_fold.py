@@ -252,7 +252,9 @@ def test_lines_kept_from_the_previous_parse_give_the_same_results(first: str, se
 
 def test_a_cache_listed_first_leaves_the_chunks_below_it_reused(monkeypatch: pytest.MonkeyPatch) -> None:
     """3.10 lists a new network namespace's conntrack cache first: chunk boundaries depend on the lines, not on
-    offsets from the top, so only the first chunk is parsed again."""
+    offsets from the top, so only chunks near the top are parsed again. Which lines end chunks depends on their hash,
+    which differs from one run to the next: usually the first chunk alone is parsed again, at times a few more (5
+    of 32 in 1 run of 200); boundaries at fixed offsets would have every chunk parsed again."""
     monkeypatch.setattr(slab_fold, "_CHUNK_CHARACTERS", 8000)
     line = ("nf_conntrack_ffff8800{:08x}     25     25    320   25    2 : tunables    0    0    0 : "
             "slabdata      1      1      0")
@@ -273,4 +275,4 @@ def test_a_cache_listed_first_leaves_the_chunks_below_it_reused(monkeypatch: pyt
     assert chunks > 20
     parsed.clear()
     assert parse_slab_families(newer, True) == plain(newer, True)
-    assert len(parsed) <= 2, f"{len(parsed)} of {chunks} chunks parsed again"
+    assert 1 <= len(parsed) < chunks // 2, f"{len(parsed)} of {chunks} chunks parsed again"
