@@ -33,9 +33,7 @@ import pytest
 os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy would take libfuse 2 first when both are installed
 import mfusepy  # noqa: E402  (after choosing the library, which mfusepy loads when imported)
 
-from conftest import require_tool  # noqa: E402
-
-WAIT_SECONDS = 30.0
+from conftest import WAIT_SECONDS, require_tool, wait_for  # noqa: E402
 _INTERRUPT_POLL_SECONDS = 0.05
 _libfuse = ctypes.CDLL(ctypes.util.find_library("fuse3"))  # the library mfusepy loaded, for fuse_interrupted()
 
@@ -185,7 +183,7 @@ class StuckTree:
             return self._gate.counts.get(name, _ReadCounts()).waiting
 
     def wait_for_waiting_reads(self, name: str, count: int = 1) -> None:
-        """Return once `count` reads of `name` are held (a reader is stuck on it); fail after 30 s."""
+        """Return once `count` reads of `name` are held (a reader is stuck on it); fail after WAIT_SECONDS."""
         with self._gate.changed:
             held = self._gate.changed.wait_for(
                 lambda: self._gate.counts.get(name, _ReadCounts()).waiting >= count, timeout=WAIT_SECONDS)
@@ -234,7 +232,7 @@ def _unmount(mountpoint: Path, device: int, server: threading.Thread, fusermount
     server.join(1)
     if server.is_alive():
         _abort_connection(device)
-        server.join(10)
+        server.join(WAIT_SECONDS)
     assert not server.is_alive(), f"the FUSE server of {mountpoint} did not stop"
     assert not _is_mount(mountpoint), f"{mountpoint} is still mounted"
 
@@ -256,8 +254,8 @@ def stuck_tree(source: Path, mountpoint: Path, blocked: Collection[str] = (),
                               name=f"fuse {mountpoint}")
     server.start()
     cwd = os.getcwd()
-    mounted = _wait(lambda: _is_mount(mountpoint) or not server.is_alive(), WAIT_SECONDS)
-    assert mounted and _is_mount(mountpoint), f"FUSE mount of {mountpoint} failed: {failure}"
+    wait_for(f"the FUSE mount of {mountpoint}", lambda: _is_mount(mountpoint) or not server.is_alive())
+    assert _is_mount(mountpoint), f"FUSE mount of {mountpoint} failed: {failure}"
     device = os.lstat(mountpoint).st_dev
     tree = StuckTree(mountpoint, gate)
     try:

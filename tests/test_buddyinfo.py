@@ -87,13 +87,13 @@ SAMPLES = [(FIXTURES / host / "proc" / "buddyinfo").read_text()
            for host in ("live-6.18", "rhel7-fragmented", "numa4", "arm64-64k-14orders")]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.text())
 def test_fuzz_random_text(text: str) -> None:
     parse_or_none(parse_buddyinfo, text)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.sampled_from(SAMPLES), st.integers(min_value=0), st.integers(min_value=0), st.text(max_size=5))
 def test_fuzz_truncated_and_mutated(sample: str, cut: int, at: int, insert: str) -> None:
     for text in cut_and_mutated(sample, cut, at, insert):

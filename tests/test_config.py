@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Callable
 
@@ -11,6 +10,7 @@ import pytest
 from kmem_exporter.collectors import COLLECTORS
 from conftest import RunningExporter, fixture_flags, free_port, run_exporter, scrape_ok
 from metrics_text import collector_success, only_collectors
+from tcp import listening
 
 FOUR = only_collectors("buddyinfo", "vmstat", "sysctl", "kernel")
 
@@ -19,11 +19,6 @@ def write_config(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "kmem-exporter.yml"
     path.write_text(text)
     return path
-
-
-def nothing_listens(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
 
 
 def test_file_beats_default(exporter_factory: Callable[..., RunningExporter], tmp_path: Path) -> None:
@@ -72,7 +67,7 @@ def test_flag_beats_file(exporter_factory: Callable[..., RunningExporter], tmp_p
     assert status == 200
     assert exporter.get("/from-file")[0] == 404
     assert collector_success(body.decode()) == {"buddyinfo": 1, "vmstat": 1, "sysctl": 1, "kernel": 1}
-    assert nothing_listens(file_port)
+    assert listening(exporter.process.pid) == {("127.0.0.1", int(exporter.url.rsplit(":", 1)[1]))}  # not the file's
 
 
 def test_vmstat_fields_from_file(tmp_path: Path) -> None:
@@ -104,7 +99,6 @@ def test_bad_config_file_exits_2_before_binding(tmp_path: Path, content: str, me
     assert message in result.stderr
     assert (f"config.file '{config}'" in result.stderr) is names_file
     assert "listening on" not in result.stderr
-    assert nothing_listens(port)
 
 
 def test_unreadable_config_file(tmp_path: Path) -> None:
@@ -136,4 +130,3 @@ def test_bad_flag_exits_2_before_binding(flags: list[str], message: str) -> None
     assert result.returncode == 2
     assert message in result.stderr
     assert "listening on" not in result.stderr
-    assert nothing_listens(port)

@@ -6,18 +6,17 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from conftest import RunningExporter, fixture_flags, free_port, run_exporter
+from conftest import WAIT_SECONDS, RunningExporter, fixture_flags, free_port, run_exporter
 from kmem_exporter.config_file import MAX_BYTES, MAX_DEPTH, MAX_NODES
 from kmem_exporter.settings import MAX_STRING_LENGTH
 
 # A refusal comes before any collector or file is looked at: far under this bound, whatever the input.
-QUICK = 20
+QUICK = WAIT_SECONDS
 
 
 def refused(*args: str) -> str:
@@ -218,11 +217,7 @@ def test_sighup_is_ignored_and_said_so(exporter_factory: Callable[..., RunningEx
     exporter.process.send_signal(signal.SIGHUP)
     message = "received SIGHUP: ignored; flags and --config.file are read only at start, " \
               "restart the exporter to apply changes"
-    for _ in range(200):  # the log line is written when the signal is handled
-        if message in exporter.log():
-            break
-        time.sleep(0.05)
-    assert exporter.log().count(message) == 1
+    assert exporter.wait_for_log(message).count(message) == 1  # written when the signal is handled
     assert exporter.process.poll() is None
     assert exporter.get("/metrics")[0] == 200
     exporter.process.send_signal(signal.SIGHUP)

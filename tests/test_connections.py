@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator
 
+from conftest import WAIT_SECONDS, wait_for_async
 from kmem_exporter.web.connections import guard
 from kmem_exporter.web.limits import ConnectionLimit
 
@@ -60,7 +61,7 @@ async def flooded(limit: ConnectionLimit) -> AsyncIterator[Flooded]:
         await server.wait_closed()
 
 
-async def read_until_closed(sock: socket.socket, timeout: float = 30) -> int:
+async def read_until_closed(sock: socket.socket, timeout: float = WAIT_SECONDS) -> int:
     """Bytes read until the server closes the connection (cleanly or with a reset)."""
     loop = asyncio.get_running_loop()
     total = 0
@@ -77,28 +78,20 @@ async def read_answer(sock: socket.socket) -> int:
     loop = asyncio.get_running_loop()
     total = 0
     while total < ANSWER_BYTES:
-        chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 30)
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), WAIT_SECONDS)
         assert chunk, "closed before the whole answer"
         total += len(chunk)
     return total
-
-
-async def wait_until(condition: Callable[[], bool], seconds: float = 10) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not condition() and loop.time() < deadline:
-        await asyncio.sleep(0.02)
 
 
 def test_a_paused_connection_counts_its_unsent_bytes_until_its_client_reads() -> None:
     async def scenario() -> None:
         async with flooded(ConnectionLimit(16, 60, write_timeout=60)) as flood:
             sock = flood.connect()
-            await wait_until(lambda: flood.limit.unsent_bytes > 0)
+            await wait_for_async("the answer to wait in the budget", lambda: flood.limit.unsent_bytes > 0)
             assert 0 < flood.limit.unsent_bytes <= ANSWER_BYTES
             assert await read_answer(sock) == ANSWER_BYTES  # the whole answer, once read
-            await wait_until(lambda: flood.limit.unsent_bytes == 0)
-            assert flood.limit.unsent_bytes == 0
+            await wait_for_async("the budget to be given back", lambda: flood.limit.unsent_bytes == 0)
 
     asyncio.run(scenario())
 
@@ -107,10 +100,9 @@ def test_a_connection_paused_past_the_write_timeout_is_disconnected() -> None:
     async def scenario() -> None:
         async with flooded(ConnectionLimit(16, 60, write_timeout=0.5)) as flood:
             sock = flood.connect()
-            await wait_until(lambda: flood.limit.unsent_bytes > 0)
-            assert flood.limit.unsent_bytes > 0
-            await asyncio.sleep(1.5)  # past the timeout, reading nothing
-            assert flood.limit.unsent_bytes == 0
+            await wait_for_async("the answer to wait in the budget", lambda: flood.limit.unsent_bytes > 0)
+            # Reading nothing: past the write timeout the connection is disconnected and its bytes leave the budget.
+            await wait_for_async("the paused connection to be disconnected", lambda: flood.limit.unsent_bytes == 0)
             assert await read_until_closed(sock) < ANSWER_BYTES  # cut short
 
     asyncio.run(scenario())
@@ -120,9 +112,10 @@ def test_a_paused_connection_beyond_the_budget_is_disconnected_and_others_keep_t
     async def scenario() -> None:
         async with flooded(ConnectionLimit(16, 60, write_timeout=60, unsent_max_bytes=ANSWER_BYTES)) as flood:
             first = flood.connect()
-            await wait_until(lambda: flood.limit.unsent_bytes > ANSWER_BYTES // 2)
+            # most of the first answer waits in the budget
+            await wait_for_async("the first answer to wait in the budget",
+                                 lambda: flood.limit.unsent_bytes > ANSWER_BYTES // 2)
             held = flood.limit.unsent_bytes
-            assert held > ANSWER_BYTES // 2  # most of the first answer waits in the budget
             second = flood.connect()  # its answer cannot fit beside the first one's
             assert await read_until_closed(second) < ANSWER_BYTES
             assert flood.limit.unsent_bytes == held  # the first connection keeps its place

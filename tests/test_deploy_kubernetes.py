@@ -217,8 +217,10 @@ def test_the_validation_catches_a_broken_daemonset() -> None:
 def crd_model(kind: str) -> type[pydantic.BaseModel]:
     """The Prometheus Operator's own type for `kind`: PyPI's cloudcoil.models.prometheus_operator, generated from
     the operator's CRD schemas (required fields, enums, patterns, types)."""
-    return {"PodMonitor": prometheus_operator.PodMonitor, "ServiceMonitor": prometheus_operator.ServiceMonitor,
-            "PrometheusRule": prometheus_operator.PrometheusRule}[kind]
+    models: dict[str, type[pydantic.BaseModel]] = {
+        "PodMonitor": prometheus_operator.PodMonitor, "ServiceMonitor": prometheus_operator.ServiceMonitor,
+        "PrometheusRule": prometheus_operator.PrometheusRule}
+    return models[kind]
 
 
 def validate_crd_object(obj: dict) -> None:

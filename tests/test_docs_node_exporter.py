@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 import urllib.request
 from functools import lru_cache
 from typing import Iterator
 
 import pytest
 
-from conftest import PROJECT, free_port, is_root, require_tool, run_exporter
+from conftest import PROJECT, WAIT_SECONDS, is_root, require_tool, run_exporter
 from metrics_text import all_collectors, series_values
+from tcp import listening_port
 
 pytestmark = pytest.mark.live
 
@@ -51,25 +51,18 @@ def written_series(prefix: str) -> list[tuple[str, frozenset[str] | None]]:
 def node_exporter_series() -> frozenset[tuple[str, frozenset[str]]]:
     """Series names and label names that node_exporter serves on this host with the overlapping collectors on."""
     assert is_root(), "node_exporter's slabinfo collector reads the root-only /proc/slabinfo"
-    port = free_port()
     process = subprocess.Popen(
-        [require_tool("prometheus-node-exporter"), f"--web.listen-address=127.0.0.1:{port}",
+        [require_tool("prometheus-node-exporter"), "--web.listen-address=127.0.0.1:0",
          "--collector.buddyinfo", "--collector.zoneinfo", "--collector.slabinfo", "--collector.cgroups",
          "--collector.sysctl", "--collector.sysctl.include=vm.min_free_kbytes"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(200):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
-                    text = response.read().decode()
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            pytest.fail("node_exporter did not answer")
+        port = listening_port(process, what="node_exporter")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=WAIT_SECONDS) as response:
+            text = response.read().decode()
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        process.wait(timeout=WAIT_SECONDS)
     return frozenset((name, frozenset(labels)) for name, labels in _names(text))
 
 

@@ -54,9 +54,9 @@ def hostile_families() -> list[Metric]:
     for value in ('dentry(12:a"b)', "back\\slash", "new\nline", "sep\u2028arator\u0085", "", "ü"):
         labels.add_metric([value, "Normal"], 1)
     special = GaugeMetricFamily("kmem_test_values", "Special values.", labels=["kind"])
-    for kind, value in (("nan", math.nan), ("inf", math.inf), ("minus_inf", -math.inf), ("big", 2**64 - 1),
+    for kind, number in (("nan", math.nan), ("inf", math.inf), ("minus_inf", -math.inf), ("big", 2**64 - 1),
                         ("small", 1e-9), ("negative", -1), ("million", 1234567), ("zero", 0)):
-        special.add_metric([kind], value)
+        special.add_metric([kind], number)
     counter = CounterMetricFamily("kmem_test_events", "Events.", labels=["event"])
     counter.add_metric(["oom_kill"], 3)
     info = InfoMetricFamily("kmem_test_kernel", "Kernel.", value={"release": "3.10.0-514.el7.x86_64"})

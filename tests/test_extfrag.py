@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import (FIXTURES, PROJECT, promtool_check_metrics, require_tool, scrape_fixture,
+from conftest import (FIXTURES, PROJECT, promtool_check_metrics, require_tool, scrape_fixture, wait_for,
                       scrape_fixture_ok, scrape_ok)
 from kmem_exporter.parsers import ParseError
 from kmem_exporter.parsers.buddyinfo import ZoneFreeBlocks, parse_buddyinfo
@@ -60,13 +60,13 @@ def test_parse_malformed(text: str, message: str) -> None:
     assert message in str(err.value)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.text())
 def test_fuzz_random_text(text: str) -> None:
     parse_or_none(parse_index_file, text)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.sampled_from([read(LIVE / "sys/kernel/debug/extfrag/extfrag_index"),
                         read(LIVE / "sys/kernel/debug/extfrag/unusable_index")]),
        st.integers(min_value=0), st.integers(min_value=0), st.text(max_size=5))
@@ -128,14 +128,15 @@ def test_computed_equals_the_debian9_sample() -> None:
 # Live on this machine.
 
 def consistent_read(debugfs: Path) -> tuple[str, str, str]:
-    """buddyinfo, extfrag_index and unusable_index, retried until buddyinfo is the same before and after."""
-    for _ in range(200):
+    """buddyinfo, extfrag_index and unusable_index, read again until buddyinfo is the same before and after."""
+
+    def attempt() -> tuple[str, str, str] | None:
         before = read(Path("/proc/buddyinfo"))
         extfrag = read(debugfs / "extfrag/extfrag_index")
         unusable = read(debugfs / "extfrag/unusable_index")
-        if read(Path("/proc/buddyinfo")) == before:
-            return before, extfrag, unusable
-    pytest.fail("/proc/buddyinfo changed during every one of 200 attempts")
+        return (before, extfrag, unusable) if read(Path("/proc/buddyinfo")) == before else None
+
+    return wait_for("/proc/buddyinfo to hold still while the indices are read", attempt)
 
 
 @pytest.mark.live

@@ -50,8 +50,8 @@ def test_a_fifo_for_vmstat_fails_vmstat_at_once(exporter_factory: Callable[..., 
     (proc / "vmstat").unlink()
     os.mkfifo(proc / "vmstat")  # nobody writes: a blocking open would never return
     exporter = exporter_factory(*tree_flags(proc), *only_collectors("buddyinfo", "vmstat"),
-                                "--collector.timeout=60s")
-    text = exporter.metrics()  # answered at once, not after the 60 s timeout (the request gives up after 30 s)
+                                "--collector.timeout=300s")
+    text = exporter.metrics()  # answered at once, not after the 300 s timeout (the request gives up after 60 s)
     assert collector_success(text) == {"buddyinfo": 1, "vmstat": 0}
     assert value(text, "kmem_buddy_free_blocks", node="0", zone="Normal", order="0") == 40153
     assert failed_for(exporter.log(), "vmstat", f"{proc / 'vmstat'}: not a regular file (a FIFO)")
@@ -94,26 +94,28 @@ def test_max_file_size_fails_a_collector_whose_file_is_bigger() -> None:
 
 
 # kernel_log reads buddyinfo (for the orders of the series it creates) in its first collection, under the collector
-# timeout: a stuck buddyinfo fails kernel_log alone and holds up neither start-up nor exit.
+# timeout: a stuck buddyinfo fails kernel_log alone and holds up neither start-up nor exit. The timeout leaves the
+# others time to be read beside it (from half a second on) on a loaded machine.
 KERNEL_LOG = only_collectors("kernel_log", "vmstat", "kernel")
+TIMEOUT = "--collector.timeout=5s"
 
 
 def test_a_stuck_buddyinfo_neither_keeps_serve_from_answering_nor_fails_more(
         stuck_trees: StuckTreeFactory, exporter_factory: Callable[..., RunningExporter]) -> None:
     tree = stuck_trees(FRAGMENTED, blocked={"proc/buddyinfo"})  # never released
-    exporter = exporter_factory(*tree.path_flags(), *KERNEL_LOG, "--collector.timeout=1s")  # bound and ready
+    exporter = exporter_factory(*tree.path_flags(), *KERNEL_LOG, TIMEOUT)  # bound and ready
     assert exporter.get("/-/healthy")[0] == 200
     text = exporter.metrics()
     assert collector_success(text) == {"kernel_log": 0, "vmstat": 1, "kernel": 1}
-    assert "collector=kernel_log failed: timed out after 1s" in exporter.log()
+    assert "collector=kernel_log failed: timed out after 5s" in exporter.log()
     assert (tree.reads_started("proc/buddyinfo"), tree.reads_waiting("proc/buddyinfo")) == (1, 1)
     assert exporter.stop() == 0
 
 
 def run_with_stuck_buddyinfo(stuck_trees: StuckTreeFactory, command: str) -> subprocess.CompletedProcess[str]:
-    """`command` (scrape or report) with a buddyinfo whose read never returns; it must end within 15 s."""
+    """`command` (scrape or report) with a buddyinfo whose read never returns; it must end (within a minute)."""
     tree = stuck_trees(FRAGMENTED, blocked={"proc/buddyinfo"})
-    result = run_exporter(command, *tree.path_flags(), *KERNEL_LOG, "--collector.timeout=1s", timeout=15)
+    result = run_exporter(command, *tree.path_flags(), *KERNEL_LOG, TIMEOUT)
     assert tree.reads_started("proc/buddyinfo") == 1
     return result
 
@@ -122,11 +124,11 @@ def test_scrape_exits_despite_a_stuck_buddyinfo(stuck_trees: StuckTreeFactory) -
     result = run_with_stuck_buddyinfo(stuck_trees, "scrape")
     assert result.returncode == 1
     assert collector_success(result.stdout) == {"kernel_log": 0, "vmstat": 1, "kernel": 1}
-    assert "collector=kernel_log failed: timed out after 1s" in result.stderr
+    assert "collector=kernel_log failed: timed out after 5s" in result.stderr
 
 
 def test_report_exits_despite_a_stuck_buddyinfo(stuck_trees: StuckTreeFactory) -> None:
     result = run_with_stuck_buddyinfo(stuck_trees, "report")
     assert result.returncode == 3  # could not judge: kernel_log failed, vmstat and kernel hold no zone to judge
-    assert "  kernel_log: timed out after 1s" in result.stdout
-    assert "collector=kernel_log failed: timed out after 1s" in result.stderr
+    assert "  kernel_log: timed out after 5s" in result.stdout
+    assert "collector=kernel_log failed: timed out after 5s" in result.stderr

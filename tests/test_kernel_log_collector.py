@@ -6,15 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from conftest import (FIXTURES, PROJECT, fixture_flags, is_root, promtool_check_metrics, require_tool, run_exporter,
-                      scrape_fixture_ok)
+                      scrape_fixture_ok, wait_for)
 from metrics_text import collector_success, only_collectors, series_values, types, value
 from kmem_exporter.parsers.kernel_log_patterns import EVENTS, EVENTS_WITH_ORDER
 from test_kmsg_reader import write_kmsg
@@ -39,17 +37,6 @@ def expected_zero_series(orders: int) -> dict[tuple[str, ...], float]:
         else:
             series[(event,)] = 0.0
     return series
-
-
-def wait_for(get: Callable[[], str], condition: Callable[[str], bool], what: str, deadline: float = 30) -> str:
-    end = time.monotonic() + deadline
-    while True:
-        exposition = get()
-        if condition(exposition):
-            return exposition
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}; last exposition:\n{exposition}")
-        time.sleep(0.05)
 
 
 def test_fixture_log_is_not_replayed() -> None:
@@ -129,8 +116,8 @@ def test_counts_kernel_records_written_into_a_stand_in_log(tmp_path: Path, expor
                  b"4,48241,3871300050,-;nf_conntrack: nf_conntrack: table full, dropping packet\n")
         os.write(writer, records)
         os.write(writer, extra)
-        exposition = wait_for(exporter.metrics,
-                              lambda e: value(e, "kmem_kernel_log_records_read_total") >= 26, "26 records")
+        exposition = wait_for("26 records", exporter.metrics,
+                              lambda e: value(e, "kmem_kernel_log_records_read_total") >= 26)
     finally:
         os.close(writer)
     assert value(exposition, "kmem_kernel_log_records_read_total") == 26
@@ -164,16 +151,18 @@ def test_live_kmsg_reads_written_records_but_counts_no_kernel_event(exporter_fac
              f"<3>Unable to create nf_conn slab cache {tag}\n",
              f"<0>Out of memory: Killed process 1 (init) total-vm:1kB, anon-rss:0kB, file-rss:0kB {tag}\n",
              f"<4>nf_conntrack: nf_conntrack: table full, dropping packet {tag}\n"]
+    # The kernel's own log, read from here on (before another writer on this machine could push the lines out).
+    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    os.lseek(fd, 0, os.SEEK_END)
     write_kmsg(lines)
     target = value(before, "kmem_kernel_log_records_read_total") + len(lines)
-    after = wait_for(exporter.metrics, lambda e: value(e, "kmem_kernel_log_records_read_total") >= target,
-                     f"{len(lines)} more records read")
+    after = wait_for(f"{len(lines)} more records read", exporter.metrics,
+                     lambda e: value(e, "kmem_kernel_log_records_read_total") >= target)
     assert events(after) == events(before) == expected_zero_series(len(
         Path("/proc/buddyinfo").read_text().splitlines()[0].split()[4:]))
     assert value(after, "kmem_kernel_log_reader_up") == 1
     assert promtool_check_metrics(after) == ""
     # The premise, checked in the kernel's own log: the lines are there, with facility 1.
-    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
     prios = []
     try:
         while True:
@@ -208,20 +197,22 @@ def test_reader_down_and_back_up_in_metrics(exporter_factory) -> None:  # type: 
         assert value(up, "kmem_kernel_log_reader_restarts_total") == 0
 
         cgroup.rmdir()
-        down = wait_for(exporter.metrics, lambda e: value(e, "kmem_kernel_log_reader_restarts_total") >= 1,
-                        "a failed attempt to open the log again")
+        # A failed attempt to open the log again: counted as a restart before the attempt, logged after it.
+        log = exporter.wait_for_log(f"{cgroup / 'cgroup.procs'}: not found")
+        assert f"{cgroup / 'cgroup.procs'}: read failed: ENODEV" in log
+        down = exporter.metrics()
+        assert value(down, "kmem_kernel_log_reader_restarts_total") >= 1
         assert value(down, "kmem_kernel_log_reader_up") == 0
         assert collector_success(down) == {"kernel_log": 1.0}  # the counters are still served
         assert promtool_check_metrics(down) == ""
-        assert f"{cgroup / 'cgroup.procs'}: read failed: ENODEV" in exporter.log()
-        assert f"{cgroup / 'cgroup.procs'}: not found" in exporter.log()
 
         cgroup.mkdir()
-        back = wait_for(exporter.metrics, lambda e: value(e, "kmem_kernel_log_reader_up") == 1,
-                        "the reader to open the log again")
+        # The reader opens the log again (up is set as it opens, the line logged after).
+        exporter.wait_for_log(f"reading {cgroup / 'cgroup.procs'} again")
+        back = exporter.metrics()
+        assert value(back, "kmem_kernel_log_reader_up") == 1
         restarts = "kmem_kernel_log_reader_restarts_total"
         assert value(back, restarts) > value(down, restarts)
-        assert f"reading {cgroup / 'cgroup.procs'} again" in exporter.log()
         assert promtool_check_metrics(back) == ""
     finally:
         if cgroup.exists():

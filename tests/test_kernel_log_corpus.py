@@ -13,10 +13,10 @@ from typing import Any, Optional
 import pytest
 import yaml
 
-from conftest import fixture_flags, promtool_check_metrics
+from conftest import fixture_flags, promtool_check_metrics, wait_for
 from metrics_text import value
 from kmem_exporter.parsers.kernel_log_patterns import EVENTS, EVENTS_WITH_ORDER, KernelEvent, match_event
-from test_kernel_log_collector import ONLY_KERNEL_LOG, events, expected_zero_series, wait_for
+from test_kernel_log_collector import ONLY_KERNEL_LOG, events, expected_zero_series
 
 CORPUS = Path(__file__).parent / "kernel_log_corpus" / "lines.yaml"
 USER_FACILITY = 1
@@ -108,8 +108,8 @@ def test_corpus_through_the_exporter(tmp_path: Path, exporter_factory) -> None: 
     with open(log, "ab") as f:
         f.write(kmsg_records(CORPUS_ENTRIES, first_seq=1000))
     total = len(CORPUS_ENTRIES)
-    exposition = wait_for(exporter.metrics, lambda e: value(e, "kmem_kernel_log_records_read_total") >= total,
-                          f"{total} records")
+    exposition = wait_for(f"{total} records", exporter.metrics,
+                          lambda e: value(e, "kmem_kernel_log_records_read_total") >= total)
     counted = collections.Counter(
         (e["event"],) if e.get("order") is None else (e["event"], e["order"])
         for e in CORPUS_ENTRIES if e["event"] is not None and from_kernel(e))

@@ -10,24 +10,15 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator, Union
+from typing import Iterator, Union
 
 import pytest
 
-from conftest import is_root
+from conftest import WAIT_SECONDS, is_root, wait_for
 from kmem_exporter.reading.kmsg_reader import READ_SIZE, KmsgReader, describe_open_error
 from kmem_exporter.parsers.kmsg import KmsgRecord
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def wait_until(condition: Callable[[], bool], what: str, deadline: float = 20.0) -> None:
-    """Wait for the reader thread; fail with `what` if it never happens."""
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 class Collected:
@@ -80,7 +71,7 @@ def test_fifo_with_continuation_lines_escapes_and_facilities(tmp_path: Path, rea
                                 dictionary=b" SUBSYSTEM=net\n DEVICE=+net:eth0\n"))
         os.write(writer, record(8, "exe: page allocation failure: order:6, mode:0x10c0d0", prio=12))
         os.write(writer, record(9, "\\xe6\\x97\\xa5: SLUB: Unable to allocate memory on node -1 (gfp=0x20)\\x0a", 4))
-        wait_until(lambda: len(collected.seqs) == 3, "three records")
+        wait_for("three records", lambda: len(collected.seqs) == 3)
     finally:
         os.close(writer)
     first, user, escaped = collected.records
@@ -99,7 +90,7 @@ def test_regular_file_starts_at_its_end(tmp_path: Path, readers: list[KmsgReader
     reader, collected = start_reader(readers, path)
     with open(path, "ab") as f:
         f.write(record(48231, "after the start"))
-    wait_until(lambda: collected.seqs == [48231], "the appended record")
+    wait_for("the appended record", lambda: collected.seqs == [48231])
     assert reader.state().records_read == 1
 
 
@@ -114,7 +105,7 @@ def test_stream_records_split_across_reads(tmp_path: Path, readers: list[KmsgRea
     assert len(stream) > 10 * READ_SIZE
     with open(path, "ab") as f:
         f.write(stream)
-    wait_until(lambda: len(collected.seqs) == count, f"{count} records")
+    wait_for(f"{count} records", lambda: len(collected.seqs) == count)
     assert collected.seqs == list(range(1, count + 1))
     assert all(r.text == f"record {r.seq} " + "x" * (r.seq % 97) for r in collected.records)
     assert reader.state().records_lost == 0
@@ -154,7 +145,7 @@ def test_epipe_counts_the_overwritten_records(readers: list[KmsgReader]) -> None
     script = ScriptedKmsg([record(10), record(11), BrokenPipeError(errno.EPIPE, "overwritten"), record(15),
                            record(16)])
     reader, collected = start_reader(readers, CHAR_DEVICE, read=script)
-    wait_until(lambda: len(collected.seqs) == 4, "four records")
+    wait_for("four records", lambda: len(collected.seqs) == 4)
     assert collected.seqs == [10, 11, 15, 16]
     state = reader.state()
     assert (state.records_read, state.records_lost, state.up) == (4, 3, True)
@@ -163,7 +154,7 @@ def test_epipe_counts_the_overwritten_records(readers: list[KmsgReader]) -> None
 def test_epipe_before_the_first_record_counts_one(readers: list[KmsgReader]) -> None:
     script = ScriptedKmsg([BrokenPipeError(errno.EPIPE, "overwritten"), record(100), record(101)])
     reader, collected = start_reader(readers, CHAR_DEVICE, read=script)
-    wait_until(lambda: len(collected.seqs) == 2, "two records")
+    wait_for("two records", lambda: len(collected.seqs) == 2)
     assert reader.state().records_lost == 1
 
 
@@ -179,7 +170,7 @@ def test_one_record_per_read_with_dictionary_and_a_record_cut_at_the_buffer(read
         record(21, " starts with a space"),
     ])
     reader, collected = start_reader(readers, CHAR_DEVICE, read=script)
-    wait_until(lambda: len(collected.seqs) == 3, "three records")
+    wait_for("three records", lambda: len(collected.seqs) == 3)
     dictionary, truncated, spaced = collected.records
     assert dictionary.fields == {"SUBSYSTEM": "net", "DEVICE": "+net:eth0"}
     assert truncated.text == (text[:8192 - len(header)]).decode()
@@ -193,7 +184,7 @@ def test_read_failure_restarts_and_resumes_after_the_last_record(readers: list[K
     script = ScriptedKmsg([record(1), record(2), OSError(errno.EIO, "Input/output error"),
                            record(0), record(1), record(2), record(3)])
     reader, collected = start_reader(readers, CHAR_DEVICE, read=script, initial_backoff=0.01)
-    wait_until(lambda: collected.seqs == [1, 2, 3], "records 1, 2, 3")
+    wait_for("records 1, 2, 3", lambda: collected.seqs == [1, 2, 3])
     state = reader.state()
     assert (state.up, state.records_read, state.records_lost, state.restarts, state.error) == (True, 3, 0, 1, None)
 
@@ -201,11 +192,11 @@ def test_read_failure_restarts_and_resumes_after_the_last_record(readers: list[K
 def test_reader_down_while_backing_off_and_stop_still_works(readers: list[KmsgReader]) -> None:
     script = ScriptedKmsg([record(1), OSError(errno.EIO, "Input/output error")])
     reader, _ = start_reader(readers, CHAR_DEVICE, read=script, initial_backoff=3600.0)
-    wait_until(lambda: not reader.state().up, "the reader to go down")
+    wait_for("the reader to go down", lambda: not reader.state().up)
     state = reader.state()
     assert state.error is not None and state.error.startswith("/dev/null: read failed: EIO")
     assert (state.records_read, state.restarts) == (1, 0)
-    reader.stop()  # wakes the back-off wait
+    reader.stop(timeout=WAIT_SECONDS)  # wakes the back-off wait
     assert reader._thread is None
 
 
@@ -220,13 +211,13 @@ def test_log_gone_after_a_failure_keeps_the_reader_down_until_it_is_back(tmp_pat
     path.unlink()
     reader.start()
     readers.append(reader)
-    wait_until(lambda: (reader.state().error or "").endswith("--no-collector.kernel_log)"), "the open to fail")
+    wait_for("the open to fail", lambda: (reader.state().error or "").endswith("--no-collector.kernel_log)"))
     state = reader.state()
     assert not state.up
     assert state.error == describe_open_error(path, FileNotFoundError())
     assert state.restarts >= 1
     path.touch()
-    wait_until(lambda: reader.state().up, "the reader to be up again")
+    wait_for("the reader to be up again", lambda: reader.state().up)
     assert reader.state().error is None
     assert collected.seqs == [1]
 
@@ -244,7 +235,7 @@ def test_bug_in_the_handler_restarts_the_reader(readers: list[KmsgReader]) -> No
     reader.open()
     reader.start()
     readers.append(reader)
-    wait_until(lambda: seen == [1, 2, 3], "records 1, 2, 3")
+    wait_for("records 1, 2, 3", lambda: seen == [1, 2, 3])
     assert reader.state().restarts == 1
 
 
@@ -258,7 +249,7 @@ def test_stop_returns_while_waiting_for_records(tmp_path: Path) -> None:
         reader.start()
         thread = reader._thread
         assert thread is not None and thread.is_alive()
-        reader.stop()
+        reader.stop(timeout=WAIT_SECONDS)
         assert not thread.is_alive()
         assert not reader.state().up
     finally:
@@ -310,19 +301,19 @@ def test_real_kmsg_overwritten_under_the_reader_gives_epipe_and_reading_goes_on(
     def handle(record: KmsgRecord) -> None:
         collected(record)
         if record.text.endswith(f"{tag} first"):
-            release.wait(60)
+            release.wait(10 * WAIT_SECONDS)  # until the test has written the records
 
     reader = KmsgReader(Path("/dev/kmsg"), handle)
     reader.open()
     reader.start()
     readers.append(reader)
     write_kmsg([f"<6>kmem-exporter reader test {tag} first\n"])
-    wait_until(lambda: any(r.text.endswith(f"{tag} first") for r in collected.records), "the first record")
+    wait_for("the first record", lambda: any(r.text.endswith(f"{tag} first") for r in collected.records))
     line = f"<6>kmem-exporter reader test {tag} " + "z" * 100 + "\n"
     write_kmsg([line] * (3 * kmsg_buffer_size() // len(line) + 5000))  # more text and records than it holds
     write_kmsg([f"<6>kmem-exporter reader test {tag} last\n"])
     release.set()
-    wait_until(lambda: any(r.text.endswith(f"{tag} last") for r in collected.records), "the last record")
+    wait_for("the last record", lambda: any(r.text.endswith(f"{tag} last") for r in collected.records))
     first = next(r for r in collected.records if r.text.endswith(f"{tag} first"))
     after = collected.records[collected.records.index(first) + 1]
     state = reader.state()

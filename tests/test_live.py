@@ -4,6 +4,7 @@ what the kernel says elsewhere."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -35,22 +36,48 @@ def meminfo_bytes(field: str) -> int:
     raise KeyError(field)
 
 
+@dataclass
+class Kernel:
+    """What the kernel says itself at one moment."""
+
+    vmstat: dict[str, int]
+    zoneinfo_free: dict[tuple[str, str], int]
+    mem_free: int
+
+    @classmethod
+    def now(cls) -> "Kernel":
+        return cls(vmstat(), zoneinfo_free_pages(), meminfo_bytes("MemFree"))
+
+
+@dataclass
+class Live:
+    """One scrape of this host with every collector enabled, and the kernel's own counters read just before and
+    after it: other work on this machine allocates and frees memory meanwhile, so a value read during the scrape is
+    compared with what the kernel said on either side of it."""
+
+    text: str
+    stderr: str
+    before: Kernel
+    after: Kernel
+
+
+def between(value: float, first: float, second: float, slack: float) -> bool:
+    return min(first, second) - slack <= value <= max(first, second) + slack
+
+
 @pytest.fixture(scope="module")
-def live() -> tuple[str, dict[str, int], dict[str, int], str]:
-    """One scrape of this host with every collector enabled, with /proc/vmstat read just before and after."""
-    before = vmstat()
+def live() -> Live:
+    before = Kernel.now()
     result = run_exporter("scrape", *all_collectors())
-    after = vmstat()
-    return result.stdout, before, after, result.stderr
+    return Live(result.stdout, result.stderr, before, Kernel.now())
 
 
-def test_every_collector_succeeds(live: tuple[str, dict[str, int], dict[str, int], str]) -> None:
-    text, _, _, stderr = live
-    assert collector_success(text) == {name: 1 for name in COLLECTORS}, stderr
+def test_every_collector_succeeds(live: Live) -> None:
+    assert collector_success(live.text) == {name: 1 for name in COLLECTORS}, live.stderr
 
 
-def test_promtool_is_silent(live: tuple[str, dict[str, int], dict[str, int], str]) -> None:
-    assert promtool_check_metrics(live[0]) == ""
+def test_promtool_is_silent(live: Live) -> None:
+    assert promtool_check_metrics(live.text) == ""
 
 
 def zoneinfo_free_pages() -> dict[tuple[str, str], int]:
@@ -66,9 +93,8 @@ def zoneinfo_free_pages() -> dict[tuple[str, str], int]:
     return free
 
 
-def test_buddyinfo_free_pages_match_the_kernels_counters(
-        live: tuple[str, dict[str, int], dict[str, int], str]) -> None:
-    text, before, after, _ = live
+def test_buddyinfo_free_pages_match_the_kernels_counters(live: Live) -> None:
+    text, before, after = live.text, live.before, live.after
     page = value(text, "kmem_page_size_bytes")
     assert page == os.sysconf("SC_PAGE_SIZE")
     by_zone: dict[tuple[str, str], float] = {}
@@ -81,26 +107,26 @@ def test_buddyinfo_free_pages_match_the_kernels_counters(
     # Both count pages on the buddy allocator's free lists; they differ only by what was allocated or freed between
     # the reads. (MemFree in /proc/meminfo is the same counter on a stock kernel; this host's kernel initialises
     # memory lazily and counts the uninitialised part in MemFree too, so MemFree is not comparable here.)
-    kernel = (before["nr_free_pages"] + after["nr_free_pages"]) / 2
-    assert abs(total - kernel) <= max(0.05 * kernel, 16384), (total, before["nr_free_pages"], after["nr_free_pages"])
-    zoneinfo = zoneinfo_free_pages()
+    free = before.vmstat["nr_free_pages"], after.vmstat["nr_free_pages"]
+    assert between(total, *free, max(0.05 * max(free), 16384)), (total, free)
     for zone, pages in by_zone.items():
-        assert abs(pages - zoneinfo[zone]) <= max(0.05 * zoneinfo[zone], 16384), (zone, pages, zoneinfo[zone])
-    assert total * page <= meminfo_bytes("MemFree") * 1.05
+        zone_free = before.zoneinfo_free[zone], after.zoneinfo_free[zone]
+        assert between(pages, *zone_free, max(0.05 * max(zone_free), 16384)), (zone, pages, zone_free)
+    assert total * page <= max(before.mem_free, after.mem_free) * 1.05
 
 
-def test_kernel_release_is_uname(live: tuple[str, dict[str, int], dict[str, int], str]) -> None:
-    assert value(live[0], "kmem_kernel_info", release=os.uname().release) == 1
+def test_kernel_release_is_uname(live: Live) -> None:
+    assert value(live.text, "kmem_kernel_info", release=os.uname().release) == 1
 
 
-def test_nokmem_matches_cmdline(live: tuple[str, dict[str, int], dict[str, int], str]) -> None:
+def test_nokmem_matches_cmdline(live: Live) -> None:
     words = Path("/proc/cmdline").read_text().split()
     booted_nokmem = any(w.startswith("cgroup.memory=") and "nokmem" in w.split("=", 1)[1].split(",") for w in words)
-    assert value(live[0], "kmem_kernel_boot_nokmem") == (1 if booted_nokmem else 0)
+    assert value(live.text, "kmem_kernel_boot_nokmem") == (1 if booted_nokmem else 0)
 
 
-def test_sysctls_match_proc_sys_vm(live: tuple[str, dict[str, int], dict[str, int], str]) -> None:
-    exposed = {dict(labels)["sysctl"]: v for (name, labels), v in series_values(live[0]).items()
+def test_sysctls_match_proc_sys_vm(live: Live) -> None:
+    exposed = {dict(labels)["sysctl"]: v for (name, labels), v in series_values(live.text).items()
                if name == "kmem_vm_sysctl"}
     assert set(exposed) == {"compaction_proactiveness", "extfrag_threshold", "min_free_kbytes", "vfs_cache_pressure",
                             "watermark_boost_factor", "watermark_scale_factor", "zone_reclaim_mode"}
@@ -108,9 +134,8 @@ def test_sysctls_match_proc_sys_vm(live: tuple[str, dict[str, int], dict[str, in
         assert exported == int(Path(f"/proc/sys/vm/{sysctl}").read_text())
 
 
-def test_vmstat_counters_lie_between_reads_before_and_after(
-        live: tuple[str, dict[str, int], dict[str, int], str]) -> None:
-    text, before, after, _ = live
+def test_vmstat_counters_lie_between_reads_before_and_after(live: Live) -> None:
+    text, before, after = live.text, live.before.vmstat, live.after.vmstat
     counters = {name[len("kmem_vmstat_"):-len("_total")]: v for (name, _), v in series_values(text).items()
                 if name.startswith("kmem_vmstat_") and name.endswith("_total")}
     assert {"compact_stall", "compact_fail", "compact_success", "allocstall_normal", "oom_kill"} <= set(counters)

@@ -8,7 +8,6 @@ import json
 import logging
 import re
 import signal
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -98,10 +97,7 @@ def test_the_exporter_writes_one_line_per_record_with_an_awkward_path(log_format
 def test_the_server_logs_warn_in_json(exporter_factory: Callable[..., RunningExporter]) -> None:
     exporter = exporter_factory(*FLAGS, "--log.format=json")
     exporter.process.send_signal(signal.SIGHUP)
-    for _ in range(200):  # the line is written when the signal is handled
-        if "SIGHUP" in exporter.log():
-            break
-        time.sleep(0.05)
+    exporter.wait_for_log("SIGHUP")  # written when the signal is handled
     entries = [json.loads(line) for line in exporter.log().splitlines()]
     (warning,) = [e for e in entries if "SIGHUP" in e["msg"]]
     assert warning["level"] == "warn" and warning["logger"] == "kmem_exporter.cli"

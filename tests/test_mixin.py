@@ -110,7 +110,7 @@ def test_a_bad_config_is_refused() -> None:
 
 @pytest.mark.parametrize("which", ["default", "custom"])
 def test_every_query_carries_the_selector(which: str, custom: Path) -> None:
-    root, selector = (PROJECT, 'job="kmem-exporter"') if which == "default" else (custom, CUSTOM["kmemSelector"])
+    root, selector = (PROJECT, 'job="kmem-exporter"') if which == "default" else (custom, str(CUSTOM["kmemSelector"]))
     queries = [*rule_queries(root), *dashboard_queries(root)]
     assert len(queries) > 80
     missing = {where: unselected(query, selector) for where, query in queries if unselected(query, selector)}

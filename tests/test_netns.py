@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -16,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import (FIXTURES, PROJECT, fixture_flags, is_root, promtool_check_metrics, require_tool, run_exporter,
-                      scrape_fixture)
+                      scrape_fixture, wait_for)
 from metrics_text import collector_success, only_collectors, value
 from kmem_exporter.collectors.netns import NetnsWalk, walk_network_namespaces
 from kmem_exporter.parsers import ParseError
@@ -128,13 +127,9 @@ def test_served_over_http_and_refreshed_in_the_background(exporter_factory) -> N
     assert promtool_check_metrics(first) == ""
     assert value(first, "kmem_network_namespaces") == 4
     passed = value(first, "kmem_background_pass_timestamp_seconds", collector="netns")
-    for _ in range(200):  # a later pass has a later timestamp; the scrape itself never waits for a pass
-        later = exporter.metrics()
-        if value(later, "kmem_background_pass_timestamp_seconds", collector="netns") > passed:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("the background pass never ran again")
+    # A later pass has a later timestamp; the scrape itself never waits for a pass.
+    later = wait_for("the background pass to run again", exporter.metrics,
+                     lambda e: value(e, "kmem_background_pass_timestamp_seconds", collector="netns") > passed)
     assert value(later, "kmem_network_namespaces") == 4
 
 
@@ -147,15 +142,34 @@ def exporter_count() -> float:
     return value(result.stdout, "kmem_network_namespaces")
 
 
-def independent_count() -> int:
-    """Network namespaces as util-linux sees them: lsns for processes' ones, findmnt for nsfs mounts (of this mount
-    namespace, which on this host is every process's)."""
+def independent_namespaces() -> set[str]:
+    """Network namespaces (their inode numbers) as util-linux sees them: lsns for processes' ones, findmnt for nsfs
+    mounts (of this mount namespace, which on this host is every process's)."""
     lsns = subprocess.run([require_tool("lsns"), "-t", "net", "-n", "-o", "NS"], capture_output=True, text=True,
                           check=True).stdout.split()
     findmnt = subprocess.run([require_tool("findmnt"), "-n", "-t", "nsfs", "-o", "FSROOT"], capture_output=True,
                              text=True).stdout
     mounted = re.findall(r"net:\[(\d+)\]", findmnt)
-    return len(set(lsns) | set(mounted))
+    return set(lsns) | set(mounted)
+
+
+def counted_alike() -> set[str]:
+    """The namespaces util-linux sees, once the exporter has counted as many: both looked at while the set held
+    still, since other work on this machine makes and removes namespaces."""
+
+    def look() -> tuple[float, set[str]] | None:
+        seen = independent_namespaces()
+        count = exporter_count()
+        return (count, seen) if independent_namespaces() == seen else None
+
+    count, seen = wait_for("the network namespaces to hold still while counted", look)
+    assert count == len(seen), (count, sorted(seen))
+    return seen
+
+
+def namespace_of(path: str) -> str:
+    """The inode number of the network namespace at `path` (a bind mount or /proc/PID/ns/net)."""
+    return str(os.stat(path).st_ino)
 
 
 @pytest.fixture
@@ -171,33 +185,30 @@ def netns_names() -> Iterator[list[str]]:
 def wait_until_in_own_namespace(pid: int) -> None:
     """Until `unshare` has made its new network namespace (it does so before it runs its command)."""
     own = os.readlink("/proc/self/ns/net")
-    for _ in range(600):
-        if os.readlink(f"/proc/{pid}/ns/net") != own:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"process {pid} never entered a network namespace of its own")
+    wait_for(f"process {pid} to enter a network namespace of its own",
+             lambda: os.readlink(f"/proc/{pid}/ns/net") != own)
 
 
 @pytest.mark.live
 def test_live_count_follows_ip_netns(netns_names: list[str]) -> None:
     assert is_root(), "the live netns test needs root (ip netns add)"
     ip = require_tool("ip")
-    before = exporter_count()
-    assert before == independent_count()
+    counted_alike()
     for name in netns_names:
         subprocess.run([ip, "netns", "add", name], check=True)
-    assert exporter_count() == before + 2 == independent_count()
+    added = {namespace_of(f"/run/netns/{name}") for name in netns_names}
+    assert len(added) == 2 and added <= counted_alike()
     # A namespace held only by a process counts too, and is gone with the process.
     holder = subprocess.Popen([require_tool("unshare"), "--net", "sleep", "600"])
     try:
         wait_until_in_own_namespace(holder.pid)
-        assert exporter_count() == before + 3 == independent_count()
+        assert added | {namespace_of(f"/proc/{holder.pid}/ns/net")} <= counted_alike()
     finally:
         holder.kill()
         holder.wait()
     for name in netns_names:
         subprocess.run([ip, "netns", "delete", name], check=True)
-    assert exporter_count() == before == independent_count()
+    counted_alike()  # the same count as util-linux without them
 
 
 @pytest.mark.live

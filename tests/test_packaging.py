@@ -70,7 +70,7 @@ def test_wheel_metadata_and_license(dists: Dists) -> None:
     assert metadata["Name"] == "kmem-exporter" and metadata["Version"] == __version__
     assert metadata["License-Expression"] == "Apache-2.0"
     assert metadata.get_all("License-File") == ["LICENSE"]
-    assert "Operating System :: POSIX :: Linux" in metadata.get_all("Classifier")
+    assert "Operating System :: POSIX :: Linux" in (metadata.get_all("Classifier") or [])
     assert "prometheus" in metadata["Keywords"].split(",")
     assert metadata.get_all("Project-URL") is None  # the project has no public address: no dead links
     description = metadata.get_payload()
@@ -81,6 +81,12 @@ def test_wheel_metadata_and_license(dists: Dists) -> None:
         license_text = archive.read(f"kmem_exporter-{__version__}.dist-info/licenses/LICENSE").decode()
     assert license_text == (PROJECT / "LICENSE").read_text()
     assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+
+
+def test_the_wheel_says_the_package_is_typed(dists: Dists) -> None:
+    """PEP 561: py.typed in the installed package lets type checkers use its hints."""
+    with zipfile.ZipFile(dists.wheel) as archive:
+        assert "kmem_exporter/py.typed" in archive.namelist()
 
 
 def test_twine_check_passes(dists: Dists) -> None:

@@ -133,13 +133,13 @@ def test_malformed(text: str, message: str) -> None:
 SAMPLES = [(FIXTURES / h / "proc" / "pagetypeinfo").read_text() for h in ("live-6.18", "capped-pagetypeinfo", "numa4")]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.text())
 def test_fuzz_random_text(text: str) -> None:
     parse_or_none(parse_pagetypeinfo, text)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.sampled_from(SAMPLES), st.integers(min_value=0), st.integers(min_value=0), st.text(max_size=5))
 def test_fuzz_truncated_and_mutated(sample: str, cut: int, at: int, insert: str) -> None:
     for text in cut_and_mutated(sample, cut, at, insert):

@@ -63,7 +63,7 @@ TEXT_PARSERS["kmsg"] = (parse_kmsg, "6,1234,5678901,-;exe: page allocation failu
 
 
 @pytest.mark.parametrize("parser", sorted(TEXT_PARSERS))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(data=st.data())
 def test_hostile_edits_raise_only_parse_error(parser: str, data: st.DataObject) -> None:
     parse, sample = TEXT_PARSERS[parser]
@@ -80,7 +80,7 @@ def test_hostile_edits_raise_only_parse_error(parser: str, data: st.DataObject) 
 
 
 @pytest.mark.parametrize("parser", sorted(TEXT_PARSERS))
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(text=st.text(max_size=400))
 def test_random_text_raises_only_parse_error(parser: str, text: str) -> None:
     parse_or_none(TEXT_PARSERS[parser][0], text)

@@ -8,15 +8,17 @@ FUSE file).
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 import yaml
 
-from conftest import FIXTURES, RunningExporter
+from conftest import FIXTURES, WAIT_SECONDS, RunningExporter
 from metrics_text import only_collectors
 from stuck_files import StuckTree, StuckTreeFactory, stuck_trees  # noqa: F401  (a fixture)
 
@@ -28,12 +30,13 @@ REFUSED = b"too many requests in flight\n"
 
 def connect(exporter: RunningExporter) -> socket.socket:
     host, port = exporter.url.removeprefix("http://").rsplit(":", 1)
-    return socket.create_connection((host, int(port)), timeout=20)
+    return socket.create_connection((host, int(port)), timeout=WAIT_SECONDS)
 
 
 def read_answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
     """`count` whole answers (Content-Length framed): status, headers (names in lower case), body."""
-    data, answers = b"", []
+    data = b""
+    answers: list[tuple[int, dict[str, str], bytes]] = []
     while len(answers) < count:
         while b"\r\n\r\n" not in data:
             chunk = sock.recv(65536)
@@ -44,7 +47,9 @@ def read_answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, s
         headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines[1:])}
         length = int(headers["content-length"])
         while len(data) < length:
-            data += sock.recv(65536)
+            chunk = sock.recv(65536)
+            assert chunk, f"closed in answer {len(answers) + 1}"
+            data += chunk
         answers.append((int(lines[0].split()[1]), headers, data[:length]))
         data = data[length:]
     assert data == b"", "more bytes than the answers asked for"
@@ -52,7 +57,6 @@ def read_answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, s
 
 
 def closed(sock: socket.socket) -> bool:
-    sock.settimeout(20)
     return sock.recv(65536) == b""
 
 
@@ -74,12 +78,12 @@ def held(stuck_trees: StuckTreeFactory, exporter_factory: Callable[..., RunningE
          ) -> Iterator[tuple[RunningExporter, StuckTree, HeldScrape]]:
     tree = stuck_trees(FIXTURES / "rhel7-fragmented", blocked={VMSTAT})
     exporter = exporter_factory(*tree.path_flags(), *only_collectors("buddyinfo", "vmstat"),
-                                "--web.max-requests=1", "--collector.timeout=60s")
+                                "--web.max-requests=1", "--collector.timeout=300s")
     scrape = HeldScrape(exporter)
     tree.wait_for_waiting_reads(VMSTAT)  # the slot is taken
     yield exporter, tree, scrape
     tree.release_all()
-    scrape.join(30)
+    scrape.join(WAIT_SECONDS)
 
 
 def test_beyond_the_limit_503_at_once_and_the_connection_stays_usable(
@@ -97,7 +101,7 @@ def test_beyond_the_limit_503_at_once_and_the_connection_stays_usable(
         assert read_answers(sock, 1)[0][:1] == (503,)
     assert "1 /metrics requests in flight (--web.max-requests); answering 503" in exporter.log()
     tree.release(VMSTAT)
-    scrape.join(30)
+    scrape.join(WAIT_SECONDS)
     assert scrape.status == 200
     assert exporter.get("/metrics")[0] == 200  # the slot is free again
 
@@ -137,7 +141,6 @@ def test_other_requests_are_answered_by_the_server(held: tuple[RunningExporter, 
     exporter, _, _ = held
     with connect(exporter) as sock:
         sock.sendall(request_bytes)
-        sock.settimeout(20)
         assert sock.recv(65536).startswith(f"HTTP/1.1 {status} ".encode())
 
 
@@ -149,7 +152,7 @@ def test_headers_of_the_web_config_are_on_the_refusal_too(
     config.write_text(yaml.safe_dump({"http_server_config": {"headers": {"X-Frame-Options": "deny"}}}))
     tree = stuck_trees(FIXTURES / "rhel7-fragmented", blocked={VMSTAT})
     exporter = exporter_factory(*tree.path_flags(), *only_collectors("buddyinfo", "vmstat"), "--web.max-requests=1",
-                                "--collector.timeout=60s", f"--web.config.file={config}")
+                                "--collector.timeout=300s", f"--web.config.file={config}")
     scrape = HeldScrape(exporter)
     tree.wait_for_waiting_reads(VMSTAT)
     with connect(exporter) as sock:
@@ -158,7 +161,7 @@ def test_headers_of_the_web_config_are_on_the_refusal_too(
         assert (status, headers.get("x-frame-options"), body) == (503, "deny", REFUSED)
         assert "server" in headers  # answered by the HTTP server
     tree.release_all()
-    scrape.join(30)
+    scrape.join(WAIT_SECONDS)
     assert scrape.status == 200
 
 
@@ -168,30 +171,32 @@ def test_a_burst_gets_the_free_slots_and_the_rest_is_refused_before_parsing(
     parsing too, however many arrive before the server reaches any of them."""
     tree = stuck_trees(FIXTURES / "rhel7-fragmented", blocked={VMSTAT})
     exporter = exporter_factory(*tree.path_flags(), *only_collectors("buddyinfo", "vmstat"), "--web.max-requests=3",
-                                "--collector.timeout=60s")
+                                "--collector.timeout=300s")
     held = HeldScrape(exporter)
     tree.wait_for_waiting_reads(VMSTAT)  # one slot taken, two free
     sockets = [connect(exporter) for _ in range(12)]
     try:
         for sock in sockets:
             sock.sendall(METRICS)
-        refused, admitted = [], []
-        for sock in sockets:
-            sock.settimeout(0.5)
-            try:
+        # Ten are refused; the two given the free slots join the stuck collection and get no answer until it ends.
+        refused: list[tuple[int, dict[str, str], bytes]] = []
+        admitted = list(sockets)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while len(refused) < 10:
+            answering, _, _ = select.select(admitted, [], [], max(0.0, deadline - time.monotonic()))
+            assert answering, f"only {len(refused)} of 12 requests were refused"
+            for sock in answering:
                 refused.append(read_answers(sock, 1)[0])
-            except socket.timeout:
-                admitted.append(sock)  # joined the stuck collection: no answer yet
-        assert len(admitted) == 2
+                admitted.remove(sock)
         assert [(status, "server" in headers, body) for status, headers, body in refused] == [(503, False, REFUSED)] * 10
+        assert select.select(admitted, [], [], 0)[0] == []  # no answer while the collection is stuck
         tree.release_all()
         for sock in admitted:
-            sock.settimeout(20)
             assert read_answers(sock, 1)[0][0] == 200
     finally:
         for sock in sockets:
             sock.close()
-    held.join(30)
+    held.join(WAIT_SECONDS)
     assert held.status == 200
     assert exporter.get("/metrics")[0] == 200
 
@@ -204,7 +209,6 @@ def test_a_slot_given_to_a_request_the_server_refuses_is_given_back(
     for _ in range(3):
         with connect(exporter) as sock:
             sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")
-            sock.settimeout(20)
             assert sock.recv(65536).split(b"\r\n", 1)[0].endswith(b" 400 Bad Request")
             assert closed(sock)
     status, headers, _ = exporter.get("/metrics")

@@ -11,12 +11,14 @@ from typing import Iterable
 import pytest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from conftest import WAIT_SECONDS
 from kmem_exporter.collectors.base import Collector
 from kmem_exporter.collectors.errors import CollectorError
 from kmem_exporter.collectors.kernel_files import KernelFiles
 from kmem_exporter.config import Config
 from kmem_exporter.exposition import OPENMETRICS, TEXT
 from kmem_exporter.families import RowFamily
+from kmem_exporter.scrape import scraper as scraper_module
 from kmem_exporter.scrape.collection import Collection
 from kmem_exporter.scrape.scraper import Scraper
 
@@ -40,7 +42,7 @@ class Gate(Collector):
     def collect(self, files: KernelFiles) -> Iterable[Metric]:
         self.calls += 1
         self.entered.set()
-        self.gate.wait(timeout=60)
+        self.gate.wait(timeout=2 * WAIT_SECONDS)
         return [GaugeMetricFamily("kmem_test_gate", "Calls so far.", value=self.calls)]
 
 
@@ -72,7 +74,7 @@ def success(collection: Collection) -> dict[str, float]:
 
 
 async def wait_for(event: threading.Event) -> None:
-    assert await asyncio.get_running_loop().run_in_executor(None, event.wait, 30), "the collector was never called"
+    assert await asyncio.get_running_loop().run_in_executor(None, event.wait, WAIT_SECONDS), "the collector was never called"
 
 
 async def test_concurrent_scrapes_share_one_collection() -> None:
@@ -94,7 +96,8 @@ async def test_concurrent_scrapes_share_one_collection() -> None:
 
 async def test_slow_collector_times_out_alone_and_is_not_piled_on() -> None:
     gate = Gate(CONFIG)
-    scraper = Scraper([gate, Quick(CONFIG)], timeout=0.2, max_file_bytes=MAX_BYTES)
+    # Long enough for the quick collector to run beside the stuck one (from half a second on) on a loaded machine.
+    scraper = Scraper([gate, Quick(CONFIG)], timeout=3, max_file_bytes=MAX_BYTES)
     collection = await scraper.scrape()
     assert success(collection) == {"gate": 0, "quick": 1}
     assert "kmem_test_quick" in {f.name for f in collection.families}
@@ -103,13 +106,18 @@ async def test_slow_collector_times_out_alone_and_is_not_piled_on() -> None:
     assert success(await scraper.scrape()) == {"gate": 0, "quick": 1}
     assert gate.calls == 1
     gate.gate.set()
-    for _ in range(300):  # the stuck read, now let go, finishes; the next scrape collects it again
+
+    async def collects_the_gate_again() -> bool:  # the stuck read, now let go, finishes; a scrape then collects it
         collection = await scraper.scrape()
-        if success(collection) == {"gate": 1, "quick": 1}:
-            break
-        assert collection.failures["gate"] == "the previous collection is still running"
+        if success(collection) != {"gate": 1, "quick": 1}:
+            assert collection.failures["gate"] == "the previous collection is still running"
+            return False
+        return True
+
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while not await collects_the_gate_again():
+        assert asyncio.get_running_loop().time() < deadline, "the stuck collector was never collected again"
         await asyncio.sleep(0.01)
-    assert success(collection) == {"gate": 1, "quick": 1}
     assert gate.calls == 2
     await scraper.stop()
 
@@ -213,7 +221,10 @@ async def test_the_collecting_thread_writes_the_asked_format() -> None:
     await scraper.stop()
 
 
-async def test_one_thread_runs_the_collectors_in_turn_unless_one_stalls() -> None:
+async def test_one_thread_runs_the_collectors_in_turn_unless_one_stalls(monkeypatch: pytest.MonkeyPatch) -> None:
+    # None stalls here: a collector is taken as stalled only after a minute (not half a second, which a loaded
+    # machine can hold up a thread for; the stall is at most a quarter of the timeout).
+    monkeypatch.setattr(scraper_module, "STALL_SECONDS", WAIT_SECONDS)
     threads: list[str] = []
 
     class Recording(Quick):
@@ -222,7 +233,7 @@ async def test_one_thread_runs_the_collectors_in_turn_unless_one_stalls() -> Non
             return []
 
     recorders = [type(f"Recording{i}", (Recording,), {"name": f"recording{i}"})(CONFIG) for i in range(5)]
-    scraper = Scraper(recorders, timeout=10, max_file_bytes=MAX_BYTES)
+    scraper = Scraper(recorders, timeout=4 * WAIT_SECONDS, max_file_bytes=MAX_BYTES)
     await scraper.scrape()
     assert len(threads) == 5 and len(set(threads)) == 1
     await scraper.stop()

@@ -144,7 +144,7 @@ NAME_PIECES = st.sampled_from(["dentry", "nf_conntrack", "pid", "kmalloc-64", "_
 NAMES = st.lists(NAME_PIECES, min_size=1, max_size=6).map("".join).filter(lambda n: n.strip() != "")
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500)
 @given(NAMES)
 def test_family_name_follows_the_reference_rules(name: str) -> None:
     name = name.replace("\n", "")
@@ -173,7 +173,7 @@ def slabinfo_files(draw: st.DrawFn) -> str:
     return HEADER + "\n".join(lines) + draw(st.sampled_from(["\n", "", "\n\n"]))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(slabinfo_files(), st.sampled_from([1 << 18, 64, 1]))
 def test_one_pass_equals_the_plain_reading_on_random_files(text: str, chunk: int) -> None:
     saved = slab_fold._CHUNK_CHARACTERS
@@ -184,7 +184,7 @@ def test_one_pass_equals_the_plain_reading_on_random_files(text: str, chunk: int
         slab_fold._CHUNK_CHARACTERS = saved
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(slabinfo_files(), st.integers(min_value=0), st.integers(min_value=0),
        st.sampled_from(["-", "9" * 25, "\u2028", "\n", "\x00", ":", " ", "#", "x", "١", "tunables", ""]))
 def test_one_pass_equals_the_plain_reading_on_damaged_files(text: str, cut: int, at: int, insert: str) -> None:
@@ -193,7 +193,7 @@ def test_one_pass_equals_the_plain_reading_on_damaged_files(text: str, cut: int,
     assert_same(text[:at] + insert + text[at + 1:])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.text(max_size=300))
 def test_random_text_after_the_header(body: str) -> None:
     assert_same(HEADER + body)
@@ -236,7 +236,7 @@ def test_chunks_kept_from_the_previous_parse_give_the_same_results(monkeypatch: 
     assert slab_fold._CHUNK_MEMO, "the chunks of the last parse are kept"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(slabinfo_files(), slabinfo_files(), st.lists(st.integers(min_value=0), max_size=5))
 def test_lines_kept_from_the_previous_parse_give_the_same_results(first: str, second: str, picks: list[int]) -> None:
     """A file of one chunk is parsed line by line, each line's result kept for the next parse: a second file that
@@ -252,7 +252,9 @@ def test_lines_kept_from_the_previous_parse_give_the_same_results(first: str, se
 
 def test_a_cache_listed_first_leaves_the_chunks_below_it_reused(monkeypatch: pytest.MonkeyPatch) -> None:
     """3.10 lists a new network namespace's conntrack cache first: chunk boundaries depend on the lines, not on
-    offsets from the top, so only the first chunk is parsed again."""
+    offsets from the top, so only chunks near the top are parsed again. Which lines end chunks depends on their hash,
+    which differs from one run to the next: usually the first chunk alone is parsed again, at times a few more (5
+    of 32 in 1 run of 200); boundaries at fixed offsets would have every chunk parsed again."""
     monkeypatch.setattr(slab_fold, "_CHUNK_CHARACTERS", 8000)
     line = ("nf_conntrack_ffff8800{:08x}     25     25    320   25    2 : tunables    0    0    0 : "
             "slabdata      1      1      0")
@@ -273,4 +275,4 @@ def test_a_cache_listed_first_leaves_the_chunks_below_it_reused(monkeypatch: pyt
     assert chunks > 20
     parsed.clear()
     assert parse_slab_families(newer, True) == plain(newer, True)
-    assert len(parsed) <= 2, f"{len(parsed)} of {chunks} chunks parsed again"
+    assert 1 <= len(parsed) < chunks // 2, f"{len(parsed)} of {chunks} chunks parsed again"

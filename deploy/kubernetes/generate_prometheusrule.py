@@ -41,7 +41,7 @@ def rule_groups(alerts: Path = ALERTS) -> list[dict[str, object]]:
         if not isinstance(file_groups, list):
             raise SystemExit(f"{path}: `groups` is not a list")
         groups.extend(file_groups)
-    names = [group.get("name") for group in groups]
+    names = [str(group.get("name")) for group in groups]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise SystemExit(f"rule group names must be unique across alerts/: {', '.join(map(str, duplicates))}")

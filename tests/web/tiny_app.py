@@ -98,7 +98,7 @@ def curl(url: str, *args: str, tmp: Path) -> CurlAnswer:
     """A GET with the real curl; `status` is 0 when no HTTP answer came (TLS refused, connection reset)."""
     header_file = tmp / "curl-headers.txt"
     header_file.unlink(missing_ok=True)
-    result = subprocess.run([require_tool("curl"), "-sS", "--max-time", "20", "-D", str(header_file),
+    result = subprocess.run([require_tool("curl"), "-sS", "--max-time", "60", "-D", str(header_file),
                              "-w", "\n%{http_code}", *args, url], capture_output=True, text=True, timeout=60)
     body, _, code = result.stdout.rpartition("\n")
     headers: dict[str, str] = {}
@@ -129,7 +129,7 @@ def https_get(port: int, ca: Path, cert: Optional[Path] = None, key: Optional[Pa
         context.minimum_version = minimum
     if maximum is not None:
         context.maximum_version = maximum
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as raw:
         with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
             der = tls.getpeercert(binary_form=True)
             assert der is not None
