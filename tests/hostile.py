@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import errno
+import fcntl
 import os
 import selectors
 import socket
 import ssl
+import struct
+import termios
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -20,6 +23,9 @@ from conftest import copy_proc, fixture_root
 SLABINFO_HEAD = ("slabinfo - version: 2.1\n# name            <active_objs> <num_objs> <objsize> <objperslab> "
                  "<pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> "
                  "<num_slabs> <sharedavail>\n")
+
+
+_TCP_ESTABLISHED = 1
 
 
 def cache_name(i: int) -> str:
@@ -93,29 +99,40 @@ def connect_many(port: int, count: int, timeout: float = 20) -> list[socket.sock
 
 
 def closed_by_server(sock: socket.socket) -> bool:
-    """Whether the server has closed the connection (what it sent before is read and dropped)."""
-    sock.setblocking(False)
+    """Whether the server has closed the connection (its FIN or reset has come), without reading anything: a client
+    that does not read stays one that does not read."""
     try:
-        while True:
-            try:
-                if sock.recv(1 << 20) == b"":
-                    return True
-            except BlockingIOError:
-                return False
-            except OSError:
-                return True
-    finally:
-        sock.setblocking(True)
+        state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+    except OSError:
+        return True
+    return state != _TCP_ESTABLISHED
+
+
+def unacknowledged(sock: socket.socket) -> int:
+    """Bytes sent on `sock` that the other side's kernel has not acknowledged yet."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
+    except (OSError, ValueError):
+        return 0
+
+
+def unread(sock: socket.socket) -> int:
+    """Bytes received on `sock` not read yet."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0])
+    except (OSError, ValueError):
+        return 0
 
 
 def still_open(sockets: Iterable[socket.socket]) -> int:
     return sum(not closed_by_server(sock) for sock in sockets)
 
 
-def wait_for(what: str, condition: Callable[[], bool], timeout: float = 30, every: float = 0.05) -> None:
+def wait_for(what: str, condition: Callable[[], bool], timeout: float = 30, every: float = 0.01,
+             state: Callable[[], object] = lambda: "") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what} {state()}"
         time.sleep(every)
 
 

@@ -59,6 +59,7 @@ class ConnectionLimit(Generic[C]):
         self.header_timeout = header_timeout
         self.answers = answers if answers is not None else AnswerBudget()
         self.max_handshakes = max_handshakes
+        self.accepted = 0
         self.rejected = 0
         self.evicted = 0
         self.closed = 0  # connections that left, all together (a sign for returning memory to the system)
@@ -79,6 +80,7 @@ class ConnectionLimit(Generic[C]):
     def admit(self, connection: C, transport: asyncio.BaseTransport) -> bool:
         """Count a new connection in, making room by closing the one that costs the most and earned the least; False
         (the new one is refused) when every open connection has earned its place."""
+        self.accepted += 1
         if len(self._connections) >= self.limit:
             victim = self._victim()
             if victim is None:

@@ -144,7 +144,7 @@ def _counting_requests(limit: ConnectionLimit[GuardedConnection], checked: bool)
     return count
 
 
-_CHECKED = "kmem_exporter.checked"  # set on a request that passed the web config's access checks
+_CHECKED = web.RequestKey("kmem_exporter.checked", bool)  # set on a request that passed the access checks
 
 
 def _on_checked(limit: ConnectionLimit[GuardedConnection]) -> Callable[[web.Request, bool], None]:
