@@ -14,6 +14,7 @@ to 1024 as under a default systemd or container runtime; its log captured) or ta
              be read in 5 s (200s, 503s), and whether a normal scrape still works
   idle       1,100 connections that send nothing, held 30 s, while a normal client scrapes every second
   slowloris  200 connections sending one header byte per second: how long until the exporter closes each
+  expect, burst, tls, authflood, nonreader, hugeslab: see hostile_round2.py (each against an exporter of its own)
 For each phase: RSS before, after and peak (sampled every 0.1 s), threads and open files (/proc/<pid>), whether the
 exporter is alive, and how much it logged. A started exporter whose RSS passes --rss-guard is killed (as a memory
 limit would) and started again for the next phase. --quick shortens every phase (about a minute in all).
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Callable, Optional, TextIO
 from urllib.parse import urlsplit
 
+import hostile_round2
 from exporter_process import fetch, open_fds, percentile, raise_open_files, start_serving, status_fields, stop
 
 STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3})")
@@ -509,9 +511,17 @@ def phase_slowloris(exporter: Exporter, plan: Plan) -> list[str]:
             f"{plan.slowloris_max_s:g} s", f"{closed}; still open at the end: {len(sockets) - len(times)}"]
 
 
+def own_exporter_phase(name: str) -> Callable[[Exporter, Plan], list[str]]:
+    """A phase of hostile_round2.py, against an exporter of its own."""
+    def run(exporter: Exporter, plan: Plan) -> list[str]:
+        with hostile_round2.workdir() as work:
+            return hostile_round2.PHASES[name](work)
+    return run
+
+
 PHASES: dict[str, Callable[[Exporter, Plan], list[str]]] = {
     "odd": phase_odd, "load": phase_load, "soak": phase_soak, "pipeline": phase_pipeline, "idle": phase_idle,
-    "slowloris": phase_slowloris,
+    "slowloris": phase_slowloris, **{name: own_exporter_phase(name) for name in hostile_round2.PHASES},
 }
 
 
@@ -569,7 +579,7 @@ def main() -> None:
     if unknown := set(phases) - set(PHASES):
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
     plan = QUICK if args.quick else FULL
-    limit = raise_open_files(plan.pipelined_connections + plan.idle_connections + plan.slowloris_connections + 256)
+    limit = raise_open_files(plan.pipelined_connections + plan.idle_connections + plan.slowloris_connections + 3400)
     print(f"load average at start: {'%.2f %.2f %.2f' % os.getloadavg()}; {os.cpu_count()} CPUs; "
           f"{os.uname().release}; {'quick' if args.quick else 'full'} run; benchmark open-file limit {limit}")
     exporter = Exporter(args.url, args.pid, ["--path.procfs=/proc", "--path.sysfs=/sys",

@@ -64,24 +64,6 @@ def scrape_closing(exporter: RunningExporter) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
-def test_connections_beyond_the_limit_get_503_when_none_is_idle(
-        exporter_factory: Callable[..., RunningExporter]) -> None:
-    exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR, "--web.max-connections=4",
-                                NO_HEADER_TIMEOUT)
-    idle = [connect(exporter) for _ in range(4)]
-    for sock in idle:
-        sock.sendall(b"GET /metrics HTTP/1.1\r\n")  # a request head begun: not idle
-    wait_until_read(idle)  # the server has taken all four, and knows each has begun a request
-    extra = connect(exporter)
-    answer = read_until_closed(extra)
-    assert answer.startswith(b"HTTP/1.1 503 ") and b"too many open connections" in answer
-    close_and_wait(idle.pop(), exporter.process.pid)
-    assert scrape_closing(exporter) == 200
-    for sock in idle:
-        sock.close()
-    assert "connection limit reached (4 open, --web.max-connections) and none idle" in exporter.log()
-
-
 def test_at_the_limit_a_new_connection_takes_the_place_of_the_longest_idle_one(
         exporter_factory: Callable[..., RunningExporter]) -> None:
     exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *FOUR, "--web.max-connections=3",

@@ -63,7 +63,7 @@ def build_scraper(config: Config, serving: bool = False) -> Scraper:
     must not clash with node_exporter's own process_* series)."""
     extra: Callable[[], Iterable[Metric]] = ExporterMetrics() if serving and config.exporter_metrics else tuple
     return Scraper([COLLECTORS[name](config) for name in config.enabled_collectors], config.collector_timeout,
-                   config.max_file_bytes, extra)
+                   config.max_file_bytes, extra, config.max_series)
 
 
 async def collect_once(config: Config) -> Collection:

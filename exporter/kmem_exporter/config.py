@@ -108,6 +108,9 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("collector.max-file-size", parse_size, "32MiB",
             "Largest kernel file a collector reads (slabinfo, mountinfo and the other tables; one-value files such "
             "as sysctls are capped at 64KiB); a larger or endless file fails its collector.", "SIZE"),
+    Setting("collector.max-series", parse_positive_int, 200_000,
+            "Most series in one collection; above it the collectors with the most series fail, each with its reason, "
+            "so that memory stays bounded whatever the kernel files hold.", "COUNT"),
     Setting("collector.timeout", parse_duration, "10s",
             "A collector still running after this long fails the scrape for itself only.", "DURATION"),
     Setting("collector.disable-defaults", parse_bool, False,
@@ -148,6 +151,7 @@ class Config:
     kmsg: Path
     collector_timeout: float
     max_file_bytes: int
+    max_series: int
     log_level: str
     enabled_collectors: tuple[str, ...]
     options: Mapping[str, object] = field(default_factory=dict)
@@ -201,6 +205,7 @@ class Config:
             kmsg=Path(str(resolved["path.kmsg"])),
             collector_timeout=float(resolved["collector.timeout"]),  # type: ignore[arg-type]
             max_file_bytes=int(resolved["collector.max-file-size"]),  # type: ignore[call-overload]
+            max_series=int(resolved["collector.max-series"]),  # type: ignore[call-overload]
             log_level=str(resolved["log.level"]),
             enabled_collectors=tuple(name for name in COLLECTORS if resolved[f"collector.{name}"]),
             options=MappingProxyType({s.key: resolved[s.key] for s in COLLECTOR_OPTIONS}),

@@ -18,6 +18,10 @@ _LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn"
 # Control characters other than those with a short escape, the DEL character, and the line and paragraph
 # separators that some readers take for line ends.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029]")
+# Credentials a client may send, wherever a message quotes its bytes (a request the HTTP parser refused, at debug
+# level): the value of an authorization or cookie header, up to the end of the quoted line, and a URL's query.
+_CREDENTIAL_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization|cookie|x-api-key)([ \t]*:[ \t]*)[^'\"\r\n]*")
+_QUERY = re.compile(r"(/[^\s?'\"]*)\?[^\s'\"]*")
 _SHORT_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
@@ -40,12 +44,21 @@ def logfmt_quote(value: str) -> str:
     return '"' + _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", escaped) + '"'
 
 
+def redact(message: str) -> str:
+    """`message` without the credentials a client's bytes may carry (authorization headers, query strings)."""
+    if ":" in message:
+        message = _CREDENTIAL_HEADER.sub(r"\1\2<redacted>", message)
+    if "?" in message:
+        message = _QUERY.sub(r"\1?<redacted>", message)
+    return message
+
+
 class _Formatter(logging.Formatter):
     def message(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         if record.exc_info:
             message += " " + self.formatException(record.exc_info)
-        return message
+        return redact(message)
 
 
 class LogfmtFormatter(_Formatter):

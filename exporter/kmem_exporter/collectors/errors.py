@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from kmem_exporter.parsers import ParseError
+from kmem_exporter.parsers import ParseError, TooLarge
 
 T = TypeVar("T")
 
@@ -18,5 +18,7 @@ def parse_text(path: Path, text: str, parser: Callable[[str], T]) -> T:
     """Parse `text`, read from `path`; a parse error becomes a CollectorError naming the path."""
     try:
         return parser(text)
+    except TooLarge as err:
+        raise CollectorError(f"{path}: {err}") from None
     except ParseError as err:
         raise CollectorError(f"{path}: malformed: {err}") from None

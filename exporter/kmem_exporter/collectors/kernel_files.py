@@ -45,7 +45,8 @@ class KernelFiles:
     def parse(self, path: Path, parser: Callable[[str], T], max_bytes: Optional[int] = None) -> T:
         """`parser` applied to the text of `path`; CollectorError naming the path when it cannot be read or parsed."""
         result = self._parse(path, parser, (), max_bytes)
-        assert result is not None
+        if result is None:  # only an absent file gives None, and none is absent here
+            raise CollectorError(f"{path}: no result")
         return result
 
     def parse_optional(self, path: Path, parser: Callable[[str], T], max_bytes: Optional[int] = None,
@@ -74,6 +75,10 @@ class KernelFiles:
                 entry.value = self._read_and_parse(path, parser, absent, max_bytes or self.max_bytes)
             except CollectorError as err:
                 entry.error = err
+            except MemoryError:  # every collector sharing the file fails with the same reason
+                entry.error = CollectorError(f"{path}: out of memory while reading or parsing it (MemoryError)")
+            except Exception as err:
+                entry.error = CollectorError(f"{path}: unexpected error while parsing it: {err!r}")
             finally:
                 entry.done.set()
         else:

@@ -6,6 +6,7 @@ one parse per scrape serve both.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Callable, Iterable, Optional
 
@@ -19,19 +20,21 @@ from kmem_exporter.parsers.slab_fold import parse_slab_families
 from kmem_exporter.parsers.slabinfo import SlabFamily, SlabSummary
 
 
-def _folded(text: str) -> SlabSummary:
-    return parse_slab_families(text, fold_families=True)
-
-
-def _unfolded(text: str) -> SlabSummary:
-    return parse_slab_families(text, fold_families=False)
+@functools.lru_cache(maxsize=8)
+def _parser(fold: bool, max_names: Optional[int]) -> Callable[[str], SlabSummary]:
+    """The parse of slabinfo for these settings: one function for them, so that both collectors share its result."""
+    return functools.partial(parse_slab_families, fold_families=fold, max_names=max_names)
 
 
 def read_slab_summary(config: CollectorSettings, files: KernelFiles) -> SlabSummary:
     """`<procfs>/slabinfo`, parsed once per scrape for both collectors that need it (folded or not as
-    --collector.slabinfo.fold-caches says); CollectorError when it cannot be read (root-only) or parsed."""
+    --collector.slabinfo.fold-caches says); CollectorError when it cannot be read (root-only) or parsed, or when it
+    lists more names than the collection's series bound leaves room for (the parse stops there)."""
     fold = bool(config.option("collector.slabinfo.fold-caches"))
-    return files.parse(config.procfs / "slabinfo", _folded if fold else _unfolded)
+    max_series: Optional[int] = getattr(config, "max_series", None)
+    fields: Optional[re.Pattern[str]] = config.option("collector.slabinfo.fields")  # type: ignore[assignment]
+    per_name = sum(1 for suffix in FIELDS if fields is None or fields.fullmatch(suffix)) or 1
+    return files.parse(config.procfs / "slabinfo", _parser(fold, None if max_series is None else max_series // per_name))
 
 
 def _selected(name: str, include: Optional[re.Pattern[str]], exclude: Optional[re.Pattern[str]]) -> bool:

@@ -23,6 +23,10 @@ class ParseError(ValueError):
     """The text is not in the format the parser expects; the message says where and why."""
 
 
+class TooLarge(ParseError):
+    """The text is well formed but holds more than the caller's bound allows."""
+
+
 def split_lines(text: str) -> list[str]:
     """The lines of a kernel file, split on "\\n" only (a final "\\n" ends the last line, it does not start another).
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections import Counter
 from operator import itemgetter, mul
+from typing import Optional
 
-from kmem_exporter.parsers import U64_MAX, ParseError
+from kmem_exporter.parsers import U64_MAX, ParseError, TooLarge
 from kmem_exporter.parsers.slab_grouping import family_key, group_rows
 from kmem_exporter.parsers.slabinfo import (CONNTRACK_FAMILY, ConntrackCaches, SlabFamily, SlabSummary, check_header,
                                             conntrack_caches, fold_caches, parse_line, parse_slabinfo)
@@ -49,11 +50,14 @@ _BOUNDARY_MASK = 63  # a line ends a chunk when its successor's hash has these b
 _LINE_MEMO: dict[tuple[str, bool], tuple[tuple[str, bool], tuple[int, ...]]] = {}
 
 
-def parse_slab_families(text: str, fold_families: bool = True) -> SlabSummary:
-    """The exported series (folded into families or not) and the conntrack caches, from one pass over the text."""
+def parse_slab_families(text: str, fold_families: bool = True, max_names: Optional[int] = None) -> SlabSummary:
+    """The exported series (folded into families or not) and the conntrack caches, from one pass over the text.
+    ParseError as soon as more than `max_names` exported names are found: memory stays bounded whatever the file."""
     if check_header(text):  # CONFIG_DEBUG_SLAB's statistics sections: rare, and the plain reading does
         caches = parse_slabinfo(text)
-        return SlabSummary(fold_caches(caches, fold_families), conntrack_caches(caches))
+        summary = SlabSummary(fold_caches(caches, fold_families), conntrack_caches(caches))
+        _check_names(len(summary.families), max_names)
+        return summary
     totals: Totals = {}
     start, number = _after_comments(text)
     stop = len(text) - 1 if text.endswith("\n") else len(text)  # the last line's "\n" ends it, starts no other
@@ -80,9 +84,16 @@ def parse_slab_families(text: str, fold_families: bool = True) -> SlabSummary:
             totals = {key: list(values) for key, values in folded}
         number += chunk.count("\n") + 1
         start = end + 1
+        _check_names(len(totals), max_names)
     if not totals:
         raise ParseError("no slab caches listed (truncated file?)")
     return SlabSummary(_families(totals), _conntrack(totals, fold_families))
+
+
+def _check_names(names: int, max_names: Optional[int]) -> None:
+    if max_names is not None and names > max_names:
+        raise TooLarge(f"more than {max_names} slab cache names to export: more series than the collection's "
+                         "bound (--collector.max-series) allows")
 
 
 def _chunk_end(text: str, start: int, stop: int) -> int:

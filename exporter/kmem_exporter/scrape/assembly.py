@@ -40,6 +40,25 @@ def check_exportable(families: Iterable[Metric]) -> None:
             raise CollectorError(f"{family.name}: a series is listed twice")
 
 
+def series_count(families: Iterable[Metric]) -> int:
+    return sum(len(f.values) if isinstance(f, RowFamily) else len(f.samples) for f in families)
+
+
+def bound_series(outcomes: Sequence[CollectorOutcome], max_series: int) -> list[CollectorOutcome]:
+    """The outcomes within `max_series` series in all: while the collection is above it, the collector with the
+    most series fails (its series left out, the reason given), so that the others are served whole."""
+    counts = {o.name: series_count(o.metrics) for o in outcomes}
+    total = sum(counts.values())
+    failed: dict[str, str] = {}
+    for name in sorted(counts, key=lambda n: -counts[n]):
+        if total <= max_series:
+            break
+        failed[name] = (f"{counts[name]} series would take the collection to {total}, over "
+                        f"--collector.max-series={max_series}; its series are left out")
+        total -= counts[name]
+    return [CollectorOutcome(o.name, (), o.duration, failed[o.name]) if o.name in failed else o for o in outcomes]
+
+
 def merge_families(families: Iterable[Metric]) -> list[Metric]:
     """One family per name, sorted by name. Collectors may share a family (the background-pass gauges): its samples
     are merged and put in a stable order, by name, then label values (numbers numerically), the last of a duplicate

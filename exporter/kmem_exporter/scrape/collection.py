@@ -70,12 +70,18 @@ class Collection:
         return body
 
     def render(self, form: Format) -> bytes:
-        return render(self.families, form, _log_unwritable)
+        return render(self.families, form, _unwritable)
 
     async def _compress(self, plain: "asyncio.Future[bytes]") -> bytes:
         data = await plain
         return await self._pool.submit(functools.partial(gzip.compress, data, GZIP_LEVEL, mtime=0))
 
 
-def _log_unwritable(family: Metric, err: Exception) -> None:
-    log.error("metric family %s left out: it cannot be written: %s", family.name, err)
+class AnswerError(Exception):
+    """The exposition cannot be written whole (out of memory, ...): no answer is better than one with families left
+    out, which would say every collector succeeded."""
+
+
+def _unwritable(family: Metric, err: Exception) -> None:
+    what = "out of memory (MemoryError)" if isinstance(err, MemoryError) else repr(err)
+    raise AnswerError(f"metric family {family.name} cannot be written: {what}") from err

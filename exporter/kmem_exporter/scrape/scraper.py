@@ -19,24 +19,26 @@ from kmem_exporter.collectors.base import Collector
 from kmem_exporter.collectors.errors import CollectorError
 from kmem_exporter.collectors.kernel_files import KernelFiles
 from kmem_exporter.exposition import TEXT, Format
-from kmem_exporter.scrape.assembly import check_exportable, merge_families, self_metrics
+from kmem_exporter.scrape.assembly import bound_series, check_exportable, merge_families, self_metrics
 from kmem_exporter.scrape.collection import Collection, CollectorOutcome
 from kmem_exporter.threads import DaemonPool
 
 log = logging.getLogger(__name__)
 
 STALL_SECONDS = 0.5
+MAX_SERIES = 200_000  # series in one collection (--collector.max-series)
 
 
 class Scraper:
     def __init__(self, collectors: Sequence[Collector], timeout: float, max_file_bytes: int,
-                 extra_families: Callable[[], Iterable[Metric]] = tuple) -> None:
+                 extra_families: Callable[[], Iterable[Metric]] = tuple, max_series: int = MAX_SERIES) -> None:
         """`extra_families` gives families that are not the kernel's, added to every collection (the exporter's
         own process metrics when serving)."""
         self.collectors = tuple(collectors)
         self._extra_families = extra_families
         self.timeout = timeout
         self.max_file_bytes = max_file_bytes
+        self.max_series = max_series
         self._pool = DaemonPool("collect")
         self._busy = _Busy()
         # A collector running longer than this hands the ones after it to another thread, so that a read stuck in
@@ -101,13 +103,14 @@ class Scraper:
         else:
             outcomes = [run.outcome(c, self.timeout) for c in self.collectors]
             collection = self._assemble(outcomes)
-        for outcome in outcomes:
+        for outcome in self._outcomes_of(collection, outcomes):
             self._report(outcome)
         self.latest = collection
         return collection
 
     def _assemble(self, outcomes: Sequence[CollectorOutcome], form: Optional[Format] = None,
                   gzipped: bool = False) -> Collection:
+        outcomes = bound_series(outcomes, self.max_series)
         families = merge_families([*(m for o in outcomes for m in o.metrics), *self_metrics(outcomes),
                                    *self._extra_families()])
         failures = {o.name: o.error for o in outcomes if o.error is not None}
@@ -115,6 +118,11 @@ class Scraper:
         if form is not None:
             collection.prerender(form, gzipped)
         return collection
+
+    def _outcomes_of(self, collection: Collection, outcomes: Sequence[CollectorOutcome]) -> list[CollectorOutcome]:
+        """The outcomes as the collection has them (a collector above the series bound failed there)."""
+        return [CollectorOutcome(o.name, o.metrics, o.duration, collection.failures[o.name])
+                if o.name in collection.failures and o.error is None else o for o in outcomes]
 
     def _report(self, outcome: CollectorOutcome) -> None:
         """Log a failure once (not every scrape), and the recovery."""
@@ -228,6 +236,8 @@ def _run_collector(collector: Collector, files: KernelFiles) -> CollectorOutcome
         error = None
     except CollectorError as err:
         metrics, error = (), str(err)
+    except MemoryError:
+        metrics, error = (), "out of memory (MemoryError)"
     except Exception as err:  # a bug in one collector must not take the scrape down
         log.exception("collector=%s raised an unexpected error", collector.name)
         metrics, error = (), f"unexpected error: {err!r}"

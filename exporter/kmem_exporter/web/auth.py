@@ -5,6 +5,9 @@ Interface:
 - `BasicAuth(users)`, with `await BasicAuth.check(authorization_header) -> bool`: bcrypt runs in a thread, at most
   two at once, and a successful check is remembered (64 users at most, keyed by an HMAC of the password with a
   per-process random key) so that a scrape pays bcrypt's cost once, not every time. Failures are never remembered.
+  A failed check takes as long as a check at the highest cost among the users, whoever the user is (unknown users
+  are checked against that user's hash; a cheaper user's failure waits out the difference), so that its time tells
+  nothing of which users exist.
 - `kmem_exporter.web.middleware` applies it to requests.
 """
 
@@ -17,6 +20,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from collections import OrderedDict
 from typing import Mapping, Optional
 
@@ -53,11 +57,19 @@ def parse_basic_authorization(header: Optional[str]) -> Optional[tuple[str, byte
         return None
 
 
-def _checkpw(password: bytes, hashed: bytes) -> bool:
+def bcrypt_cost(hashed: bytes) -> int:
+    """The cost of a bcrypt hash ($2b$12$... -> 12)."""
+    return int(hashed[4:6])
+
+
+def _checkpw(password: bytes, hashed: bytes) -> tuple[bool, float]:
+    """Whether `password` matches, and how long bcrypt took."""
+    started = time.perf_counter()
     try:
-        return bcrypt.checkpw(password, hashed)
+        matches = bcrypt.checkpw(password, hashed)
     except ValueError:  # a password over bcrypt's 72 bytes, as Go's bcrypt refuses it too
-        return False
+        matches = False
+    return matches, time.perf_counter() - started
 
 
 class BasicAuth:
@@ -68,8 +80,9 @@ class BasicAuth:
         if not users:
             raise ValueError("BasicAuth needs at least one user")
         self._users = dict(users)
-        # An unknown user is checked against a real hash, so that its answer takes as long as a known user's.
-        self._decoy = next(iter(self._users.values()))
+        # An unknown user is checked against the costliest real hash; a failure takes as long as that check.
+        self._decoy = max(self._users.values(), key=bcrypt_cost)
+        self._max_cost = bcrypt_cost(self._decoy)
         self._key = secrets.token_bytes(32)
         self._verified: OrderedDict[str, bytes] = OrderedDict()
         self._cache_size = cache_size
@@ -90,8 +103,11 @@ class BasicAuth:
             self._verified.move_to_end(user)
             return True
         hashed = self._users.get(user)
-        matches = await self._bcrypt(password, self._decoy if hashed is None else hashed)
+        checked = self._decoy if hashed is None else hashed
+        matches, took = await self._bcrypt(password, checked)
         if not matches or hashed is None:
+            # bcrypt's time doubles with each step of cost: wait out what the costliest hash would have taken more.
+            await asyncio.sleep(took * (2 ** (self._max_cost - bcrypt_cost(checked)) - 1))
             return False
         self._verified[user] = digest
         self._verified.move_to_end(user)
@@ -104,7 +120,7 @@ class BasicAuth:
         message = len(name).to_bytes(4, "big") + name + password
         return hmac.new(self._key, message, hashlib.sha256).digest()
 
-    async def _bcrypt(self, password: bytes, hashed: bytes) -> bool:
+    async def _bcrypt(self, password: bytes, hashed: bytes) -> tuple[bool, float]:
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self._max_concurrent)
         semaphore = self._semaphore

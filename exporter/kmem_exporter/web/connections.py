@@ -10,22 +10,24 @@ is disconnected, so half-sent requests do not pile up. With TLS, a connection is
 accepted and the handshake is done here (`asyncio.start_tls`) within that same timeout, so connections that never
 finish a handshake are limited, made room for and closed like silent ones.
 
-An answer is handed to the connection's transport whole. What the kernel does not take at once waits in the
-transport's buffer; once that passes the transport's high-water mark, the transport pauses the connection. A paused
-connection's unsent bytes count against a budget shared by every connection, and it must be resumed (its client
-reads) within the write timeout: beyond the budget, or the timeout, it is disconnected. So clients that do not read
-can hold neither memory without bound nor the server's request slots, which answers leave as they are handed over.
+An answer is handed to the connection's transport whole, after its size was reserved in the budget of answers
+waiting to be read (answers.py); the connection tells the budget what its transport still holds as that changes.
+At most `max_handshakes` connections may be in their TLS handshake at once (each costs the handshake's buffers);
+beyond it the oldest handshake is closed. Which connection goes first at a limit is said in limits.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import re
 import ssl
+import struct
+import termios
 from typing import Optional
 
-from kmem_exporter.web.limits import ConnectionLimit
+from kmem_exporter.web.limits import EARNED, ConnectionLimit
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ def _head_ends(received: bytes) -> tuple[int, int]:
 class GuardedConnection(asyncio.Protocol):
     """One client connection: counted against the limit, with a deadline for each request head."""
 
-    def __init__(self, inner: asyncio.Protocol, limit: ConnectionLimit[GuardedConnection], tls: Optional[ssl.SSLContext] = None) -> None:
+    def __init__(self, inner: asyncio.Protocol, limit: ConnectionLimit[GuardedConnection],
+                 tls: Optional[ssl.SSLContext] = None) -> None:
         self._inner = inner
         self._limit = limit
         self._tls = tls
@@ -55,49 +58,78 @@ class GuardedConnection(asyncio.Protocol):
         self._early: list[bytes] = []  # decrypted before the handshake's end was handled: replayed then
         self._transport: Optional[asyncio.BaseTransport] = None
         self._counted = False
+        self.handshaking = False
         self._deadline: Optional[asyncio.TimerHandle] = None
         self._tail = b""  # the last bytes received, to find a head's end split over two reads
         self.requests = 0  # requests being answered (the server counts them in and out)
+        self._unchecked = 0  # of those, requests waiting for their access checks (password, ...)
+        self.authenticated = False  # a request on this connection passed the password check
         self._head_begun = False  # bytes of a request head have come, not yet its end
         self._handed = 0  # request heads passed to the server
         self._started = 0  # requests the server has begun to answer
-        self._unsent = 0  # bytes of this paused connection counted in the limit's budget
-        self._slot_reserved = False  # the request handed last holds a request slot, for the server's handler
-        self._write_deadline: Optional[asyncio.TimerHandle] = None
 
     @property
     def idle(self) -> bool:
         """Between requests (or before the first): none being answered, and no request head begun."""
         return self.requests == 0 and not self._head_begun
 
+    def standing(self, now: float) -> int:
+        """How much it has earned its place (see limits.py): lower goes first."""
+        if self.handshaking or self._limit.answers.stalled(self, now):
+            return 0
+        if self.authenticated or self.requests > self._unchecked or self._limit.answers.holds(self):
+            return EARNED
+        return 1 if self.requests or self._head_begun else 2
+
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
 
-    def request_started(self) -> None:
+    def evict(self) -> None:
+        """Disconnect at once; the limit has stopped counting it already."""
+        self._counted = False
+        _abort(self._transport)
+
+    def unsent(self) -> int:
+        transport = self._transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            return transport.get_write_buffer_size()
+        return 0
+
+    def undelivered(self) -> int:
+        """Unsent bytes, and those in the kernel's send queue: the sum drops whenever the client reads."""
+        sock = self._transport.get_extra_info("socket") if self._transport is not None else None
+        queued = 0
+        if sock is not None:
+            try:
+                queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+            except OSError:
+                pass
+        return self.unsent() + queued
+
+    def request_started(self, checked: bool = True) -> None:
+        """A request reaches the application; `checked` False while it waits for its access checks."""
         self._started += 1
         self.requests += 1
+        if not checked:
+            self._unchecked += 1
 
-    def request_finished(self) -> None:
-        """Called as the server's handler returns; the server writes the answer it returned before the event loop
-        runs anything else, so the count drops in the loop's next round, once the answer is in the transport."""
-        self._give_back_slot()  # a handler that did not take it over (none does but the metrics one) is done
+    def request_checked(self, authenticated: bool) -> None:
+        """The request passed its access checks (with a password when `authenticated`)."""
+        self._unchecked -= 1
+        self.authenticated = self.authenticated or authenticated
+
+    def request_finished(self, unchecked: bool = False) -> None:
+        """Called as the server's handler returns (`unchecked`: without passing its access checks); the server writes
+        the answer it returned before the event loop runs anything else, so the count drops in the loop's next round,
+        once the answer is in the transport."""
+        if unchecked:
+            self._unchecked -= 1
         asyncio.get_running_loop().call_soon(self._one_less)
-
-    def take_reserved_slot(self) -> bool:
-        """Whether the request being handled was given a request slot when it arrived (see shedding.py); the
-        caller then holds that slot and releases it as if it had taken it."""
-        reserved, self._slot_reserved = self._slot_reserved, False
-        return reserved
-
-    def _give_back_slot(self) -> None:
-        if self._slot_reserved:
-            self._slot_reserved = False
-            assert self._limit.shed is not None
-            self._limit.shed.give_back()
 
     def _one_less(self) -> None:
         self.requests -= 1
+        self._limit.answers.settle(self)
 
     @property
     def _answered_all(self) -> bool:
@@ -109,7 +141,9 @@ class GuardedConnection(asyncio.Protocol):
         if not self._limit.admit(self, transport):
             if self._tls is None and isinstance(transport, asyncio.WriteTransport):  # a TLS client gets no answer
                 transport.write(_REJECTED)
-            transport.close()
+                transport.close()
+            else:
+                _abort(transport)
             return
         self._counted = True
         self._arm()  # with TLS, the handshake and then the first request head must come within the header timeout
@@ -126,16 +160,22 @@ class GuardedConnection(asyncio.Protocol):
 
     async def _handshake(self, transport: asyncio.BaseTransport, context: ssl.SSLContext) -> None:
         loop = asyncio.get_running_loop()
+        self.handshaking = True
+        self._limit.handshake_started(self)
         try:
             secured = await loop.start_tls(transport, self, context, server_side=True,  # type: ignore[arg-type]
                                            ssl_handshake_timeout=self._limit.header_timeout)
         except BaseException as err:  # noqa: BLE001 - a failed handshake ends this connection alone
             self._leave()
+            _abort(transport)
             if isinstance(err, asyncio.CancelledError):
                 raise
             log.debug("TLS handshake failed: %s", err)
             return
-        if secured is None:  # closed during the handshake (made room for, or past the header timeout)
+        finally:
+            self.handshaking = False
+            self._limit.handshake_ended(self)
+        if secured is None or not self._counted:  # closed during the handshake (made room for, or too slow)
             self._leave()
             return
         self._limit.secured(self, transport, secured)
@@ -153,11 +193,9 @@ class GuardedConnection(asyncio.Protocol):
 
     def _leave(self) -> None:
         self._disarm()
-        self._resumed()
-        self._give_back_slot()
-        if self._counted:
-            self._counted = False
-            self._limit.leave(self, self._transport)
+        self._limit.answers.release(self)
+        self._limit.leave(self, self._transport)
+        self._counted = False
 
     def data_received(self, data: bytes) -> None:
         if not self._counted:
@@ -177,15 +215,14 @@ class GuardedConnection(asyncio.Protocol):
         self._head_begun = bool(received)
         self._tail = received[-3:]
         if answered_all and heads == 1 and not received and self._limit.shed is not None:
-            verdict = self._limit.shed.answer(data)
-            if isinstance(verdict, tuple):
-                answer, close = verdict
+            refusal = self._limit.shed(data)
+            if refusal is not None:
+                answer, close = refusal
                 assert isinstance(self._transport, asyncio.WriteTransport)
                 self._transport.write(answer)
                 if close:
                     self._transport.close()
                 return
-            self._slot_reserved = verdict
         self._handed += heads
         assert isinstance(self._inner, asyncio.Protocol)
         self._inner.data_received(data)
@@ -194,37 +231,14 @@ class GuardedConnection(asyncio.Protocol):
         return self._inner.eof_received() if self._counted and self._inner_connected else None
 
     def pause_writing(self) -> None:
-        if not (self._counted and self._inner_connected):
-            return
-        self._inner.pause_writing()
-        assert isinstance(self._transport, asyncio.WriteTransport)
-        unsent = self._transport.get_write_buffer_size()
-        loop = asyncio.get_running_loop()
-        if self._limit.take_unsent(unsent):
-            self._unsent = unsent
-            self._write_deadline = loop.call_later(self._limit.write_timeout, self._write_expired)
-        else:
-            log.debug("answers waiting for clients to read them hold %d bytes; disconnecting one more",
-                      self._limit.unsent_bytes)
-            loop.call_soon(self._transport.abort)  # not from inside the transport's write, which called this
+        if self._counted and self._inner_connected:
+            self._inner.pause_writing()
+            self._limit.answers.settle(self)
 
     def resume_writing(self) -> None:
         if self._counted and self._inner_connected:
-            self._resumed()
+            self._limit.answers.settle(self)
             self._inner.resume_writing()
-
-    def _resumed(self) -> None:
-        if self._write_deadline is not None:
-            self._write_deadline.cancel()
-            self._write_deadline = None
-        self._limit.release_unsent(self._unsent)
-        self._unsent = 0
-
-    def _write_expired(self) -> None:
-        self._write_deadline = None
-        if isinstance(self._transport, asyncio.WriteTransport) and not self._transport.is_closing():
-            log.debug("a client did not read its answer in %gs; disconnecting it", self._limit.write_timeout)
-            self._transport.abort()
 
     def _arm(self) -> None:
         self._deadline = asyncio.get_running_loop().call_later(self._limit.header_timeout, self._expire)
@@ -241,7 +255,13 @@ class GuardedConnection(asyncio.Protocol):
             self._transport.close()
 
 
-def guard(limit: ConnectionLimit[GuardedConnection], inner: asyncio.Protocol, tls: Optional[ssl.SSLContext] = None) -> GuardedConnection:
+def _abort(transport: Optional[asyncio.BaseTransport]) -> None:
+    if isinstance(transport, asyncio.WriteTransport):
+        transport.abort()
+
+
+def guard(limit: ConnectionLimit[GuardedConnection], inner: asyncio.Protocol,
+          tls: Optional[ssl.SSLContext] = None) -> GuardedConnection:
     """`inner`, the server's protocol for a new TCP connection, counted against `limit`; with `tls`, the
     connection's TLS handshake is done before `inner` sees it."""
     return GuardedConnection(inner, limit, tls)

@@ -1,85 +1,136 @@
-"""The server's limits on client connections, kept in one place: how many may be open, how long a request head
-may take to arrive, and how many unsent bytes clients that do not read may hold (see connections.py for how each
-connection keeps to them)."""
+"""The server's limits on client connections, kept in one place: how many may be open, how many may be in a TLS
+handshake, how long a request head may take to arrive, and which connection goes first when a limit is reached
+(see connections.py for how each connection keeps to them, and answers.py for the answers waiting to be read).
+
+Who goes first: the connection that costs the most and has earned the least. A connection in a TLS handshake or
+holding an answer it does not read costs the most; then one with a request waiting for its password check, or a
+request head begun; then one that sends nothing or waits between requests (its client can simply connect again).
+A connection that authenticated, whose request is being answered past the access checks, or that is reading its
+answer has earned its place: it is never closed to make room for a new connection, which has done neither.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import Generic, Optional, Protocol, TypeVar, Union
+from typing import Callable, Generic, Optional, Protocol, TypeVar
+
+from kmem_exporter.web.answers import AnswerBudget
+from kmem_exporter.web.notices import Notice
 
 log = logging.getLogger(__name__)
 
-WRITE_TIMEOUT = 30.0  # seconds a paused connection may wait for its client to read before it is disconnected
-UNSENT_MAX_BYTES = 32 << 20  # unsent bytes of paused connections, all together; beyond it they are disconnected
+MAX_HANDSHAKES = 64  # TLS handshakes in progress at once; beyond it the oldest one is closed
+EARNED = 3  # a standing at or above this is never given up for a new connection
 
 
 class Tracked(Protocol):
     """A connection as the limit sees it."""
 
+    def standing(self, now: float) -> int:
+        """0: costly and earned nothing (TLS handshake, an answer it does not read); 1: a request waiting for its
+        access checks or a head begun; 2: silent or between requests; EARNED and above: never given up."""
+
     @property
-    def idle(self) -> bool:
-        """Between requests, or nothing sent yet: closing it costs its client only a reconnect."""
+    def handshaking(self) -> bool:
+        """In its TLS handshake."""
 
-    def close(self) -> None:
-        """Disconnect it."""
-
-
-class Shed(Protocol):
-    """Looks at a request head received whole on an idle connection before the server does (see shedding.py)."""
-
-    def answer(self, head: bytes) -> Union[tuple[bytes, bool], bool]:
-        """(the answer, close after it) to refuse it; True when it now holds a request slot; False to pass it on."""
-
-    def give_back(self) -> None:
-        """The slot of a request that `answer` admitted and the server's handler did not take over."""
+    def evict(self) -> None:
+        """Disconnect it at once (it has already left the limit)."""
 
 
 C = TypeVar("C", bound=Tracked)
+Shed = Callable[[bytes], Optional[tuple[bytes, bool]]]
+"""Looks at a whole request head received on an idle connection before the server does (see shedding.py): (the
+answer, whether to close after it) to refuse it at once, None to hand it to the server."""
+
+_WHY = {0: "costly (a TLS handshake, or an answer not read)", 1: "a request head begun or waiting for its access check",
+        2: "idle"}
 
 
 class ConnectionLimit(Generic[C]):
     """The open connections, shared by every listener, least recently active first."""
 
     def __init__(self, limit: int, header_timeout: float, shed: Optional[Shed] = None,
-                 write_timeout: float = WRITE_TIMEOUT, unsent_max_bytes: int = UNSENT_MAX_BYTES) -> None:
+                 answers: Optional[AnswerBudget] = None, max_handshakes: int = MAX_HANDSHAKES) -> None:
         self.limit = limit
+        self.shed = shed
         self.header_timeout = header_timeout
-        self.shed = shed  # sees plain requests before the server: refuses them at once, or gives them a slot
-        self.write_timeout = write_timeout
-        self.unsent_max_bytes = unsent_max_bytes
-        self.unsent_bytes = 0  # in the buffers of paused connections, all together
+        self.answers = answers if answers is not None else AnswerBudget()
+        self.max_handshakes = max_handshakes
+        self.accepted = 0
         self.rejected = 0
         self.evicted = 0
+        self.closed = 0  # connections that left, all together (a sign for returning memory to the system)
         self._connections: dict[C, None] = {}  # insertion order: least recently active first
         self._by_transport: dict[asyncio.BaseTransport, C] = {}
-        self._last_warning = -float("inf")
+        self._handshakes: dict[C, None] = {}  # oldest first
+        self._notice = Notice(log, "connection limit reached ({open} open, --web.max-connections={limit})")
+        self._handshake_notice = Notice(log, "TLS handshakes in progress reached {limit}; closing the oldest")
 
     @property
     def open(self) -> int:
         return len(self._connections)
 
+    @property
+    def handshakes(self) -> int:
+        return len(self._handshakes)
+
     def admit(self, connection: C, transport: asyncio.BaseTransport) -> bool:
-        """Count a new connection in, making room by closing the longest idle one if need be."""
+        """Count a new connection in, making room by closing the one that costs the most and earned the least; False
+        (the new one is refused) when every open connection has earned its place."""
+        self.accepted += 1
         if len(self._connections) >= self.limit:
-            idle = next((c for c in self._connections if c.idle), None)
-            if idle is None:
-                self.note_rejected()
+            victim = self._victim()
+            if victim is None:
+                self.rejected += 1
+                self._notice.add("new connections refused: every open one is authenticated, answered or reading",
+                                 open=self.open, limit=self.limit)
                 return False
-            self.evicted += 1
-            idle.close()
+            self.evict(victim, self._notice, open=self.open, limit=self.limit)
         self._connections[connection] = None
         self._by_transport[transport] = connection
         return True
 
-    def leave(self, connection: C, transport: Optional[asyncio.BaseTransport]) -> None:
-        self._connections.pop(connection, None)
-        if transport is not None:
-            self._by_transport.pop(transport, None)
+    def _victim(self) -> Optional[C]:
+        now = time.monotonic()
+        best: Optional[C] = None
+        best_standing = EARNED
+        for connection in self._connections:  # least recently active first: the first of the lowest standing wins
+            standing = connection.standing(now)
+            if standing < best_standing:
+                best, best_standing = connection, standing
+                if standing == 0:
+                    break
+        return best
 
-    def secured(self, connection: C, plain: asyncio.BaseTransport,
-                tls: asyncio.BaseTransport) -> None:
+    def evict(self, connection: C, notice: Notice, **fields: object) -> None:
+        """Disconnect `connection` at once, and stop counting it now, not when its close completes: several
+        connections accepted in one pass of the event loop must each find a different one to replace."""
+        self.evicted += 1
+        notice.add(f"closed to make room: {_WHY.get(connection.standing(time.monotonic()), 'other')}", **fields)
+        self.leave(connection, None)
+        connection.evict()
+
+    def handshake_started(self, connection: C) -> None:
+        if len(self._handshakes) >= self.max_handshakes:
+            oldest = next(iter(self._handshakes))
+            self.evict(oldest, self._handshake_notice, limit=self.max_handshakes)
+        self._handshakes[connection] = None
+
+    def handshake_ended(self, connection: C) -> None:
+        self._handshakes.pop(connection, None)
+
+    def leave(self, connection: C, transport: Optional[asyncio.BaseTransport]) -> None:
+        """Stop counting `connection` (its transport too, when given: an evicted one keeps it until it is closed)."""
+        if self._connections.pop(connection, False) is None:
+            self.closed += 1
+        self._handshakes.pop(connection, None)
+        if transport is not None and self._by_transport.get(transport) is connection:
+            del self._by_transport[transport]
+
+    def secured(self, connection: C, plain: asyncio.BaseTransport, tls: asyncio.BaseTransport) -> None:
         """The connection's TLS transport (after the handshake) replaces its TCP one."""
         self._by_transport.pop(plain, None)
         self._by_transport[tls] = connection
@@ -91,21 +142,3 @@ class ConnectionLimit(Generic[C]):
 
     def connection_of(self, transport: Optional[asyncio.BaseTransport]) -> Optional[C]:
         return None if transport is None else self._by_transport.get(transport)
-
-    def take_unsent(self, size: int) -> bool:
-        """Room in the budget for `size` bytes that a paused connection holds."""
-        if self.unsent_bytes + size > self.unsent_max_bytes:
-            return False
-        self.unsent_bytes += size
-        return True
-
-    def release_unsent(self, size: int) -> None:
-        self.unsent_bytes -= size
-
-    def note_rejected(self) -> None:
-        self.rejected += 1
-        now = time.monotonic()
-        if now - self._last_warning >= 60:  # one line a minute while it goes on, not one per connection
-            self._last_warning = now
-            log.warning("connection limit reached (%d open, --web.max-connections) and none idle; closing new "
-                        "connections (%d so far)", self.open, self.rejected)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from aiohttp import web
 
 from kmem_exporter.web.config import WebConfig
+
+Checked = Callable[[web.Request, bool], None]
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler, Middleware
@@ -49,9 +51,13 @@ def _peer_sans(request: web.Request) -> set[str]:
     return {_normal_san(str(value)) for _, value in peercert.get("subjectAltName", ())}
 
 
-def web_config_middleware(web_config: WebConfig) -> Middleware:
+def web_config_middleware(web_config: WebConfig, on_checked: Optional[Checked] = None) -> Middleware:
     """The aiohttp middleware applying a web config's access rules: rate limit, client certificate names, basic
-    authentication (`install_web_config` adds the headers)."""
+    authentication (`install_web_config` adds the headers). `on_checked(request, authenticated)` is called when a
+    request has passed them.
+
+    As exporter-toolkit does (web/handler.go), the rate limit is one bucket for every client and comes first,
+    before the password check: clients without a password use it up as well."""
     auth = web_config.basic_auth
     bucket = (_TokenBucket(web_config.rate_limit.interval, web_config.rate_limit.burst)
               if web_config.rate_limit is not None else None)
@@ -65,6 +71,8 @@ def web_config_middleware(web_config: WebConfig) -> Middleware:
             raise web.HTTPForbidden(text="client certificate has no allowed subject alternative name\n")
         if auth is not None and not await auth.check(request.headers.get("Authorization")):
             raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Basic"})
+        if on_checked is not None:
+            on_checked(request, auth is not None)
         return await handler(request)
 
     @web.middleware
@@ -74,10 +82,10 @@ def web_config_middleware(web_config: WebConfig) -> Middleware:
     return middleware
 
 
-def install_web_config(app: web.Application, web_config: WebConfig) -> None:
+def install_web_config(app: web.Application, web_config: WebConfig, on_checked: Optional[Checked] = None) -> None:
     """Apply a web config's HTTP settings to `app`: its middleware first, and its headers on every response, streamed
     ones and errors included (added as each response is prepared)."""
-    app.middlewares.insert(0, web_config_middleware(web_config))
+    app.middlewares.insert(0, web_config_middleware(web_config, on_checked))
     headers = dict(web_config.headers)
     if headers:
         async def add_headers(request: web.Request, response: web.StreamResponse) -> None:

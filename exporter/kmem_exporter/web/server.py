@@ -14,7 +14,7 @@ import logging
 import resource
 import signal
 import time
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 from aiohttp import web
 
@@ -22,6 +22,7 @@ from kmem_exporter.config import Config, ConfigError, split_host_port
 from kmem_exporter.web.connections import GuardedConnection, guard
 from kmem_exporter.web.limits import ConnectionLimit
 from kmem_exporter.exposition import accepts_gzip, choose_format
+from kmem_exporter.scrape.collection import AnswerError
 from kmem_exporter.scrape.scraper import Scraper
 from kmem_exporter.settings import shown
 from kmem_exporter.web.shedding import REFUSED_TEXT, RequestSlots, Shedder
@@ -29,6 +30,7 @@ from kmem_exporter.web.middleware import install_web_config
 from kmem_exporter.web.config import WebConfig
 from kmem_exporter.web.status_page import CSP, PageLinks, StatusPage
 from kmem_exporter.report.thresholds import thresholds
+from kmem_exporter.web.heap import HeapKeeper, tune_heap
 
 log = logging.getLogger(__name__)
 
@@ -36,25 +38,34 @@ KEEPALIVE_TIMEOUT = 75.0  # seconds an idle keep-alive connection stays open (Pr
 SHUTDOWN_TIMEOUT = 5.0
 
 
+ANSWER_REFUSED_TEXT = "answers waiting for clients that do not read fill the memory budget; try again\n"
+
+
 def make_app(config: Config, scraper: Scraper, limit: ConnectionLimit[GuardedConnection], slots: RequestSlots,
              web_config: Optional[WebConfig] = None) -> web.Application:
     app = web.Application()
+    checked_later = web_config is not None and bool(web_config.basic_auth or web_config.rate_limit
+                                                    or (web_config.tls and web_config.tls.client_allowed_sans))
     if web_config is not None:
-        install_web_config(app, web_config)
-    app.middlewares.insert(0, _counting_requests(limit))  # first: a request waiting for its password check counts
+        install_web_config(app, web_config, _on_checked(limit))
+    app.middlewares.insert(0, _counting_requests(limit, not checked_later))  # first: counts requests being checked
 
     async def metrics(request: web.Request) -> web.StreamResponse:
         form = choose_format(request.headers.get("Accept", ""))
         if request.method == "HEAD":  # the headers only: no collection
             return web.Response(headers={"Content-Type": form.content_type})
-        connection = limit.connection_of(request.transport)
-        reserved = connection is not None and connection.take_reserved_slot()  # given as the request arrived
-        if not reserved and not slots.try_take():
+        if not slots.try_take():
             return web.Response(status=503, text=REFUSED_TEXT, headers={"Retry-After": "1"})
         try:
             gzipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
-            collection = await scraper.scrape(form, gzipped)
-            body = await collection.body(form, gzipped)
+            try:
+                collection = await scraper.scrape(form, gzipped)
+                body = await collection.body(form, gzipped)
+            except (AnswerError, MemoryError) as err:
+                return _no_answer(request, err)
+            connection = limit.connection_of(request.transport)
+            if connection is not None and not await limit.answers.room(connection, len(body)):
+                return web.Response(status=503, text=ANSWER_REFUSED_TEXT, headers={"Retry-After": "1"})
         finally:
             slots.release()  # the server hands the answer to the connection as this returns (see module doc)
         headers = {"Content-Type": form.content_type, "Vary": "Accept-Encoding"}
@@ -104,22 +115,46 @@ def make_app(config: Config, scraper: Scraper, limit: ConnectionLimit[GuardedCon
     return app
 
 
-def _counting_requests(limit: ConnectionLimit[GuardedConnection]) -> Any:
-    """A middleware that tells each connection when it is answering a request, so that only idle connections make
-    room for new ones at the connection limit."""
+def _no_answer(request: web.Request, err: BaseException) -> web.StreamResponse:
+    """Close the connection without an answer (Prometheus marks the scrape failed) when the exposition cannot be
+    written whole: never a 200 with families left out."""
+    what = "out of memory (MemoryError)" if isinstance(err, MemoryError) else str(err)
+    log.error("closing a /metrics request's connection without an answer: %s", what)
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=500)  # not written: the connection is gone
+
+
+def _counting_requests(limit: ConnectionLimit[GuardedConnection], checked: bool) -> Any:
+    """A middleware that tells each connection when it is answering a request, so that only connections that have
+    not earned their place make room for new ones at the connection limit (`checked` False: each request waits for
+    the web config's access checks first, and the web config middleware says when it has passed them)."""
 
     @web.middleware
     async def count(request: web.Request, handler: Any) -> web.StreamResponse:
         connection = limit.connection_of(request.transport)
         if connection is None:
             return await handler(request)  # type: ignore[no-any-return]
-        connection.request_started()
+        connection.request_started(checked)
         try:
             return await handler(request)  # type: ignore[no-any-return]
         finally:
-            connection.request_finished()
+            connection.request_finished(unchecked=not checked and _CHECKED not in request)
 
     return count
+
+
+_CHECKED = web.RequestKey("kmem_exporter.checked", bool)  # set on a request that passed the access checks
+
+
+def _on_checked(limit: ConnectionLimit[GuardedConnection]) -> Callable[[web.Request, bool], None]:
+    def checked(request: web.Request, authenticated: bool) -> None:
+        connection = limit.connection_of(request.transport)
+        if connection is not None and _CHECKED not in request:
+            request[_CHECKED] = True
+            connection.request_checked(authenticated)
+
+    return checked
 
 
 class GuardedSite(web.BaseSite):
@@ -185,38 +220,59 @@ def tune_garbage_collection() -> None:
     gc.set_threshold(10_000, 20, 20)
 
 
+class Server:
+    """The HTTP side, started and stopped as a whole: its request slots, connection limit and listeners."""
+
+    def __init__(self, config: Config, scraper: Scraper, web_config: Optional[WebConfig]) -> None:
+        self.config = config
+        self.slots = RequestSlots(config.max_requests)
+        # While every slot is taken, a plain request for the metrics gets its 503 before HTTP parsing, unless the
+        # web config adds something to every answer first (authentication, a rate limit, headers).
+        plain = web_config is None or not (web_config.basic_auth or web_config.rate_limit or web_config.headers)
+        self.limit: ConnectionLimit[GuardedConnection] = ConnectionLimit(
+            config.max_connections, config.read_header_timeout,
+            Shedder(self.slots, config.telemetry_path) if plain else None)
+        self._web_config = web_config
+        self._runner = web.AppRunner(make_app(config, scraper, self.limit, self.slots, web_config), access_log=None,
+                                     keepalive_timeout=KEEPALIVE_TIMEOUT, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        self._heap: Optional[HeapKeeper] = None
+
+    async def start(self) -> None:
+        """Listen on every configured address; ConfigError when one cannot be bound."""
+        await self._runner.setup()
+        for address in self.config.listen_addresses:
+            try:
+                await GuardedSite(self._runner, address, self.limit, self._web_config).start()
+            except OSError as err:
+                raise ConfigError(f"web.listen-address {shown(address)}: cannot listen: {err.strerror or err}") from None
+        self._heap = HeapKeeper(lambda: self.limit.closed)
+        log.info("listening on %s, metrics at %s", ", ".join(self.config.listen_addresses), self.config.telemetry_path)
+
+    async def stop(self) -> None:
+        if self._heap is not None:
+            self._heap.stop()
+        await self._runner.cleanup()
+
+
 async def run_server(config: Config, scraper: Scraper, web_config: Optional[WebConfig]) -> int:
     """Serve until SIGTERM or SIGINT, then shut down cleanly (exit status 0). ConfigError when an address cannot be
     bound."""
     tune_garbage_collection()
+    tune_heap()
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_loop_exception_handler())
     raise_open_file_limit()
-    slots = RequestSlots(config.max_requests)
-    # The 503 beyond --web.max-requests is answered before HTTP parsing, unless the web config adds something to
-    # every answer first (authentication, a rate limit, headers).
-    plain = web_config is None or not (web_config.basic_auth or web_config.rate_limit or web_config.headers)
-    shedder = Shedder(slots, config.telemetry_path) if plain else None
-    limit: ConnectionLimit[GuardedConnection] = ConnectionLimit(config.max_connections, config.read_header_timeout,
-                                                                shedder)
-    runner = web.AppRunner(make_app(config, scraper, limit, slots, web_config), access_log=None,
-                           keepalive_timeout=KEEPALIVE_TIMEOUT, shutdown_timeout=SHUTDOWN_TIMEOUT)
-    await runner.setup()
+    server = Server(config, scraper, web_config)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        for address in config.listen_addresses:
-            try:
-                await GuardedSite(runner, address, limit, web_config).start()
-            except OSError as err:
-                raise ConfigError(f"web.listen-address {shown(address)}: cannot listen: {err.strerror or err}") from None
-        log.info("listening on %s, metrics at %s", ", ".join(config.listen_addresses), config.telemetry_path)
+        await server.start()
         await stop.wait()
         log.info("shutting down")
         return 0
     finally:
-        await runner.cleanup()
+        await server.stop()
 
 
 def serve(config: Config, scraper: Scraper, web_config: Optional[WebConfig] = None) -> int:

@@ -2,20 +2,21 @@
 
 A client refused with 503 may ask again at once, and a few such clients can ask thousands of times a second. Each
 of those requests would go through the HTTP framework (parse, route, respond) on the event loop that serves the
-admitted ones, and slow them down. So `Shedder` looks at a plain `GET` of the metrics path on an idle connection
-straight from its bytes: while every slot is taken it is answered at once (a fixed answer, the same as the server's
-own 503) and never reaches the framework; otherwise it is given a slot there and then, so that a burst of requests
-received in one go is refused beyond the limit before parsing too, instead of each reaching the framework first.
-Anything else (another path or method, a body, a request behind another on the same connection) is left to the
-server, which takes a slot or answers 503 as usual.
+admitted ones, and slow them down. So while every slot is taken, `Shedder` answers a plain, well-formed `GET` of
+the metrics path on an idle connection straight from its bytes (the same 503 the server gives), and it never
+reaches the framework. It holds no state: a slot is only ever taken by the server's handler, so a request that the
+framework answers itself before the handler (400, 413, 417, ...) cannot keep one. Anything unusual (another path or
+method, a body, `Expect`, `Upgrade`, a header the framework would refuse, a request behind another on the same
+connection) is left to the server, which takes a slot or answers as usual.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
-from typing import Union
+from typing import Optional
+
+from kmem_exporter.web.notices import Notice
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +25,8 @@ _REFUSED = ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; chars
             f"Content-Length: {len(REFUSED_TEXT)}\r\n").encode()
 _KEEP_ALIVE = _REFUSED + b"\r\n" + REFUSED_TEXT.encode()
 _CLOSE = _REFUSED + b"Connection: close\r\n\r\n" + REFUSED_TEXT.encode()
-_HEAD_END = b"\r\n\r\n"
-_BODY_HEADERS = re.compile(rb"\r\n(?:content-length|transfer-encoding)[ \t]*:")
-_CONNECTION = re.compile(rb"\r\nconnection[ \t]*:[ \t]*([^\r\n]*)")
+_HEADER = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ \t]*[\x21-\x7e]?(?:[\x20-\x7e\t]*[\x21-\x7e])?[ \t]*")
+_PASSED_ON = frozenset((b"content-length", b"transfer-encoding", b"expect", b"upgrade"))
 
 
 class RequestSlots:
@@ -35,7 +35,7 @@ class RequestSlots:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.in_use = 0
-        self._last_warning = -float("inf")
+        self.notice = Notice(log, f"{limit} /metrics requests in flight (--web.max-requests); answering 503")
 
     @property
     def full(self) -> bool:
@@ -43,19 +43,13 @@ class RequestSlots:
 
     def try_take(self) -> bool:
         if self.full:
-            self.note_refused()
+            self.notice.add("requests refused")
             return False
         self.in_use += 1
         return True
 
     def release(self) -> None:
         self.in_use -= 1
-
-    def note_refused(self) -> None:
-        now = time.monotonic()
-        if now - self._last_warning >= 60:  # one line a minute while it goes on, not one per request
-            self._last_warning = now
-            log.warning("%d /metrics requests in flight (--web.max-requests); answering 503", self.in_use)
 
 
 class Shedder:
@@ -64,26 +58,29 @@ class Shedder:
     def __init__(self, slots: RequestSlots, metrics_path: str) -> None:
         self._slots = slots
         path = re.escape(metrics_path.encode())
-        self._request_line = re.compile(rb"GET " + path + rb"(?:\?[^ \r\n]*)? HTTP/1\.([01])\r\n")
+        self._request_line = re.compile(rb"GET " + path + rb"(?:\?[\x21-\x7e]*)? HTTP/1\.([01])")
 
-    def answer(self, head: bytes) -> Union[tuple[bytes, bool], bool]:
+    def __call__(self, head: bytes) -> Optional[tuple[bytes, bool]]:
         """For `head`, one whole request head and nothing more: (the answer, whether to close the connection after
-        it) when it is refused now; True when it is a plain request for the metrics that now holds a slot, which
-        the server's handler takes over (`give_back` if it never reaches it); False to hand it to the server as is."""
-        if head.find(_HEAD_END) != len(head) - len(_HEAD_END):
-            return False
-        line = self._request_line.match(head)
+        it) while every slot is taken and `head` is a plain request for the metrics; None to hand it to the server."""
+        if not self._slots.full or not head.endswith(b"\r\n\r\n"):
+            return None
+        lines = head[:-4].split(b"\r\n")
+        line = self._request_line.fullmatch(lines[0])
         if line is None:
-            return False
-        headers = b"\r\n" + head[line.end():].lower()
-        if _BODY_HEADERS.search(headers):
-            return False
-        if self._slots.try_take():
-            return True
-        connection = {token.strip() for match in _CONNECTION.findall(headers) for token in match.split(b",")}
-        close = b"close" in connection or line.group(1) == b"0"  # HTTP/1.0: closed after the answer
+            return None
+        close = line.group(1) == b"0"  # HTTP/1.0: closed after the answer
+        for header in lines[1:]:
+            if _HEADER.fullmatch(header) is None:
+                return None  # the server answers what it refuses (400) itself
+            name, _, value = header.partition(b":")
+            name = name.lower()
+            if name in _PASSED_ON:
+                return None
+            if name == b"connection":
+                tokens = {token.strip().lower() for token in value.split(b",")}
+                if b"upgrade" in tokens:
+                    return None
+                close = close or b"close" in tokens
+        self._slots.notice.add("requests refused before parsing")
         return (_CLOSE, True) if close else (_KEEP_ALIVE, False)
-
-    def give_back(self) -> None:
-        """The slot of a request that `answer` admitted and the server's handler did not take over."""
-        self._slots.release()
