@@ -84,8 +84,9 @@ def connect_many(port: int, count: int, timeout: float = 20) -> list[socket.sock
     deadline = time.monotonic() + timeout
     while selector.get_map() and time.monotonic() < deadline:
         for key, _ in selector.select(max(0.0, deadline - time.monotonic())):
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
+            ready = key.fileobj
+            assert isinstance(ready, socket.socket)
+            sock = ready
             selector.unregister(sock)
             if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
                 connected.append(sock)

@@ -17,8 +17,7 @@ from typing import Iterator, Optional, Sequence
 import bcrypt
 import yaml
 
-from conftest import PROJECT, free_port
-from test_e2e import wait_for
+from conftest import PROJECT, free_port, wait_for
 from web.pki import Pair, Pki
 
 USER, PASSWORD = "alice", "correct horse"
@@ -68,7 +67,7 @@ def secured_exporter(pki: Pki, tmp_path: Path, args: Sequence[str],
             assert process.poll() is None, log.read_text()
             return exporter.get("/-/ready")[0] == 200
 
-        wait_for("the exporter to be ready over TLS", ready, timeout=60)
+        wait_for("the exporter to be ready over TLS", ready, timeout=60, errors=(OSError,))
         yield exporter
     finally:
         process.send_signal(signal.SIGTERM)

@@ -10,7 +10,7 @@ import contextlib
 import socket
 from typing import AsyncIterator
 
-from conftest import wait_for_async
+from conftest import WAIT_SECONDS, wait_for_async
 from kmem_exporter.web.answers import AnswerBudget
 from kmem_exporter.web.connections import guard
 from kmem_exporter.web.limits import ConnectionLimit
@@ -33,6 +33,7 @@ class Flood(asyncio.Protocol):
     async def _answer(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.WriteTransport)
         connection = self._limit.connection_of(transport)
+        assert connection is not None
         if not await self._limit.answers.room(connection, ANSWER_BYTES):
             Flood.refused += 1
             transport.close()

@@ -282,7 +282,7 @@ async def test_bcrypt_runs_in_threads_two_at_a_time(monkeypatch: pytest.MonkeyPa
     lock = threading.Lock()
     real = web_auth._checkpw
 
-    def watched(password: bytes, hashed_password: bytes) -> bool:
+    def watched(password: bytes, hashed_password: bytes) -> tuple[bool, float]:
         with pytest.raises(RuntimeError):
             asyncio.get_running_loop()  # not on the event loop
         with lock:
