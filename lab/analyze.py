@@ -13,7 +13,7 @@ EXPECTED = {
                       {"KmemCompactionFailing", "KmemAllocationStalls"}),
     "memcg": ({"KmemMemcgIdsHigh", "KmemMemcgIdsCritical", "KmemMemcgIdsExhaustionPredicted",
                "KmemMemcgDyingGrowing"}, set()),
-    "memcg-nokmem": (set(), {"KmemMemcgIdsExhaustionPredicted", "KmemMemcgDyingGrowing"}),
+    "memcg-nokmem": (set(), {"KmemMemcgDyingGrowing"}),
     "conntrack": ({"KmemConntrackTableNearlyFull", "KmemConntrackTableFull"}, set()),
     "oom": (set(), set()),
     "healthy": (set(), set()),
@@ -72,8 +72,10 @@ def judge(result: dict[str, Any]) -> Judgement:
                           marks={k: v - start for k, v in result["marks"].items()})
     judgement.checks_passed = sum(1 for c in result["checks"] if c["passed"])
     must, may = EXPECTED[scenario]
-    if scenario == "memcg" and failure is None:  # the CI pass stops far below the limit
-        must, may = set(), {"KmemMemcgIdsExhaustionPredicted", "KmemMemcgDyingGrowing"}
+    if scenario == "memcg" and failure is None:
+        # No mkdir failed (the CI pass stops far below the limit; since 4.7 dying cgroups hold no ID): the alerts
+        # that announce exhausted IDs are false alarms then. Dying cgroups piling up is real.
+        must, may = set(), {"KmemMemcgDyingGrowing"}
     margin = MARGINS.get(scenario)
     fired: dict[str, set[str]] = {"scaled": set(), "shipped": set()}
     for series in result["alerts"]:

@@ -1,7 +1,6 @@
 """The kernel_log collector against real kernel log lines quoted in public reports and captured by the kernel lab
-(kernel_log_corpus/lines.yaml):
-each line's event by itself, and the whole corpus written as /dev/kmsg records into a file that the real exporter
-reads, with every count checked."""
+(kernel_log_corpus/lines.yaml): each line's event by itself, and the whole corpus written as /dev/kmsg records into
+a file that the real exporter reads, with every count checked."""
 
 from __future__ import annotations
 

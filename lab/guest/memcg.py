@@ -18,6 +18,7 @@ from lab.guest.harness import WORK, Lab, run, wait_until, write
 
 STRIDE = 64 * 1024  # one page per cgroup, 64 KiB apart; no readahead (POSIX_FADV_RANDOM)
 ID_LIMIT = 65535
+PAGES = 2 * ID_LIMIT  # the full run goes on to twice the limit when mkdir does not fail
 
 
 def proc_cgroups_memory() -> Optional[int]:
@@ -99,8 +100,8 @@ class Memcg:
         run("modprobe", "loop")
         run("mount", "-o", "loop", str(disk), str(mount))
         pages = mount / "pages"
-        with open(pages, "wb") as f:
-            f.truncate(ID_LIMIT * STRIDE)
+        with open(pages, "wb") as f:  # sparse: one page for every cgroup the run may create, none read twice
+            f.truncate(PAGES * STRIDE)
         fd = os.open(pages, os.O_RDONLY)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
         me = str(os.getpid()).encode()
@@ -120,7 +121,7 @@ class Memcg:
                 procs = os.open(path / "cgroup.procs", os.O_WRONLY)
                 os.write(procs, me)
                 os.close(procs)
-                os.pread(fd, 4096, made * STRIDE % (ID_LIMIT * STRIDE))
+                os.pread(fd, 4096, made * STRIDE)
                 os.write(home, me)
                 os.rmdir(path)
                 made += 1
@@ -134,8 +135,11 @@ class Memcg:
                       failure.errno == errno.ENOSPC and at_failure["in_use"] == ID_LIMIT,
                       f"{failure}; {at_failure}")
         else:
+            # Since Linux 4.7 a removed memory cgroup gives its ID back when it goes offline (unless swap entries
+            # still name it), so dying cgroups do not exhaust the IDs: mkdir goes on working. Recorded as it is.
             lab.measures["created"] = made
-            lab.check(f"{made} cgroups created and removed without failure", made == self.count, f"{made}")
+            lab.measures["mkdir_never_failed"] = {"created": made, **self.truth()}
+            lab.check(f"{made} cgroups created and removed", made == target, f"{made} of {target}")
         end = time.time() + self.hold
         while time.time() < end:
             self.compare()
