@@ -5,8 +5,8 @@ the phase needs: TLS, a password, a huge slabinfo), its RSS sampled every 0.1 s:
   tls        3,000 clients send a ClientHello and stall (then close); RSS at the peak, after, and a TLS scrape
   authflood  a password (bcrypt cost 10), --web.max-connections=50: 600 wrong-password requests left waiting; the
              authorized scraper's 20 scrapes on its kept-alive connection, and a fresh login
-  nonreader  the largest answer the series bound allows (slabinfo of 22,000 caches, every column: 198,000 series,
-             9 MB): 10 clients ask and never read, 5 read
+  nonreader  the largest answer the default series bound allows (slabinfo of 11,000 caches, every column: 99,000
+             series, 4.5 MB): 10 clients ask and never read, 5 read
   hugeslab   200,000 distinct cache names (13 MB file): the series bound, then 40 clients that do not read
 Used by hostile_clients.py (`--phases expect,burst,...`).
 """
@@ -286,7 +286,7 @@ def phase_authflood(work: Path) -> list[str]:
 
 
 def phase_nonreader(work: Path) -> list[str]:
-    proc = slab_tree(work, 22_000)
+    proc = slab_tree(work, 11_000)
     exporter = Started([f"--path.procfs={proc}", "--collector.disable-defaults", "--collector.slabinfo",
                         "--collector.slabinfo.fields=.*", "--collector.timeout=60s"], work)
     stalled = []

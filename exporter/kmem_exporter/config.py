@@ -108,7 +108,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("collector.max-file-size", parse_size, "32MiB",
             "Largest kernel file a collector reads (slabinfo, mountinfo and the other tables; one-value files such "
             "as sysctls are capped at 64KiB); a larger or endless file fails its collector.", "SIZE"),
-    Setting("collector.max-series", parse_positive_int, 200_000,
+    Setting("collector.max-series", parse_positive_int, 100_000,
             "Most series in one collection; above it the collectors with the most series fail, each with its reason, "
             "so that memory stays bounded whatever the kernel files hold.", "COUNT"),
     Setting("collector.timeout", parse_duration, "10s",

@@ -26,7 +26,7 @@ from kmem_exporter.threads import DaemonPool
 log = logging.getLogger(__name__)
 
 STALL_SECONDS = 0.5
-MAX_SERIES = 200_000  # series in one collection (--collector.max-series)
+MAX_SERIES = 100_000  # series in one collection (--collector.max-series)
 
 
 class Scraper:
