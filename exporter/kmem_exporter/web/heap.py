@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import logging
 from asyncio import sslproto
 from typing import Callable, Optional
@@ -28,7 +29,9 @@ TRIM_AFTER = 64  # connections closed since the last trim that make another wort
 _M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
 
 
+@functools.lru_cache(maxsize=1)
 def _libc() -> Optional[ctypes.CDLL]:
+    """glibc, looked up once: find_library runs ldconfig, far too slow to repeat on the event loop at every trim."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
