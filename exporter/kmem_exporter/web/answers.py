@@ -75,7 +75,7 @@ class AnswerBudget:
         """Reserve `size` bytes for an answer about to be handed to `holder`'s connection, waiting (first come, first
         served) up to the wait time; False when there is no room by then."""
         if not self._waiting and self._fits(size):
-            self._set(holder, self._holders.get(holder, _Held(0, 0.0)).size + size, time.monotonic())
+            self._reserve(holder, size)
             return True
         waiter = _Waiter(holder, size)
         self._waiting.append(waiter)
@@ -117,6 +117,11 @@ class AnswerBudget:
     def _fits(self, size: int) -> bool:
         return self.held + size <= self.max_bytes or self.held == 0  # an answer alone always fits
 
+    def _reserve(self, holder: Holder, size: int) -> None:
+        """`size` more bytes for `holder`, which counts as having just made progress."""
+        held = self._holders.get(holder)
+        self._set(holder, (held.size if held is not None else 0) + size, time.monotonic())
+
     def _set(self, holder: Holder, size: int, progress_at: float, undelivered: int = 0) -> None:
         held = self._holders.pop(holder, None)
         if held is not None:
@@ -130,8 +135,7 @@ class AnswerBudget:
             waiter = self._waiting.popleft()
             if waiter.granted.done():
                 continue
-            self._set(waiter.holder, self._holders.get(waiter.holder, _Held(0, 0.0)).size + waiter.size,
-                      time.monotonic())
+            self._reserve(waiter.holder, waiter.size)
             waiter.granted.set_result(True)
 
     def _sweep_soon(self, delay: float) -> None:
