@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from exporter_process import (Fetched, cpu_seconds, fetch, free_port, kmem_exporter_command, memory_kib, percentile,
+from exporter_process import (Fetched, cpu_seconds, fetch, free_port, memory_kib, percentile,
                               series_count, start_process, start_serving, stop)
 from worst_case_root import generate as generate_worst_case
 

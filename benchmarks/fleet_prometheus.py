@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -24,7 +23,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from exporter_process import stop
+from exporter_process import free_port, stop
 
 PROJECT = Path(__file__).resolve().parents[1]
 ALERTS = PROJECT / "alerts"
@@ -36,12 +35,6 @@ def tool(name: str) -> str:
     if path is None:
         raise SystemExit(f"{name} is not installed (`make tools` installs Debian's prometheus)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rules(kind: str) -> list[dict[str, Any]]:
