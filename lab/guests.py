@@ -1,8 +1,13 @@
 """Booting one lab guest: a Debian kernel under QEMU (TCG) with virtme-ng, the host's root file system shared
-read-only and one run directory writable; a time limit ends it whatever happens inside."""
+read-only and one run directory writable; a time limit ends it whatever happens inside.
+
+One guest runs at a time on the machine, whichever lab run asks: under TCG two guests share the cores, and every
+time inside them (Prometheus starting, a scrape, a rule's `for:`) stretches until the limits no longer hold."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -11,8 +16,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 PROJECT = Path(__file__).resolve().parent.parent
+GUEST_LOCK = Path("/run/lock/kmem-exporter-lab.lock")
 KERNEL_GLOBS = {"5.10": "vmlinuz-5.10.0-*-amd64", "6.1": "vmlinuz-6.1.0-*-amd64", "6.12": "vmlinuz-6.12*-amd64"}
 
 
@@ -62,8 +69,8 @@ def boot(kernel: Kernel, command: str, rwdir: Path, console: Path, memory: str, 
     if append:
         args += ["--append", append]
     env = dict(os.environ, PATH=f"{venv_bin}:{os.environ['PATH']}")
-    started = time.monotonic()
-    with open(console, "wb") as log:
+    with only_guest(), open(console, "wb") as log:
+        started = time.monotonic()
         process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                    cwd=PROJECT, start_new_session=True)
         try:
@@ -73,3 +80,16 @@ def boot(kernel: Kernel, command: str, rwdir: Path, console: Path, memory: str, 
             process.wait()
             status = -1
     return status, time.monotonic() - started
+
+
+@contextlib.contextmanager
+def only_guest() -> Iterator[None]:
+    """Hold the machine's lab-guest lock; another lab run's guest ends within its own time limit."""
+    GUEST_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(GUEST_LOCK, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"lab: waiting for another run's guest to end ({GUEST_LOCK})", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
