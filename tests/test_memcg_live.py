@@ -19,6 +19,7 @@ import pytest
 from conftest import is_root, promtool_check_metrics, require_tool, scrape_ok
 from metrics_text import only_collectors, value
 from kmem_exporter.collectors.memcg_walk import walk_memory_cgroups
+from kmem_exporter.parsers.kernel import parse_release
 from kmem_exporter.parsers.cgroups import parse_proc_cgroups
 
 pytestmark = pytest.mark.live
@@ -209,4 +210,7 @@ def test_live_removed_cgroup_with_page_cache_is_dying(test_cgroup: Path, tmpfs: 
         pytest.fail("never saw a removed cgroup with charged page cache held by the kernel as dying")
     assert counts(exposition) == (in_use, visible - 1, in_use - visible + 1)
     assert value(exposition, "kmem_memcg_dying_cgroups") >= 1
+    # 4.7+ releases a removed cgroup's ID at rmdir: the IDs in use are the online cgroups; before, the dying keep it.
+    modern = parse_release(Path("/proc/sys/kernel/osrelease").read_text()) >= (4, 7)
+    assert value(exposition, "kmem_memcg_ids_in_use") == (visible - 1 if modern else in_use)
     assert promtool_check_metrics(exposition) == ""
