@@ -100,11 +100,19 @@ def test_fragmented_host() -> None:
     assert verdict[0] == "Verdict: warning (exit status 1)"
     assert [line.split(":")[0] for line in verdict[1::2]] == [
         "  WARNING KmemHighOrderFragmentation", "  WARNING KmemHighOrderFragmentation",
+        "  WARNING KmemHighOrderBlocksRunningOut", "  WARNING KmemHighOrderBlocksRunningOut",
         "  WARNING KmemKmemAccountingOnBuggyKernel", "  WARNING KmemConntrackSlabCacheLeak"]
     assert verdict[1].startswith("  WARNING KmemHighOrderFragmentation: no free block of order 6 or more in zone "
                                  "DMA32 of node 0 (largest: 4); extfrag index 0.974 > 0.500")
-    assert verdict[7] == LEAK
-    assert verdict[8] == "    runbook: docs/runbooks.md#kmemconntrackslabcacheleak"
+    # All free memory in blocks below order 6, with 6.5 and 3.3 times the high watermark free (the alert's state).
+    assert verdict[5] == ("  WARNING KmemHighOrderBlocksRunningOut: 100.0% of the free memory of zone DMA32 of node 0 "
+                          "is in blocks smaller than order 6 (over 90%), with 6.5 times its high watermark free: "
+                          "memory is cut small, not short")
+    assert verdict[7].startswith("  WARNING KmemHighOrderBlocksRunningOut: 100.0% of the free memory of zone Normal "
+                                 "of node 0 is in blocks smaller than order 6 (over 90%), with 3.3 times")
+    assert verdict[6] == "    runbook: docs/runbooks.md#kmemhighorderblocksrunningout"
+    assert verdict[11] == LEAK
+    assert verdict[12] == "    runbook: docs/runbooks.md#kmemconntrackslabcacheleak"
 
 
 def test_healthy_host() -> None:
@@ -129,6 +137,9 @@ def test_numa_nodes_and_zones_in_kernel_order() -> None:
                            ("2", "Movable"), ("3", "Normal"), ("3", "Movable")]
     assert [table[("2", "Normal")][str(order)] for order in range(4, 11)] == ["yes"] * 3 + ["frag"] * 4
     assert table[("2", "Movable")]["largest"] == "10"
+    # Nodes 2 and 3: 99% of Normal's free memory below order 6, but only 1.9 times the high watermark free: memory
+    # is short there, not cut small (KmemAllocationStalls' business), so the running-out finding stays away.
+    assert "KmemHighOrderBlocksRunningOut" not in out
 
 
 def test_memcg_ids_nearly_exhausted() -> None:
