@@ -35,7 +35,7 @@ local thresholds = std.parseYaml(importstr '../exporter/kmem_exporter/thresholds
     fragmentationTrendMinimumRatio: 0.7,
     fragmentationTrendWindow: '1h',
     fragmentationTrendHorizonSeconds: 21600,
-    fragmentationRunningOutFor: '10m',
+    fragmentationRunningOutFor: '5m',
     compactionFailuresPerMinute: 1,
     compactionWindow: '15m',
     compactionFailingFor: '30m',
