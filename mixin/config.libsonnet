@@ -1,8 +1,8 @@
 // Every setting of the mixin. Override any of them with
 //   (import 'mixin.libsonnet') + { _config+:: { kmemSelector: 'job="node-kmem"', showMultiCluster: true } }
 // The thresholds the exporter's `report` command and status page share (fragmentationOrder, extfragThresholdDefault,
-// ignoredZones, fragmentationUnusableRatio, fragmentationFreeWatermarkFactor, memcgIds*Ratio, conntrackLeak*, conntrackTableRatio) are defined once, in the package's
-// thresholds.yaml, and imported here.
+// ignoredZones, fragmentationUnusableRatio, fragmentationFreeWatermarkFactor, memcgIds*Ratio, conntrackLeak*,
+// conntrackTableRatio) are defined once, in the package's thresholds.yaml, and imported here.
 local thresholds = std.parseYaml(importstr '../exporter/kmem_exporter/thresholds.yaml');
 
 {
