@@ -258,8 +258,8 @@ def expected_alerts(node: Node) -> list[dict[str, str]]:
     alerts = {
         "healthy": [],
         "past-allocation-failures": [],
-        "fragmenting": [{"alertname": "KmemHighOrderFragmentation", "node": "0", "zone": zone, "order": "6"}
-                        for zone in FRAGMENTED_FLOOR],
+        "fragmenting": [{"alertname": alert, "node": "0", "zone": zone, "order": "6"} for zone in FRAGMENTED_FLOOR
+                        for alert in ("KmemHighOrderFragmentation", "KmemHighOrderBlocksRunningOut")],
         "memcg-leak": [{"alertname": "KmemMemcgIdsExhaustionPredicted"}, {"alertname": "KmemMemcgDyingGrowing"}],
         "conntrack-leak": [{"alertname": "KmemConntrackSlabCacheLeak"}],
         "allocation-failures": [{"alertname": "KmemPageAllocationFailure", "event": "page_allocation_failure",

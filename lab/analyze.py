@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 # Per scenario: the alerts that must fire (a failure they miss is a finding), and those that may fire because the
 # state they describe is real there. Any other alert that fires is a false alarm.
 EXPECTED = {
-    "fragmentation": ({"KmemHighOrderFragmentation", "KmemPageAllocationFailure"},
+    "fragmentation": ({"KmemHighOrderBlocksRunningOut", "KmemHighOrderFragmentation", "KmemPageAllocationFailure"},
                       {"KmemCompactionFailing", "KmemAllocationStalls"}),
     "memcg": ({"KmemMemcgIdsHigh", "KmemMemcgIdsCritical", "KmemMemcgIdsExhaustionPredicted",
                "KmemMemcgDyingGrowing"}, set()),
@@ -20,12 +20,13 @@ EXPECTED = {
 }
 # Alerts that report a failure the kernel logged: they fire after it by design.
 REPORTING = {"KmemPageAllocationFailure", "KmemConntrackTableFull", "KmemSlabCacheCreationFailure"}
-# The series whose value at an alert's firing is its margin, and how to turn it into words.
-MARGINS: dict[str, tuple[str, str, Callable[[float], float]]] = {
-    "fragmentation": ("free blocks of order >= 4", "{:.0f} free blocks of order >= 4", lambda v: v),
-    "memcg": ("memory cgroups in use", "{:.0f} IDs left", lambda v: 65535 - v),
-    "memcg-nokmem": ("memory cgroups in use", "{:.0f} IDs left", lambda v: 65535 - v),
-    "conntrack": ("conntrack entries / limit", "{:.0%} of the table left", lambda v: 1 - v),
+# The series whose values at an alert's firing are its margin, and how to turn them into words.
+MARGINS: dict[str, list[tuple[str, str, Callable[[float], float]]]] = {
+    "fragmentation": [("free blocks of order >= 6", "{:.0f} free blocks of order >= 6", lambda v: v),
+                      ("free blocks of order >= 4", "{:.0f} of order >= 4", lambda v: v)],
+    "memcg": [("memory cgroups in use", "{:.0f} IDs left", lambda v: 65535 - v)],
+    "memcg-nokmem": [("memory cgroups in use", "{:.0f} IDs left", lambda v: 65535 - v)],
+    "conntrack": [("conntrack entries / limit", "{:.0%} of the table left", lambda v: 1 - v)],
 }
 
 
@@ -82,11 +83,12 @@ def judge(result: dict[str, Any]) -> Judgement:
         labels = series["labels"]
         name, rules = labels["alertname"], labels.get("lab_rules", "?")
         first, last = series["values"][0][0], series["values"][-1][0]
-        words = ""
-        if margin is not None:
-            at = value_at(result["series"].get(margin[0], []), first)
+        parts = []
+        for title, text, turn in margin or []:
+            at = value_at(result["series"].get(title, []), first)
             if at is not None:
-                words = margin[1].format(margin[2](at))
+                parts.append(text.format(turn(at)))
+        words = ", ".join(parts)
         extra = ",".join(f"{k}={v}" for k, v in sorted(labels.items())
                          if k not in {"__name__", "alertname", "alertstate", "lab_rules", "instance", "job", "severity"})
         judgement.firings.append(Firing(name, rules, extra, first - start, last - start,

@@ -22,6 +22,8 @@ DURATION = re.compile(r"^(\d+)([smhd])$")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # Thresholds that are rates per minute or per hour of the field's clock.
 RATES = ("compactionFailuresPerMinute", "allocationStallsPerMinute", "memcgDyingPerHour")
+# Prediction horizons in seconds of the field's clock.
+HORIZONS = ("conntrackFillHorizonSeconds", "fragmentationTrendHorizonSeconds")
 
 
 def scaled_config(scale: int = SCALE) -> dict[str, Any]:
@@ -37,7 +39,8 @@ def scaled_config(scale: int = SCALE) -> dict[str, Any]:
     # compress: that threshold stays as shipped.
     del config["backgroundPassStaleFor"]
     config["memcgPredictHorizonHours"] = 24 / scale
-    config["conntrackFillHorizonSeconds"] = 3600 // scale
+    for key in HORIZONS:
+        config[key] = int(re.search(rf"^\s+{key}: (\d+),", text, re.M).group(1)) // scale  # type: ignore[union-attr]
     return config
 
 

@@ -1,8 +1,8 @@
 // Every setting of the mixin. Override any of them with
 //   (import 'mixin.libsonnet') + { _config+:: { kmemSelector: 'job="node-kmem"', showMultiCluster: true } }
 // The thresholds the exporter's `report` command and status page share (fragmentationOrder, extfragThresholdDefault,
-// ignoredZones, memcgIds*Ratio, conntrackLeak*, conntrackTableRatio) are defined once, in the package's
-// thresholds.yaml, and imported here.
+// ignoredZones, fragmentationUnusableRatio, fragmentationFreeWatermarkFactor, memcgIds*Ratio, conntrackLeak*,
+// conntrackTableRatio) are defined once, in the package's thresholds.yaml, and imported here.
 local thresholds = std.parseYaml(importstr '../exporter/kmem_exporter/thresholds.yaml');
 
 {
@@ -28,6 +28,14 @@ local thresholds = std.parseYaml(importstr '../exporter/kmem_exporter/thresholds
 
     // Fragmentation (the watched order and the extfrag limit: thresholds.yaml).
     fragmentationFor: '15m',
+    // KmemHighOrderBlocksRunningOut also fires ahead, on the trend: the unusable free space index at the watched
+    // order over this minimum and, on the line through the window, reaching 1 (no free block of that order left)
+    // within the horizon. The minimum keeps busy hosts quiet: their index wanders by a tenth within minutes (the
+    // line alone reached 1 on a healthy host), and sits near 0.6 at order 6 on some (the healthy RHEL 7 node).
+    fragmentationTrendMinimumRatio: 0.7,
+    fragmentationTrendWindow: '1h',
+    fragmentationTrendHorizonSeconds: 21600,
+    fragmentationRunningOutFor: '5m',
     compactionFailuresPerMinute: 1,
     compactionWindow: '15m',
     compactionFailingFor: '30m',

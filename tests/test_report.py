@@ -5,9 +5,11 @@ shared thresholds: test_report_data.py; `--from URL`: test_report_from.py."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 from functools import lru_cache
+from typing import Any
 
 import pytest
 import yaml
@@ -100,11 +102,19 @@ def test_fragmented_host() -> None:
     assert verdict[0] == "Verdict: warning (exit status 1)"
     assert [line.split(":")[0] for line in verdict[1::2]] == [
         "  WARNING KmemHighOrderFragmentation", "  WARNING KmemHighOrderFragmentation",
+        "  WARNING KmemHighOrderBlocksRunningOut", "  WARNING KmemHighOrderBlocksRunningOut",
         "  WARNING KmemKmemAccountingOnBuggyKernel", "  WARNING KmemConntrackSlabCacheLeak"]
     assert verdict[1].startswith("  WARNING KmemHighOrderFragmentation: no free block of order 6 or more in zone "
                                  "DMA32 of node 0 (largest: 4); extfrag index 0.974 > 0.500")
-    assert verdict[7] == LEAK
-    assert verdict[8] == "    runbook: docs/runbooks.md#kmemconntrackslabcacheleak"
+    # All free memory in blocks below order 6, with 6.5 and 3.3 times the high watermark free (the alert's state).
+    assert verdict[5] == ("  WARNING KmemHighOrderBlocksRunningOut: 100.0% of the free memory of zone DMA32 of node 0 "
+                          "is in blocks smaller than order 6 (over 90%), with 6.5 times its high watermark free: "
+                          "memory is cut small, not short")
+    assert verdict[7].startswith("  WARNING KmemHighOrderBlocksRunningOut: 100.0% of the free memory of zone Normal "
+                                 "of node 0 is in blocks smaller than order 6 (over 90%), with 3.3 times")
+    assert verdict[6] == "    runbook: docs/runbooks.md#kmemhighorderblocksrunningout"
+    assert verdict[11] == LEAK
+    assert verdict[12] == "    runbook: docs/runbooks.md#kmemconntrackslabcacheleak"
 
 
 def test_healthy_host() -> None:
@@ -129,6 +139,9 @@ def test_numa_nodes_and_zones_in_kernel_order() -> None:
                            ("2", "Movable"), ("3", "Normal"), ("3", "Movable")]
     assert [table[("2", "Normal")][str(order)] for order in range(4, 11)] == ["yes"] * 3 + ["frag"] * 4
     assert table[("2", "Movable")]["largest"] == "10"
+    # Nodes 2 and 3: 99% of Normal's free memory below order 6, but only 1.9 times the high watermark free: memory
+    # is short there, not cut small (KmemAllocationStalls' business), so the running-out finding stays away.
+    assert "KmemHighOrderBlocksRunningOut" not in out
 
 
 def test_memcg_ids_nearly_exhausted() -> None:
@@ -353,3 +366,31 @@ def test_memcg_rules_are_the_alerts() -> None:
     assert f"kmem_kernel_info{{release=~`{BUGGY_KMEM_RELEASE.pattern}`}}" in buggy
     assert 'kmem_memcg_kmem_accounting_info{mode="per-cgroup"} == 1' in buggy
     assert "kmem_memcg_kmem_enabled_cgroups > 0" in buggy
+
+
+# KmemHighOrderBlocksRunningOut's state, per fixture tree: the zones where over 90% of the free memory is in blocks
+# below order 6 while more than twice the high watermark is free.
+RUNNING_OUT = {
+    "rhel7-fragmented": {("0", "DMA32"), ("0", "Normal")},  # 3.10: index 1.0, 6.5 and 3.3 times the watermark
+    "numa2-debian9": {("0", "Normal"), ("1", "Normal")},  # 4.9, 2 nodes: 1.0 with 5.3 and 5.5 times (DMA32 0.27)
+    "arm-highmem": {("0", "Normal")},  # 0.98, 29 order-6 blocks left of 417 MiB free; HighMem is not watched
+    "rhel7-healthy": set(),  # 0.38 and 0.57
+    "numa4": set(),  # nodes 2 and 3: 0.99, but only 1.9 times the watermark free: memory is short there
+    "live-6.18": set(),  # 0.01
+}
+
+
+@pytest.mark.parametrize("host", sorted(RUNNING_OUT))
+def test_running_out_follows_the_thresholds(host: str) -> None:
+    state = read_state(collection(host)[0], {})
+    limits = thresholds()
+
+    def zones(limits: Any) -> set[tuple[str, str]]:
+        return {(f.labels["node"], f.labels["zone"]) for f in judge(state, limits).findings
+                if f.alert == "KmemHighOrderBlocksRunningOut"}
+
+    assert zones(limits) == RUNNING_OUT[host]
+    assert zones(dataclasses.replace(limits, fragmentation_unusable_ratio=1.0)) == set()
+    # Nodes 2 and 3 of numa4 (1.9 times the watermark free) count as memory free once the factor is below 1.9.
+    lowered = RUNNING_OUT[host] | ({("2", "Normal"), ("3", "Normal")} if host == "numa4" else set())
+    assert zones(dataclasses.replace(limits, fragmentation_free_watermark_factor=1.5)) == lowered

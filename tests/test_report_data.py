@@ -123,6 +123,9 @@ def test_the_thresholds_are_the_mixins() -> None:
     rules = alert_rules()
     assert rules["KmemMemcgIdsHigh"]["expr"].endswith(f"> {limits.memcg_ids_high_ratio:g}")
     assert rules["KmemMemcgIdsCritical"]["expr"].endswith(f"> {limits.memcg_ids_critical_ratio:g}")
+    running_out = rules["KmemHighOrderBlocksRunningOut"]["expr"]
+    assert f'zone!~"{limits.ignored_zones}"}} > {limits.fragmentation_unusable_ratio:g}' in running_out
+    assert f"{limits.fragmentation_free_watermark_factor:g} * kmem_zone_watermark_bytes" in running_out
     assert "thresholds.yaml" in (PROJECT / "mixin" / "config.libsonnet").read_text()
 
 

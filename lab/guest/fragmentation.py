@@ -75,6 +75,7 @@ class Fragmentation:
             {"title": "extfrag index, order 6 (DMA32)", "query": 'kmem_extfrag_index{zone="DMA32",order="6"}'},
             {"title": f"extfrag index, order {order} (DMA32)",
              "query": f'kmem_extfrag_index{{zone="DMA32",order="{order}"}}'},
+            {"title": "unusable index, order 6 (DMA32)", "query": 'kmem_unusable_index{zone="DMA32",order="6"}'},
             {"title": "free share of the zone (DMA32)",
              "query": 'kmem_zone_free_bytes{zone="DMA32"} / kmem_zone_managed_bytes{zone="DMA32"}'},
             {"title": "Unmovable pageblocks (DMA32)",

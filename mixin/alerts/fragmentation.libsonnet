@@ -87,6 +87,60 @@ local utils = import '../lib/utils.libsonnet';
             runbook_url: u.runbook('KmemHighOrderFragmentation'),
           },
         },
+        // High-order blocks running out while memory is plentiful, before the first allocation fails. The extfrag
+        // index cannot say it: the kernel's __fragmentation_index is -1 as long as one block of the order is free.
+        // The unusable free space index (unusable_free_index: the share of free memory in blocks smaller than the
+        // order) rises as unmovable allocations scattered through the zone cut its free memory small: above
+        // fragmentationUnusableRatio now, or above fragmentationTrendMinimumRatio and reaching 1 within the horizon
+        // on the line through the window. Only while the zone's free memory is above fragmentationFreeWatermarkFactor
+        // times its high watermark: nearer the watermarks memory is short, not cut small (KmemAllocationStalls).
+        {
+          alert: 'KmemHighOrderBlocksRunningOut',
+          expr: u.clustered(|||
+            (
+              kmem_unusable_index{%(sel)s, zone!~"%(ignoredZones)s"} > %(fragmentationUnusableRatio)s
+              or
+              (
+                kmem_unusable_index{%(sel)s, zone!~"%(ignoredZones)s"} > %(fragmentationTrendMinimumRatio)s
+                and
+                predict_linear(kmem_unusable_index{%(sel)s, zone!~"%(ignoredZones)s"}[%(fragmentationTrendWindow)s], %(fragmentationTrendHorizonSeconds)s) >= 1
+              )
+            )
+            and on (instance, order)
+            kmem:fragmentation_alert_order:per_instance
+            and on (instance, job, node, zone)
+            (
+              kmem_zone_free_bytes{%(sel)s}
+                > on (instance, job, node, zone)
+              %(fragmentationFreeWatermarkFactor)s * kmem_zone_watermark_bytes{%(sel)s, watermark="high"}
+            )
+          ||| % f),
+          'for': c.fragmentationRunningOutFor,
+          labels: { severity: 'warning' },
+          annotations: {
+            summary: u.annotation(
+              'Free blocks of order {{ $labels.order }} and more are running out in zone {{ $labels.zone }} '
+              + '(node {{ $labels.node }}) of {{ $labels.instance }}, with memory free.'
+            ),
+            description: u.annotation(
+              '{{ $value | humanizePercentage }} of the free memory in zone {{ $labels.zone }} of NUMA node '
+              + '{{ $labels.node }} on {{ $labels.instance }} ('
+              + '{{ with ' + u.lookup('kmem_zone_free_bytes{HOST,node=%q,zone=%q}', ' $labels.node $labels.zone')
+              + ' | query }}{{ . | first | value | humanize1024 }}{{ end }}'
+              + 'B, more than ' + u.number(c.fragmentationFreeWatermarkFactor) + ' times the high watermark) is in '
+              + 'blocks smaller than order {{ $labels.order }} (the unusable free space index): over '
+              + u.number(c.fragmentationUnusableRatio * 100) + '%, or over '
+              + u.number(c.fragmentationTrendMinimumRatio * 100) + '% and rising to 100% within '
+              + u.words(if c.fragmentationTrendHorizonSeconds % 3600 == 0 then '%dh' % (c.fragmentationTrendHorizonSeconds / 3600)
+                        else '%ds' % c.fragmentationTrendHorizonSeconds)
+              + ' at the pace of the last '
+              + u.words(c.fragmentationTrendWindow) + '. Memory is not short but cut small, usually by unmovable '
+              + 'kernel allocations scattered through the zone: order-{{ $labels.order }} allocations will fail '
+              + 'once the last such blocks are gone.'
+            ),
+            runbook_url: u.runbook('KmemHighOrderBlocksRunningOut'),
+          },
+        },
         {
           alert: 'KmemCompactionFailing',
           expr: |||

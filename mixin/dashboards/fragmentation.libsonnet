@@ -102,7 +102,7 @@ local common = import 'common.libsonnet';
           'extfrag_threshold')],
         'none',
         min=-1,
-        max=1), 12, 9),
+        max=1), 8, 9),
       g.add(g.timeseries(
         'Unusable free index by order',
         'The share of free memory that cannot serve an allocation of the order, per zone (orders 4 and up). '
@@ -113,7 +113,24 @@ local common = import 'common.libsonnet';
           'node {{node}} {{zone}} order {{order}}')],
         'percentunit',
         min=0,
-        max=1), 12, 9),
+        max=1), 8, 9),
+      g.add(g.timeseries(
+        'Unusable free space index at order $order',
+        'What the alert KmemHighOrderBlocksRunningOut watches (at its order, ' + c.fragmentationOrder + ' by '
+          + 'default): the share of each zone\'s free memory in blocks smaller than order $order. It rises while '
+          + 'unmovable allocations cut free memory small, long before the last block of the order goes and the '
+          + 'largest free order falls. Red: above ' + std.toString(c.fragmentationUnusableRatio * 100) + '%. '
+          + 'It matters only while free memory is well above the high watermark (panel "Free memory against '
+          + 'watermarks"); near the watermarks memory is short, not cut small.',
+        [d.target(
+          'kmem_unusable_index{' + d.zone + ', order="$order"}',
+          'node {{node}} {{zone}}')],
+        'percentunit',
+        min=0,
+        max=1,
+        thresholdSteps=g.thresholds(
+          ['transparent', null],
+          ['red', c.fragmentationUnusableRatio])), 8, 9),
       g.row('Reclaim and compaction'),
       g.add(g.timeseries(
         'Free memory against watermarks',

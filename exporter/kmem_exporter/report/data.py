@@ -35,7 +35,8 @@ def report_data(state: NodeState, verdict: Verdict, limits: Thresholds, source: 
             "extfrag_source": state.extfrag_source,
             "zones": [{"node": z.node, "zone": z.zone, "free_bytes": z.free_bytes,
                        "largest_free_order": z.largest_free_order,
-                       "free_blocks": _by_order(z.free_blocks), "extfrag_index": _by_order(z.extfrag_index)}
+                       "free_blocks": _by_order(z.free_blocks), "extfrag_index": _by_order(z.extfrag_index),
+                       "unusable_index": _by_order(z.unusable_index), "high_watermark_bytes": z.high_watermark_bytes}
                       for z in state.zones],
         },
         "memcg": None if memcg is None else dataclasses.asdict(memcg),

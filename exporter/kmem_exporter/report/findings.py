@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Union
 
-from kmem_exporter.report.state import Memcg, NodeState
+from kmem_exporter.report.state import Memcg, NodeState, Zone
 from kmem_exporter.report.thresholds import Thresholds
 
 Number = Union[int, float, str, None]
@@ -81,7 +81,25 @@ def _fragmentation(state: NodeState, limits: Thresholds) -> list[Finding]:
             {"node": zone.node, "zone": zone.zone},
             {"order": order, "largest_free_order": largest, "extfrag_index": index, "extfrag_limit": limit,
              "free_bytes": zone.free_bytes}))
-    return findings
+    return findings + [finding for zone in state.zones if (finding := _running_out(zone, limits)) is not None]
+
+
+def _running_out(zone: Zone, limits: Thresholds) -> Optional[Finding]:
+    """The state branch of KmemHighOrderBlocksRunningOut (one snapshot has no trend): most of the free memory in
+    blocks smaller than the watched order, while the zone's free memory is well above its high watermark."""
+    order, factor = limits.fragmentation_order, limits.fragmentation_free_watermark_factor
+    unusable, free, high = zone.unusable_index.get(order), zone.free_bytes, zone.high_watermark_bytes
+    if (limits.ignores_zone(zone.zone) or unusable is None or free is None or high is None
+            or unusable <= limits.fragmentation_unusable_ratio or free <= factor * high):
+        return None
+    return Finding(
+        "KmemHighOrderBlocksRunningOut", "warning",
+        f"{unusable:.1%} of the free memory of zone {zone.zone} of node {zone.node} is in blocks smaller than order "
+        f"{order} (over {limits.fragmentation_unusable_ratio:.0%}), with {free / high:.1f} times its high watermark "
+        "free: memory is cut small, not short",
+        {"node": zone.node, "zone": zone.zone},
+        {"order": order, "unusable_index": unusable, "unusable_limit": limits.fragmentation_unusable_ratio,
+         "free_bytes": free, "high_watermark_bytes": high, "watermark_factor": factor})
 
 
 def _memcg(state: NodeState, limits: Thresholds) -> list[Finding]:

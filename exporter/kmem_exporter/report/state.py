@@ -4,7 +4,7 @@ counters with `_total`)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
 
 from prometheus_client.core import Metric
@@ -48,6 +48,8 @@ class Zone:
     largest_free_order: Optional[int]  # -1: no free block at all; None: not known
     free_blocks: Mapping[int, float]  # order -> free blocks
     extfrag_index: Mapping[int, float]  # order -> index (-1: a block of that order is free)
+    unusable_index: Mapping[int, float] = field(default_factory=dict)  # order -> share of free memory in smaller blocks
+    high_watermark_bytes: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ def read_state(families: Iterable[Metric], failures: Mapping[str, str]) -> NodeS
 def _zones(metrics: Samples) -> tuple[tuple[Zone, ...], Optional[int]]:
     largest = {(labels["node"], labels["zone"]): v for labels, v in metrics.samples("kmem_buddy_largest_free_order")}
     index = metrics.by_zone_order("kmem_extfrag_index")
+    unusable = metrics.by_zone_order("kmem_unusable_index")
     blocks = metrics.by_zone_order("kmem_buddy_free_blocks")
     names = sorted(set(largest) | {key[:2] for key in index} | {key[:2] for key in blocks}, key=zone_order)
     names = [z for z in names if metrics.value("kmem_zone_managed_bytes", node=z[0], zone=z[1]) != 0]
@@ -133,7 +136,9 @@ def _zones(metrics: Samples) -> tuple[tuple[Zone, ...], Optional[int]]:
             free = sum(n * page_size * 2 ** o for o, n in free_blocks.items())
         top = largest.get((node, zone))
         zones.append(Zone(node, zone, free, None if top is None else int(top), dict(sorted(free_blocks.items())),
-                          {o: v for (bn, bz, o), v in sorted(index.items()) if (bn, bz) == (node, zone)}))
+                          {o: v for (bn, bz, o), v in sorted(index.items()) if (bn, bz) == (node, zone)},
+                          {o: v for (bn, bz, o), v in sorted(unusable.items()) if (bn, bz) == (node, zone)},
+                          metrics.value("kmem_zone_watermark_bytes", node=node, zone=zone, watermark="high")))
     orders = [o for z in zones for o in (*z.free_blocks, *z.extfrag_index)]
     return tuple(zones), max(orders) if orders else None
 

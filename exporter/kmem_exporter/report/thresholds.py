@@ -15,6 +15,8 @@ class Thresholds:
     fragmentation_order: int
     extfrag_threshold_default: float
     ignored_zones: str  # a regular expression, matched against the whole zone name
+    fragmentation_unusable_ratio: float
+    fragmentation_free_watermark_factor: float
     memcg_ids_high_ratio: float
     memcg_ids_critical_ratio: float
     conntrack_leak_excess: float
@@ -34,6 +36,7 @@ class Thresholds:
 
 
 _KEYS = {"fragmentationOrder": int, "extfragThresholdDefault": float, "ignoredZones": str,
+         "fragmentationUnusableRatio": float, "fragmentationFreeWatermarkFactor": float,
          "memcgIdsHighRatio": float, "memcgIdsCriticalRatio": float, "conntrackLeakExcess": float,
          "conntrackLeakFactor": float, "conntrackTableRatio": float}
 
