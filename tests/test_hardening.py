@@ -21,7 +21,7 @@ import yaml
 from conftest import PROJECT, RunningExporter, fixture_flags, free_port
 from hostile import (basic, client_hello, connect, connect_many, hashed, read_answer, request,
                      socket_fds, still_open, tree_with_slabinfo, wait_for)
-from metrics_text import only_collectors
+from metrics_text import collector_success, only_collectors, value
 from web.pki import Pki, make_pki
 
 FOUR = only_collectors("buddyinfo", "vmstat", "sysctl", "kernel")
@@ -259,14 +259,21 @@ def test_clients_that_do_not_read_never_cut_off_readers(
 def test_above_the_series_bound_the_collector_fails_alone_with_its_reason(
         exporter_factory: Callable[..., RunningExporter], tmp_path: Path) -> None:
     """5,000 distinct caches (2 series each) against a bound of 4,000 series: the slabinfo parse stops at 2,000
-    names, slabinfo fails with its reason, and the others are served."""
+    names, slabinfo fails with its reason, and the others are served; conntrack, which reads the same file, still
+    counts its caches, listed past where the parse stopped."""
     flags = tree_with_slabinfo(tmp_path, 5_000)
-    exporter = exporter_factory(*flags, *only_collectors("slabinfo", "vmstat", "buddyinfo"),
+    slabinfo = Path(flags[0].split("=", 1)[1]) / "slabinfo"
+    with open(slabinfo, "a") as out:
+        for address, active in (("ffff8803f0b7ba80", 25), ("ffff8803f0b7c000", 7)):
+            out.write(f"nf_conntrack_{address} {active} 50 320 25 2 : tunables 0 0 0 : slabdata 2 2 0\n")
+        out.write("nf_conntrack_expect 0 0 240 17 1 : tunables 0 0 0 : slabdata 0 0 0\n")
+    exporter = exporter_factory(*flags, *only_collectors("slabinfo", "conntrack", "vmstat", "buddyinfo"),
                                 "--collector.max-series=4000")
     text = exporter.metrics()
-    assert 'kmem_collector_success{collector="slabinfo"} 0.0' in text
-    assert 'kmem_collector_success{collector="vmstat"} 1.0' in text
+    assert collector_success(text) == {"slabinfo": 0, "conntrack": 1, "vmstat": 1, "buddyinfo": 1}
     assert "kmem_slab_" not in text and "kmem_vmstat_" in text
+    assert (value(text, "kmem_nf_conntrack_slab_caches"), value(text, "kmem_nf_conntrack_slab_objects_active"),
+            value(text, "kmem_nf_conntrack_slab_objects")) == (2, 32, 100)
     exporter.stop()
     assert "collector=slabinfo failed: " in exporter.log()
     assert "slabinfo: more than 2000 slab cache names to export" in exporter.log()

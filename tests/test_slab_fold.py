@@ -53,6 +53,21 @@ def test_every_fixture_gives_what_the_plain_reading_gives(host: str, chunk_size:
     assert_same(text)
 
 
+@pytest.mark.parametrize("host", HOSTS)
+def test_above_the_name_bound_the_conntrack_caches_are_still_counted(host: str) -> None:
+    """A bound of one name stops the folding at once: no series, the reason, and the conntrack caches that the plain
+    reading gives (or the same ParseError, for a file that has none)."""
+    text = (FIXTURES / host / "proc" / "slabinfo").read_text()
+    expected = outcome(plain, text, True)
+    summary = outcome(lambda text, fold: parse_slab_families(text, fold, max_names=1), text, True)
+    if isinstance(expected, str) or len(expected.families) <= 1:  # type: ignore[attr-defined]
+        return
+    assert isinstance(summary, SlabSummary) and summary.families == []
+    assert summary.too_large == "more than 1 slab cache names to export: more series than the collection's bound " \
+                                "(--collector.max-series) allows"
+    assert summary.conntrack == expected.conntrack  # type: ignore[attr-defined]
+
+
 def test_conntrack_summary_of_the_rhel7_sample() -> None:
     summary = parse_slab_families((FIXTURES / "rhel7-fragmented" / "proc" / "slabinfo").read_text())
     assert summary.conntrack == ConntrackCaches(8, 4650, 4775)

@@ -1,7 +1,8 @@
 """Slab caches from /proc/slabinfo: objects, slabs and bytes per cache, per-instance caches folded into families.
 
 `read_slab_summary` is shared with the conntrack collector, which counts its caches in the same file: one read and
-one parse per scrape serve both.
+one parse per scrape serve both. Above the series bound the slab series fail, and the conntrack caches are still
+counted (from their own lines).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Callable, Iterable, Optional
 from prometheus_client.core import Metric
 
 from kmem_exporter.collectors.base import Collector, CollectorSettings
+from kmem_exporter.collectors.errors import CollectorError
 from kmem_exporter.collectors.kernel_files import KernelFiles
 from kmem_exporter.families import RowFamily
 from kmem_exporter.settings import Setting, parse_bool, parse_regex
@@ -28,8 +30,8 @@ def _parser(fold: bool, max_names: Optional[int]) -> Callable[[str], SlabSummary
 
 def read_slab_summary(config: CollectorSettings, files: KernelFiles) -> SlabSummary:
     """`<procfs>/slabinfo`, parsed once per scrape for both collectors that need it (folded or not as
-    --collector.slabinfo.fold-caches says); CollectorError when it cannot be read (root-only) or parsed, or when it
-    lists more names than the collection's series bound leaves room for (the parse stops there)."""
+    --collector.slabinfo.fold-caches says); CollectorError when it cannot be read (root-only) or parsed. When it
+    lists more names than the collection's series bound leaves room for, the summary says so (`too_large`)."""
     fold = bool(config.option("collector.slabinfo.fold-caches"))
     max_series: Optional[int] = getattr(config, "max_series", None)
     fields: Optional[re.Pattern[str]] = config.option("collector.slabinfo.fields")  # type: ignore[assignment]
@@ -85,7 +87,10 @@ class SlabinfoCollector(Collector):
     )
 
     def collect(self, files: KernelFiles) -> Iterable[Metric]:
-        families = read_slab_summary(self.config, files).families
+        summary = read_slab_summary(self.config, files)
+        if summary.too_large:
+            raise CollectorError(f"{self.config.procfs / 'slabinfo'}: {summary.too_large}")
+        families = summary.families
         include: Optional[re.Pattern[str]] = self.option("include")  # type: ignore[assignment]
         exclude: Optional[re.Pattern[str]] = self.option("exclude")  # type: ignore[assignment]
         selected = [f for f in families if _selected(f.name, include, exclude)]

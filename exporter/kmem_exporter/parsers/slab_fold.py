@@ -20,7 +20,7 @@ from typing import Optional
 from kmem_exporter.parsers import U64_MAX, ParseError, TooLarge
 from kmem_exporter.parsers.slab_grouping import family_key, group_rows
 from kmem_exporter.parsers.slabinfo import (CONNTRACK_FAMILY, ConntrackCaches, SlabFamily, SlabSummary, check_header,
-                                            conntrack_caches, fold_caches, parse_line, parse_slabinfo)
+                                            conntrack_caches, conntrack_lines, fold_caches, parse_line, parse_slabinfo)
 
 _CHUNK_CHARACTERS = 1 << 18  # the text is tokenized a chunk at a time, so a 20 MB file is never held twice
 _END = "\x00"  # marks the line ends among a chunk's tokens: a name the kernel prints (a C string) cannot hold it
@@ -52,7 +52,15 @@ _LINE_MEMO: dict[tuple[str, bool], tuple[tuple[str, bool], tuple[int, ...]]] = {
 
 def parse_slab_families(text: str, fold_families: bool = True, max_names: Optional[int] = None) -> SlabSummary:
     """The exported series (folded into families or not) and the conntrack caches, from one pass over the text.
-    ParseError as soon as more than `max_names` exported names are found: memory stays bounded whatever the file."""
+    The folding stops as soon as more than `max_names` exported names are found (memory stays bounded whatever the
+    file): then the summary has no series, says why, and has the conntrack caches from their own lines."""
+    try:
+        return _parse_slab_families(text, fold_families, max_names)
+    except TooLarge as err:
+        return SlabSummary([], conntrack_lines(text), too_large=str(err))
+
+
+def _parse_slab_families(text: str, fold_families: bool, max_names: Optional[int]) -> SlabSummary:
     if check_header(text):  # CONFIG_DEBUG_SLAB's statistics sections: rare, and the plain reading does
         caches = parse_slabinfo(text)
         summary = SlabSummary(fold_caches(caches, fold_families), conntrack_caches(caches))

@@ -91,6 +91,7 @@ class SlabSummary:
 
     families: list[SlabFamily]  # sorted by name
     conntrack: ConntrackCaches
+    too_large: str = ""  # why `families` is empty although caches are listed: more names than the series bound
 
 
 _COLUMNS = ("active_objs", "num_objs", "objsize", "objperslab", "pagesperslab", None, None, "limit", "batchcount",
@@ -205,6 +206,24 @@ def conntrack_caches(caches: Iterable[SlabCache]) -> ConntrackCaches:
     """The conntrack caches among `caches`, summed."""
     chosen = [c for c in caches if is_conntrack_cache(c.name)]
     return ConntrackCaches(len(chosen), sum(c.active_objects for c in chosen), sum(c.objects for c in chosen))
+
+
+_CONNTRACK_LINE = re.compile(r"^[^\S\n]*nf_conntrack[^\n]*", re.MULTILINE)
+
+
+def conntrack_lines(text: str) -> ConntrackCaches:
+    """`conntrack_caches(parse_slabinfo(text))` from the lines that can be conntrack caches alone: the others are
+    not parsed (or checked), so this stays cheap on a file of any size."""
+    statistics = check_header(text)
+    caches = []
+    for match in _CONNTRACK_LINE.finditer(text):
+        try:
+            cache = parse_line(match.group(), 0, statistics)
+        except ParseError:  # parsed again with its line number, for the message
+            parse_line(match.group(), text.count("\n", 0, match.start()) + 1, statistics)
+            raise
+        caches.append(cache)
+    return conntrack_caches(caches)
 
 
 def fold_caches(caches: Iterable[SlabCache], fold_families: bool = True) -> list[SlabFamily]:
