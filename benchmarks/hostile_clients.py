@@ -300,15 +300,30 @@ def curl_scrapes(base: str, clients: int, seconds: float, headers: dict[str, str
     return latencies, statuses
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user and system, its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def per_answer_ms(cpu: float, statuses: dict[int, int]) -> str:
+    answers = sum(statuses.values())
+    return f"exporter CPU {cpu * 1000 / answers:.2f} ms per answer" if answers else "no answers"
+
+
 def phase_load(exporter: Exporter, plan: Plan) -> list[str]:
     lines = []
     for label, headers in (("gzip, as Prometheus asks", {"Accept-Encoding": "gzip"}), ("no gzip", {})):
+        cpu = cpu_seconds(exporter.pid)
         single, single_statuses = curl_scrapes(exporter.base, 1, plan.baseline_s, headers)
+        cpu, single_cpu = cpu_seconds(exporter.pid), cpu_seconds(exporter.pid) - cpu
         loaded, statuses = curl_scrapes(exporter.base, plan.scrapers, plan.load_s, headers)
+        loaded_cpu = cpu_seconds(exporter.pid) - cpu
         lines += [f"{label}: 1 client, {plan.baseline_s:g} s: {latency_summary(single)} "
-                  f"({statuses_text(single_statuses)})",
+                  f"({statuses_text(single_statuses)}; {per_answer_ms(single_cpu, single_statuses)})",
                   f"{label}: {plan.scrapers} clients, {plan.load_s:g} s: {latency_summary(loaded)} "
-                  f"({statuses_text(statuses)}; {sum(statuses.values()) / plan.load_s:.1f} answers/s)"]
+                  f"({statuses_text(statuses)}; {sum(statuses.values()) / plan.load_s:.1f} answers/s; "
+                  f"{per_answer_ms(loaded_cpu, statuses)})"]
         if single and loaded:
             lines.append(f"{label}: p99 ratio {plan.scrapers} clients / 1 client: "
                          f"{percentile(loaded, 0.99) / percentile(single, 0.99):.1f}x (target: at most 3x)")
