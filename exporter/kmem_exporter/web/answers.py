@@ -97,6 +97,9 @@ class AnswerBudget:
         """The connection's unsent bytes now (after an answer was handed over, or a pause or resume of writing)."""
         if holder not in self._holders:
             return
+        if holder.unsent() == 0:  # the usual case: the kernel took the whole answer, nothing is held
+            self.release(holder)
+            return
         self._look(holder, time.monotonic())
         self._grant()
         if self._holders:
