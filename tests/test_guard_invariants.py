@@ -9,7 +9,8 @@ of requests, and closes. After every step:
   requests in a handler or being written;
 - the connections the server keeps open never exceed `--web.max-connections`, counted by the server and from the
   clients' side;
-- an authorized scraper that reads gets a complete answer within its timeout.
+- an authorized scraper that reads gets a complete answer within its timeout (asked again only after the refusal
+  of `--web.max-requests` while other requests hold every slot).
 
 CI runs a fixed number of examples, derandomized (the same sequences every run), with no example database.
 """
@@ -39,6 +40,7 @@ from kmem_exporter.cli import build_scraper
 from kmem_exporter.config import parse_args
 from kmem_exporter.web.config import load_web_config
 from kmem_exporter.web.server import Server
+from kmem_exporter.web.shedding import REFUSED_TEXT
 from metrics_text import only_collectors
 from web.pki import Pki, make_pki
 
@@ -191,8 +193,12 @@ class Guards(RuleBasedStateMachine):
 
     @invariant()
     def an_authorized_reading_scraper_gets_a_complete_answer(self) -> None:
-        """Within its timeout: a 503 while the steps' requests take the slots is asked again (a slot that is never
-        given back makes that last until the timeout, and fails); a cut, a close or no answer fails at once."""
+        """Within its timeout. One 503 alone is asked again: `--web.max-requests`' refusal ("too many requests in
+        flight"), which the server gives only while every request slot is held by another request in its handler
+        (a pipelined request of a step that the server takes up as the scraper asks: requests of equal standing, and
+        refusing the newest is what the flag means); a slot that is never given back makes the refusal last until the
+        timeout, and fails. Any other 503 (the connection limit, the answers budget), a cut, a close or no answer
+        fails at once."""
         wait_for("the steps' requests to be received and leave the handler", self._quiet, 30, state=self._state)
         deadline = time.monotonic() + SCRAPE_TIMEOUT
         while True:
@@ -203,10 +209,10 @@ class Guards(RuleBasedStateMachine):
             self.scraper.settimeout(SCRAPE_TIMEOUT)
             self.scraper.sendall(request(headers={**self._headers(True), "Accept-Encoding": "gzip"}))
             status, headers, body = read_answer(self.scraper)
-            if status != 503 or time.monotonic() > deadline:
+            if status != 503 or body != REFUSED_TEXT.encode() or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        assert status == 200, body
+        assert status == 200, (status, body, self._state())
         assert headers["content-encoding"] == "gzip" and len(body) == int(headers["content-length"])
 
     def _state(self) -> dict[str, object]:
