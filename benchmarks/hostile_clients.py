@@ -14,7 +14,7 @@ to 1024 as under a default systemd or container runtime; its log captured) or ta
              be read in 5 s (200s, 503s), and whether a normal scrape still works
   idle       1,100 connections that send nothing, held 30 s, while a normal client scrapes every second
   slowloris  200 connections sending one header byte per second: how long until the exporter closes each
-  expect, burst, tls, authflood, nonreader, hugeslab: see hostile_round2.py (each against an exporter of its own)
+  expect, burst, tls, authflood, nonreader, hugeslab, hugeslab32: see hostile_round2.py (each against an exporter of its own)
 For each phase: RSS before, after and peak (sampled every 0.1 s), threads and open files (/proc/<pid>), whether the
 exporter is alive, and how much it logged. A started exporter whose RSS passes --rss-guard is killed (as a memory
 limit would) and started again for the next phase. --quick shortens every phase (about a minute in all).

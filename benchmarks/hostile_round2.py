@@ -8,6 +8,7 @@ the phase needs: TLS, a password, a huge slabinfo), its RSS sampled every 0.1 s:
   nonreader  the largest answer the default series bound allows (slabinfo of 11,000 caches, every column: 99,000
              series, 4.5 MB): 10 clients ask and never read, 5 read
   hugeslab   200,000 distinct cache names (13 MB file): the series bound, then 40 clients that do not read
+  hugeslab32 the same with as many distinct names as the 32 MiB read cap takes (about 420,000)
 Used by hostile_clients.py (`--phases expect,burst,...`).
 """
 
@@ -189,18 +190,25 @@ def client_hello() -> bytes:
     return outgoing.read()
 
 
-def slab_tree(work: Path, caches: int) -> Path:
-    """A procfs with only a slabinfo of `caches` distinct names (and this host's page size file)."""
-    proc = work / f"proc-{caches}"
+def slab_tree(work: Path, caches: int, max_bytes: int = 0) -> Path:
+    """A procfs with only a slabinfo of `caches` distinct names (and this host's page size file); with `max_bytes`,
+    as many distinct names as fit in that many bytes instead."""
+    proc = work / f"proc-{caches}-{max_bytes}"
     (proc / "self").mkdir(parents=True, exist_ok=True)
     with open(proc / "slabinfo", "w") as out:
         out.write(HEAD)
-        for i in range(caches):
+        size, i = len(HEAD), 0
+        while i < caches or max_bytes:
             name, n = "", i
             for _ in range(6):
                 n, rest = divmod(n, 26)
                 name += chr(97 + rest)
-            out.write(f"kmem_{name} {i % 997 + 1} {i % 997 + 64} 192 21 1 : tunables 0 0 0 : slabdata 3 3 0\n")
+            line = f"kmem_{name} {i % 997 + 1} {i % 997 + 64} 192 21 1 : tunables 0 0 0 : slabdata 3 3 0\n"
+            size += len(line)
+            if max_bytes and size > max_bytes:
+                break
+            out.write(line)
+            i += 1
     return proc
 
 
@@ -307,8 +315,8 @@ def phase_nonreader(work: Path) -> list[str]:
             *exporter.close()]
 
 
-def phase_hugeslab(work: Path) -> list[str]:
-    proc = slab_tree(work, 200_000)
+def phase_hugeslab(work: Path, max_bytes: int = 0) -> list[str]:
+    proc = slab_tree(work, 200_000, max_bytes)
     exporter = Started([f"--path.procfs={proc}", "--collector.disable-defaults", "--collector.slabinfo",
                         "--collector.vmstat", "--collector.timeout=60s"], work)
     first = scrapes(exporter, 1)
@@ -324,13 +332,18 @@ def phase_hugeslab(work: Path) -> list[str]:
     after = scrapes(exporter, 3)
     close_all(stalled)
     size = (proc / "slabinfo").stat().st_size
-    return [f"slabinfo of 200,000 distinct caches ({size / 1e6:.0f} MB): first scrape {first}, then 40 clients "
+    caches = (proc / "slabinfo").read_bytes().count(b"\n") - 2
+    return [f"slabinfo of {caches:,} distinct caches ({size / 2**20:.1f} MiB): first scrape {first}, then 40 clients "
             f"that do not read and 3 scrapes: {after}", *exporter.close()]
+
+
+def phase_hugeslab32(work: Path) -> list[str]:
+    return phase_hugeslab(work, 32 << 20)
 
 
 PHASES: dict[str, Callable[[Path], list[str]]] = {
     "expect": phase_expect, "burst": phase_burst, "tls": phase_tls, "authflood": phase_authflood,
-    "nonreader": phase_nonreader, "hugeslab": phase_hugeslab,
+    "nonreader": phase_nonreader, "hugeslab": phase_hugeslab, "hugeslab32": phase_hugeslab32,
 }
 
 
