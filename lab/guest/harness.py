@@ -38,6 +38,7 @@ class Lab:
     out: Path
     rules: Path
     scenario: str
+    scale: float = 1.0  # field seconds a lab second stands for (lab/guest/exporter.py)
     cgroupfs: Optional[Path] = None
     checker_collectors: list[str] = field(default_factory=list)  # a second exporter with these, for the checks
     marks: dict[str, float] = field(default_factory=dict)
@@ -70,8 +71,7 @@ class Lab:
         if not Path("/sys/kernel/debug/extfrag").exists():
             run("mount", "-t", "debugfs", "none", "/sys/kernel/debug")
         self.marks["start"] = time.time()
-        venv = Path(sys.executable).parent
-        args = [str(venv / "kmem-exporter"), f"--web.listen-address={EXPORTER}",
+        args = [sys.executable, "-m", "lab.guest.exporter", str(self.scale), f"--web.listen-address={EXPORTER}",
                 # The indices are computed from /proc/buddyinfo, so that each check compares the exporter's
                 # arithmetic with the kernel's own debugfs files.
                 f"--path.debugfs={WORK / 'no-debugfs'}",
