@@ -25,13 +25,14 @@ from kmem_exporter.config import Config
 
 ONLY_MEMCG = only_collectors("memcg")
 
-# host -> (hierarchy, mode, in use, visible, dying, kmem enabled)
+# host -> (hierarchy, mode, in use, visible, dying, kmem enabled, IDs in use)
+# IDs in use: 3.10 counts the dying cgroups (in use); 6.18 only the online ones (visible).
 EXPECTED = {
-    "rhel7-fragmented": ("v1", "per-cgroup", 2917, 40, 2877, 39),
-    "rhel7-healthy": ("v1", "per-cgroup", 37, 34, 3, 33),
-    "memcg-near-exhausted": ("v1", "per-cgroup", 64000, 22, 63978, 21),
-    "live-6.18": ("v1", "always", 20, 10, 10, 9),
-    "cgroup2-6.18": ("v2", "always", 37, 29, 5, 28),
+    "rhel7-fragmented": ("v1", "per-cgroup", 2917, 40, 2877, 39, 2917),
+    "rhel7-healthy": ("v1", "per-cgroup", 37, 34, 3, 33, 37),
+    "memcg-near-exhausted": ("v1", "per-cgroup", 64000, 22, 63978, 21, 64000),
+    "live-6.18": ("v1", "always", 20, 10, 10, 9, 10),
+    "cgroup2-6.18": ("v2", "always", 37, 29, 5, 28, 29),
 }
 
 
@@ -52,8 +53,9 @@ def copy_fixture(host: str, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("host", sorted(EXPECTED))
 def test_scrape_fixture(host: str) -> None:
     exposition = scrape_fixture_ok(host, *ONLY_MEMCG)
-    hierarchy, mode, in_use, visible, dying, kmem = EXPECTED[host]
+    hierarchy, mode, in_use, visible, dying, kmem, ids = EXPECTED[host]
     assert value(exposition, "kmem_memcg_cgroups") == in_use
+    assert value(exposition, "kmem_memcg_ids_in_use") == ids
     assert value(exposition, "kmem_memcg_id_limit") == 65535
     assert value(exposition, "kmem_memcg_visible_cgroups") == visible
     assert value(exposition, "kmem_memcg_dying_cgroups") == dying
@@ -65,6 +67,30 @@ def test_scrape_fixture(host: str) -> None:
     assert value(exposition, "kmem_background_pass_duration_seconds", collector="memcg") >= 0
     assert value(exposition, "kmem_background_pass_timestamp_seconds", collector="memcg") > 1.6e9
     assert promtool_check_metrics(exposition) == ""
+
+
+@pytest.mark.parametrize("release, ids_in_use", [
+    ("3.10.0-1160.el7.x86_64", 37),  # a dying cgroup keeps its ID until it is freed: num_cgroups
+    ("4.6.7-300.fc24.x86_64", 37),
+    ("4.7.0-1.el7.elrepo.x86_64", 34),  # released at removal (73f576c04b94): the online cgroups
+    ("6.1.0-28-amd64", 34),
+])
+def test_ids_in_use_follow_the_kernel_release(tmp_path: Path, release: str, ids_in_use: int) -> None:
+    """The same v1 tree (34 visible, 3 dying): before 4.7 the dying cgroups hold IDs, from 4.7 on they do not."""
+    root = copy_fixture("rhel7-healthy", tmp_path)
+    (root / "proc/sys/kernel/osrelease").write_text(release + "\n")
+    result = refresh(root)
+    assert (result.in_use, result.visible, result.dying) == (37, 34, 3)
+    assert result.ids_in_use == ids_in_use
+
+
+def test_ids_in_use_on_a_modern_kernel_ignore_dying_cgroups(tmp_path: Path) -> None:
+    """6.18, v1: 60,000 dying cgroups (num_cgroups 60,010) leave the IDs in use at the 10 online ones."""
+    root = copy_fixture("live-6.18", tmp_path)
+    proc_cgroups = root / "proc/cgroups"
+    proc_cgroups.write_text(proc_cgroups.read_text().replace("memory\t4\t20\t1", "memory\t4\t60010\t1"))
+    result = refresh(root)
+    assert (result.in_use, result.visible, result.dying, result.ids_in_use) == (60010, 10, 60000, 10)
 
 
 def test_v1_counts_every_directory(tmp_path: Path) -> None:

@@ -1,7 +1,13 @@
 """Memory cgroups in use, visible, dying and accounting kernel memory: the signals of memory cgroup ID exhaustion.
 
-The kernel allows at most 65535 memory cgroups. A removed cgroup whose kernel memory is still charged stays
-allocated ("dying") and keeps its ID; on 3.10 kernels with kmem accounting they pile up until no container starts.
+The kernel gives each memory cgroup one of 65535 IDs; creating one fails with ENOSPC when none is left. A removed
+cgroup whose memory is still charged stays allocated ("dying"). Who holds an ID depends on the kernel:
+- before 4.7 (RHEL 7's 3.10) a dying cgroup keeps its ID until it is freed: IDs in use = /proc/cgroups num_cgroups
+  (visible + dying); on 3.10 with kmem accounting dying cgroups pile up until no container starts;
+- since 4.7 (commit 73f576c04b94) the ID is released when the cgroup is removed, except while swapped-out pages
+  still refer to it: IDs in use = the online memory cgroups (the walk's visible count, root included), a lower
+  bound when dying cgroups hold swap. Dying cgroups then cost memory, not IDs. Distribution kernels that took the
+  change back to 3.19-4.6 are counted the old way: more IDs than they hold, the safe direction.
 
 Where the memory controller lives is decided from /proc/cgroups and the cgroup filesystem:
 - /proc/cgroups gives the memory row a v1 hierarchy id (non-zero): cgroup v1 at `<cgroupfs>/memory`;
@@ -38,6 +44,7 @@ from kmem_exporter.parsers.kernel import kmem_disabled_at_boot, parse_release
 
 MEMORY_CGROUP_ID_LIMIT = 65535  # MEM_CGROUP_ID_MAX: memory cgroup IDs are 16 bits, 0 unused
 ALWAYS_ACCOUNTED_SINCE = (4, 6)  # kernel-memory accounting on for every cgroup v1 memory cgroup
+IDS_RELEASED_AT_REMOVAL_SINCE = (4, 7)  # a removed (dying) memory cgroup no longer holds its ID
 V1_MEMORY_FILE = "memory.usage_in_bytes"  # in every cgroup v1 memory cgroup, root included; not on cgroup v2
 
 
@@ -51,8 +58,9 @@ class Hierarchy:
 class MemcgPass:
     hierarchy: str
     mode: str
-    in_use: int
+    in_use: int  # /proc/cgroups num_cgroups: visible + dying
     visible: int
+    ids_in_use: int
     dying: Optional[int]  # None: cgroup v2 on a kernel without cgroup.stat (before 4.14)
     kmem_enabled: int
 
@@ -69,7 +77,8 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
         if memory is not None and not memory.enabled:
             raise CollectorError(f"{proc_cgroups}: the memory controller is disabled (cgroup_disable=memory)")
         hierarchy = self.find_hierarchy(files, memory)
-        mode = self.accounting_mode(files, hierarchy)
+        release = files.parse_value(self.config.procfs / "sys" / "kernel" / "osrelease", parse_release)
+        mode = self.accounting_mode(files, hierarchy, release)
 
         counts = walk_memory_cgroups(
             hierarchy.root,
@@ -88,8 +97,9 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
             in_use = memory.num_cgroups
         else:  # kernels built without cgroup v1 memory support leave memory out of /proc/cgroups
             in_use = counts.visible + (dying or 0)
+        ids_in_use = in_use if release < IDS_RELEASED_AT_REMOVAL_SINCE else counts.visible
         kmem_enabled = {"per-cgroup": counts.kmem_enabled, "always": counts.visible - 1, "disabled": 0}[mode]
-        return MemcgPass(hierarchy.version, mode, in_use, counts.visible, dying, kmem_enabled)
+        return MemcgPass(hierarchy.version, mode, in_use, counts.visible, ids_in_use, dying, kmem_enabled)
 
     def find_hierarchy(self, files: KernelFiles, memory: Optional[Controller]) -> Hierarchy:
         cgroupfs = self.config.cgroupfs
@@ -107,8 +117,7 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
         raise CollectorError(f"{cgroupfs}: no memory cgroup hierarchy found (neither memory/ on cgroup v1 nor a "
                              "cgroup v2 root here or at unified/ whose cgroup.controllers lists memory)")
 
-    def accounting_mode(self, files: KernelFiles, hierarchy: Hierarchy) -> str:
-        release = files.parse_value(self.config.procfs / "sys" / "kernel" / "osrelease", parse_release)
+    def accounting_mode(self, files: KernelFiles, hierarchy: Hierarchy, release: tuple[int, int]) -> str:
         if hierarchy.version == "v1" and release < ALWAYS_ACCOUNTED_SINCE:
             return "per-cgroup"
         return "disabled" if self.booted_nokmem(files) else "always"
@@ -123,8 +132,16 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
             "On cgroup v2 it counts every cgroup of the unified hierarchy.",
             value=result.in_use)
         yield GaugeMetricFamily(
+            "kmem_memcg_ids_in_use",
+            "Memory cgroup IDs taken, to compare with kmem_memcg_id_limit. Kernels before 4.7: every memory cgroup "
+            "the kernel holds, removed (dying) ones included (kmem_memcg_cgroups). 4.7 and later release a removed "
+            "cgroup's ID, so only the online memory cgroups count (visible, root included); a dying cgroup whose "
+            "swapped-out pages are still referenced keeps its ID, so with swap in use and dying cgroups present "
+            "this is a lower bound.",
+            value=result.ids_in_use)
+        yield GaugeMetricFamily(
             "kmem_memcg_id_limit",
-            "The most memory cgroups the kernel can hold (65535 IDs); creating another one fails beyond it.",
+            "The most memory cgroup IDs the kernel can hand out (65535); creating a memory cgroup fails beyond it.",
             value=MEMORY_CGROUP_ID_LIMIT)
         yield GaugeMetricFamily(
             "kmem_memcg_visible_cgroups",
@@ -133,8 +150,8 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
         if result.dying is not None:
             yield GaugeMetricFamily(
                 "kmem_memcg_dying_cgroups",
-                "Memory cgroups removed but not yet freed (still holding an ID), e.g. because kernel memory "
-                "charged to them is still in use.",
+                "Memory cgroups removed but not yet freed, e.g. because memory charged to them (page cache, kernel "
+                "memory) is still in use. They cost memory on every kernel, and hold an ID before 4.7.",
                 value=result.dying)
         yield GaugeMetricFamily(
             "kmem_memcg_kmem_enabled_cgroups",
