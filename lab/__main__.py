@@ -50,7 +50,8 @@ def main() -> int:
             limit = LIMITS[args.profile].get(scenario, DEFAULT_LIMIT)
             print(f"lab: {kernel.release} {scenario} (limit {limit} s)", flush=True)
             memory = MEMORY[args.profile].get(scenario, "1G")
-            status, took = guests.boot(kernel, command, out, directory / "console.log", memory, limit, "cgroup.memory=nokmem" if scenario == "memcg-nokmem" else "")
+            status, took = guests.boot(kernel, command, out, directory / "console.log", memory, limit,
+                                       "cgroup.memory=nokmem" if scenario == "memcg-nokmem" else "")
             result_file = directory / "result.json"
             if not result_file.exists():
                 judgements.append(table.broken(kernel.release, scenario, status, took))
