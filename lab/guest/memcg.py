@@ -204,31 +204,34 @@ class Memcg:
                   failure is None and made == self.count, f"{made} of {self.count}; {failure}; {counts}")
 
     def online_phase(self, rate: float) -> None:
-        """Phase 2: cgroups created rate a second and kept online until mkdir fails; then they are removed."""
+        """Phase 2: cgroups created rate a second and kept online until mkdir fails; then they are removed.
+
+        The ramp is steady: no check pauses it (a pause would give the alerts' `for:` time the field would not).
+        The kernel's count is recorded every second for the margins; the checks compare before and after it."""
         lab = self.lab
-        base = self.truth()["online"]
+        base = self.compare()["online"]
         started = lab.mark("online")
-        made, failure, batch = 0, None, max(1, int(rate * 2))
+        made, failure = 0, None
         timeline = lab.measures["online_timeline"] = [[started, base]]  # [time, online memory cgroups]
         while failure is None and made < ID_LIMIT + 10:
-            for _ in range(batch):
+            for _ in range(max(1, int(rate * (time.time() - started + 0.1)) - made)):  # due in the next 0.1 s
                 try:
                     os.mkdir(self.parent / f"o{made}")
                 except OSError as error:
                     failure = error
                     break
                 made += 1
-            timeline.append([time.time(), base + made])
-            if failure is None:
-                self.compare()
-                time.sleep(max(0.0, started + made / rate - time.time()))  # the pace; a slow batch is not made up
+            if time.time() - timeline[-1][0] >= 1:
+                timeline.append([time.time(), base + made])
+            time.sleep(max(0.0, started + made / rate - time.time()))
+        timeline.append([time.time(), base + made])
         if failure is None:
             lab.check("mkdir fails when the online memory cgroups reach the ID limit", False,
                       f"{made} online cgroups created without a failure")
             return
         lab.mark("failure")
         at_failure = self.settle(120)  # the failed mkdir's cgroup is freed asynchronously
-        lab.measures["at_failure"] = {"created_online": made, "seconds": round(time.time() - started),
+        lab.measures["at_failure"] = {"created_online": made, "seconds": round(lab.marks["failure"] - started),
                                       "rate": round(made / (lab.marks["failure"] - started), 1),
                                       **at_failure, "errno": errno.errorcode.get(failure.errno or 0, "?")}
         # ENOSPC from the IDR the IDs came from; EBUSY once they come from an xarray (xa_alloc), as on 6.12.
