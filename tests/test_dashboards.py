@@ -167,7 +167,7 @@ def test_queries_parse(tmp_path: Path) -> None:
 
 
 def test_time_until_memcg_ids_run_out_on_growing_flat_full_and_falling_counts(tmp_path: Path) -> None:
-    """promtool evaluates the panel's own query on four hosts: growing by one cgroup a second, flat below the
+    """promtool evaluates the panel's own query on four hosts: IDs in use growing by one a second, flat below the
     limit, flat at the limit, and falling. Flat and falling show the 1-year cap, a full host 0 (not NaN)."""
     board = load(DASHBOARDS / "memcg.json")
     [expr] = [e for title, e in queries(board) if title == "Time until IDs run out"]
@@ -175,7 +175,7 @@ def test_time_until_memcg_ids_run_out_on_growing_flat_full_and_falling_counts(tm
     expected = {"growing": 65535 - (10000 + 60 * 360), "flat": 31536000, "full": 0, "falling": 31536000}
     series = []
     for host, values in counts.items():
-        series.append({"series": f'kmem_memcg_cgroups{{instance="{host}",job="kmem-exporter"}}', "values": values})
+        series.append({"series": f'kmem_memcg_ids_in_use{{instance="{host}",job="kmem-exporter"}}', "values": values})
         series.append({"series": f'kmem_memcg_id_limit{{instance="{host}",job="kmem-exporter"}}',
                        "values": "65535x400"})
     tests = [{

@@ -30,6 +30,7 @@ COMPLETE_HOSTS = {
     "rhel7-healthy": Host(NetnsWalk(3, 8, 0), 3),
     "memcg-near-exhausted": Host(NetnsWalk(2, 6, 0), 8),  # a copy of rhel7-fragmented
     "live-6.18": Host(NetnsWalk(1, 4, 0), 1),
+    "memcg-dying-6.18": Host(NetnsWalk(1, 4, 0), 1),  # a copy of live-6.18
     "cgroup2-6.18": Host(NetnsWalk(1, 4, 0), 1),  # a copy of live-6.18
 }
 

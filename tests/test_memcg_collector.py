@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
@@ -22,6 +21,7 @@ from kmem_exporter.collectors.errors import CollectorError
 from kmem_exporter.collectors.kernel_files import KernelFiles
 from kmem_exporter.collectors.memcg import MemcgCollector, MemcgPass
 from kmem_exporter.config import Config
+from kmem_exporter.parsers.cgroups import parse_cgroup_stat
 
 ONLY_MEMCG = only_collectors("memcg")
 
@@ -32,6 +32,7 @@ EXPECTED = {
     "rhel7-healthy": ("v1", "per-cgroup", 37, 34, 3, 33, 37),
     "memcg-near-exhausted": ("v1", "per-cgroup", 64000, 22, 63978, 21, 64000),
     "live-6.18": ("v1", "always", 20, 10, 10, 9, 10),
+    "memcg-dying-6.18": ("v1", "always", 63988, 10, 63978, 9, 10),  # memcg-near-exhausted's dying cgroups on 6.18
     "cgroup2-6.18": ("v2", "always", 37, 29, 5, 28, 29),
 }
 
@@ -114,6 +115,34 @@ def test_v2_counts_only_directories_with_the_memory_controller(tmp_path: Path) -
     with_memory.mkdir()
     (with_memory / "memory.current").write_text("0\n")
     assert refresh(root).visible == before.visible + 1
+
+
+def test_v2_counts_memory_cgroups_hidden_behind_io(tmp_path: Path) -> None:
+    """A parent that enables io but not memory: io depends on memory, so the kernel creates the child's memory
+    cgroup (an ID) with its files hidden; the child has io.stat and no memory.current. A threaded child has
+    neither (memory is not a threaded controller): no memory cgroup."""
+    root = copy_fixture("cgroup2-6.18", tmp_path)
+    cgroupfs = root / "sys/fs/cgroup"
+    before = refresh(root)
+    parent = cgroupfs / "system.slice/cron.service"
+    (parent / "cgroup.subtree_control").write_text("io\n")
+    hidden = parent / "job"
+    hidden.mkdir()
+    for name in ("cgroup.procs", "cgroup.subtree_control", "io.max", "io.stat"):
+        (hidden / name).write_text("")
+    threaded = cgroupfs / "system.slice/ssh.service/threads"
+    threaded.mkdir()
+    (threaded / "cgroup.type").write_text("threaded\n")
+    after = refresh(root)
+    assert (after.visible, after.ids_in_use) == (before.visible + 1, before.ids_in_use + 1) == (30, 30)
+
+
+def test_v2_online_count_is_the_kernels(tmp_path: Path) -> None:
+    """The walk finds as many memory cgroups as the kernel's own count of live ones in the root's cgroup.stat
+    (nr_subsys_memory, 6.11+, root included)."""
+    root = FIXTURES / "cgroup2-6.18"
+    stat = parse_cgroup_stat((root / "sys/fs/cgroup/cgroup.stat").read_text())
+    assert refresh(root).ids_in_use == refresh(root).visible == stat.subsys["memory"] == 29
 
 
 def test_v2_dying_falls_back_to_dying_descendants_before_6_15(tmp_path: Path) -> None:
@@ -364,9 +393,9 @@ def test_scrape_serves_the_latest_pass_without_walking(monkeypatch: pytest.Monke
     walks: list[Path] = []
     real_walk = memcg_module.walk_memory_cgroups
 
-    def counting_walk(root: Path, member_file: Optional[str] = None, probe_kmem: bool = False):  # type: ignore[no-untyped-def]
+    def counting_walk(root: Path, member_files: tuple[str, ...] = (), probe_kmem: bool = False):  # type: ignore[no-untyped-def]
         walks.append(root)
-        return real_walk(root, member_file, probe_kmem)
+        return real_walk(root, member_files, probe_kmem)
 
     monkeypatch.setattr(memcg_module, "walk_memory_cgroups", counting_walk)
     collector = MemcgCollector(config_for(FIXTURES / "memcg-near-exhausted"))

@@ -23,6 +23,7 @@ PROC_CGROUPS = {
     "rhel7-fragmented": (12, Controller("memory", 10, 2917, True)),
     "memcg-near-exhausted": (12, Controller("memory", 10, 64000, True)),
     "live-6.18": (12, Controller("memory", 4, 20, True)),
+    "memcg-dying-6.18": (12, Controller("memory", 4, 63988, True)),
     "cgroup2-6.18": (12, Controller("memory", 0, 37, True)),
 }
 

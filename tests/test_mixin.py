@@ -167,11 +167,11 @@ def test_custom_render_passes_a_rule_test_of_its_own(custom: Path) -> None:
     The alerts fire for east only, and their annotations read east's values."""
     east, west = 'instance="n1",job="node-kmem",k8s_cluster="east"', 'instance="n1",job="node-kmem",k8s_cluster="west"'
     series = {
-        f"kmem_memcg_cgroups{{{east}}}": "49152x30", f"kmem_memcg_id_limit{{{east}}}": "65535x30",
-        f"kmem_memcg_dying_cgroups{{{east}}}": "40000x30",
-        f"kmem_memcg_cgroups{{{west}}}": "1000x30", f"kmem_memcg_id_limit{{{west}}}": "65535x30",
-        f"kmem_memcg_dying_cgroups{{{west}}}": "10x30",
-        'kmem_memcg_cgroups{instance="n2",job="kmem-exporter"}': "65000x30",
+        f"kmem_memcg_ids_in_use{{{east}}}": "49152x30", f"kmem_memcg_cgroups{{{east}}}": "49152x30",
+        f"kmem_memcg_id_limit{{{east}}}": "65535x30", f"kmem_memcg_dying_cgroups{{{east}}}": "40000x30",
+        f"kmem_memcg_ids_in_use{{{west}}}": "1000x30", f"kmem_memcg_cgroups{{{west}}}": "1000x30",
+        f"kmem_memcg_id_limit{{{west}}}": "65535x30", f"kmem_memcg_dying_cgroups{{{west}}}": "10x30",
+        'kmem_memcg_ids_in_use{instance="n2",job="kmem-exporter"}': "65000x30",
         'kmem_memcg_id_limit{instance="n2",job="kmem-exporter"}': "65535x30",
         f'kmem_buddy_largest_free_order{{{east},node="0",zone="Normal"}}': "3x30",
         f'kmem_extfrag_index{{{east},node="0",zone="Normal",order="4"}}': "0.9x30",
@@ -191,9 +191,10 @@ def test_custom_render_passes_a_rule_test_of_its_own(custom: Path) -> None:
                     "exp_labels": {**labels, "severity": "warning"},
                     "exp_annotations": {
                         "summary": "75% of the memory cgroup IDs are in use on n1 in cluster east.",
-                        "description": "49152 memory cgroups are in use on n1 in cluster east, of a limit of 65535 "
-                                       "(40000 of them dying). When none is left, no new container or pod can start "
-                                       "on this node.",
+                        "description": "49152 memory cgroup IDs are taken on n1 in cluster east, of a limit of "
+                                       "65535 (the kernel holds 49152 memory cgroups, 40000 of them dying; dying ones "
+                                       "hold an ID only on kernels before 4.7). When none is left, no new container "
+                                       "or pod can start on this node.",
                         "runbook_url": "https://runbooks.example/kmem#kmemmemcgidshigh",
                     }}]},
                 {"eval_time": "20m", "alertname": "KmemHighOrderFragmentation", "exp_alerts": [{

@@ -115,7 +115,7 @@ def test_healthy_host() -> None:
     assert [table[("0", "Normal")][str(order)] for order in range(4, 11)] == ["yes"] * 6 + ["frag"]
     assert "  nf_conntrack slab caches: 3, live network namespaces: 3" in out
     assert "leak" not in out
-    assert "  IDs in use: 37 of 65535 (0.1 %): 34 visible, 3 dying, 33 kmem-enabled" in out
+    assert "  IDs in use: 37 of 65535 (0.1 %): 37 cgroups held, 34 visible, 3 dying, 33 kmem-enabled" in out
     # Not fragmented; its 3.10.0-514 kernel leaks memory cgroups with kmem accounting on (fixed in 3.10.0-1075).
     assert status == 1
     assert [line.split(":")[0] for line in verdict_lines(out)] == [
@@ -135,13 +135,32 @@ def test_memcg_ids_nearly_exhausted() -> None:
     status, out, err = report_of("memcg-near-exhausted")
     assert status == 2, err  # critical
     assert section(out, "Memory cgroups") == [
-        "  IDs in use: 64000 of 65535 (97.7 %): 22 visible, 63978 dying, 21 kmem-enabled"]
+        "  IDs in use: 64000 of 65535 (97.7 %): 64000 cgroups held, 22 visible, 63978 dying, 21 kmem-enabled"]
     verdict = verdict_lines(out)
     assert verdict[0] == "Verdict: critical (exit status 2)"
-    assert ("  CRITICAL KmemMemcgIdsCritical: 64000 of 65535 memory cgroup IDs in use (97.7%), over 95% (dying "
-            "cgroups hold theirs): when none is left, no container can start") in verdict
+    assert ("  CRITICAL KmemMemcgIdsCritical: 64000 of 65535 memory cgroup IDs in use (97.7%), over 95% (63978 of "
+            "them for dying cgroups, which keep their IDs on kernels before 4.7): when none is left, no container "
+            "can start") in verdict
     assert ("  WARNING KmemKmemAccountingOnBuggyKernel: kmem accounting is on for 21 cgroups on kernel "
             "3.10.0-514.el7.x86_64; 3.10 kernels before 3.10.0-1075.el7 never free such cgroups after removal") in verdict
+
+
+def test_dying_cgroups_of_a_modern_kernel_take_no_ids() -> None:
+    """The same 63978 dying cgroups on 6.18: they released their IDs; only the 10 online cgroups hold one."""
+    status, out, err = report_of("memcg-dying-6.18")
+    assert status == 0, out + err
+    assert section(out, "Memory cgroups") == [
+        "  IDs in use: 10 of 65535 (0.0 %): 63988 cgroups held, 10 visible, 63978 dying, 9 kmem-enabled"]
+    assert "KmemMemcgIds" not in out
+
+
+def test_an_exposition_without_ids_in_use_counts_every_cgroup_held() -> None:
+    """From an exporter that predates kmem_memcg_ids_in_use, the report takes kmem_memcg_cgroups: too many IDs on
+    4.7+, the safe side."""
+    families = [f for f in collection("memcg-dying-6.18")[0] if f.name != "kmem_memcg_ids_in_use"]
+    text = render_report(families, {})
+    assert section(text, "Memory cgroups")[0].startswith("  IDs in use: 63988 of 65535 (97.6 %)")
+    assert verdict_lines(text)[1].startswith("  CRITICAL KmemMemcgIdsCritical: 63988 of 65535 memory cgroup IDs")
 
 
 def test_a_failed_collector_exits_1_and_is_named() -> None:
@@ -269,9 +288,10 @@ def test_conntrack_table_nearly_full() -> None:
 
 
 def test_memcg_warning_between_80_and_95_percent() -> None:
-    text = render_report(families_of("rhel7-healthy", kmem_memcg_cgroups=[({}, 55000.0)]), {})
+    text = render_report(families_of("live-6.18", kmem_memcg_ids_in_use=[({}, 55000.0)],
+                                     kmem_memcg_visible_cgroups=[({}, 55000.0)]), {})
     assert section(text, "Memory cgroups") == [
-        "  IDs in use: 55000 of 65535 (83.9 %): 34 visible, 3 dying, 33 kmem-enabled"]
+        "  IDs in use: 55000 of 65535 (83.9 %): 20 cgroups held, 55000 visible, 10 dying, 9 kmem-enabled"]
     assert verdict_lines(text)[:2] == [
         "Verdict: warning (exit status 1)",
         "  WARNING KmemMemcgIdsHigh: 55000 of 65535 memory cgroup IDs in use (83.9%), over 80%"]
@@ -324,8 +344,8 @@ def test_leak_rule_is_the_alerts() -> None:
 
 
 def test_memcg_rules_are_the_alerts() -> None:
-    assert alert_expr("memcg.yaml", "KmemMemcgIdsHigh") == "kmem_memcg_cgroups / kmem_memcg_id_limit > 0.8"
-    assert alert_expr("memcg.yaml", "KmemMemcgIdsCritical") == "kmem_memcg_cgroups / kmem_memcg_id_limit > 0.95"
+    assert alert_expr("memcg.yaml", "KmemMemcgIdsHigh") == "kmem_memcg_ids_in_use / kmem_memcg_id_limit > 0.8"
+    assert alert_expr("memcg.yaml", "KmemMemcgIdsCritical") == "kmem_memcg_ids_in_use / kmem_memcg_id_limit > 0.95"
     # The report has one moment, so it takes the alert's first condition (the share), not the filling rate.
     assert alert_expr("slab.yaml", "KmemConntrackTableNearlyFull").startswith(
         "kmem_nf_conntrack_entries / kmem_nf_conntrack_entries_limit > 0.9 or (")

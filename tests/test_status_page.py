@@ -16,6 +16,7 @@ from typing import Any, Callable
 import pytest
 
 from conftest import FIXTURES, PROJECT, RunningExporter, fixture_flags, require_tool, run_exporter
+from kmem_exporter.web import svg
 from metrics_text import only_collectors
 from secured_exporter import PASSWORD, USER, secured_exporter
 from stuck_files import StuckTreeFactory, stuck_trees  # noqa: F401  (a fixture)
@@ -164,3 +165,21 @@ def test_the_page_takes_a_request_slot(stuck_trees: StuckTreeFactory,
     assert scrape.status == 200
     status, _, body = exporter.get("/")  # drawn from the scrape that held the slot
     assert status == 200 and 'class="chart free-blocks"' in body.decode()
+
+
+@pytest.mark.parametrize("host, used, held, color", [
+    ("memcg-near-exhausted", 64000, 64000, svg.BAD),  # 3.10: its 63978 dying cgroups hold IDs
+    ("memcg-dying-6.18", 10, 63988, svg.GOOD),  # 6.18: the same dying cgroups gave theirs back
+])
+def test_the_memcg_bar_shows_the_ids_in_use(exporter_factory: Callable[..., RunningExporter], host: str, used: int,
+                                            held: int, color: str) -> None:
+    exporter = exporter_factory(*fixture_flags(host), *only_collectors("memcg", "buddyinfo", "kernel"))
+    status, _, body = exporter.get("/")
+    assert status == 200
+    page = body.decode()
+    bar = re.search(r'<svg[^>]*class="chart memcg-ids".*?</svg>', page, re.S)
+    assert bar is not None, page
+    assert f"{used} of 65535 ({used / 65535:.1%})" in bar.group(0)
+    width = max(920 * used / 65535, 3)
+    assert f'class="bar" x="10" y="8" width="{width:.1f}" height="26" fill="{color}"' in bar.group(0)
+    assert f"{held} cgroups held, " in page and ", 63978 dying" in page

@@ -1,4 +1,6 @@
-// Memory cgroups: the kernel has 65535 memory cgroup IDs; cgroups removed but not yet freed ("dying") keep theirs.
+// Memory cgroups: the kernel has 65535 memory cgroup IDs. The ID alerts judge kmem_memcg_ids_in_use: on kernels before
+// 4.7 cgroups removed but not yet freed ("dying") keep their IDs; from 4.7 on they release them (they cost memory,
+// not IDs), so only the online memory cgroups count.
 local utils = import '../lib/utils.libsonnet';
 
 {
@@ -8,11 +10,12 @@ local utils = import '../lib/utils.libsonnet';
     local f = u.formatArgs({ sel: c.kmemSelector, host: u.hostLabels }),
     local number(metric) = u.valueOf(metric + '{HOST}'),
     local inUse =
-      number('kmem_memcg_cgroups') + ' memory cgroups are in use on {{ $labels.instance }}, of a limit of '
-      + number('kmem_memcg_id_limit') + ' (' + number('kmem_memcg_dying_cgroups') + ' of them dying).',
+      number('kmem_memcg_ids_in_use') + ' memory cgroup IDs are taken on {{ $labels.instance }}, of a limit of '
+      + number('kmem_memcg_id_limit') + ' (the kernel holds ' + number('kmem_memcg_cgroups') + ' memory cgroups, '
+      + number('kmem_memcg_dying_cgroups') + ' of them dying; dying ones hold an ID only on kernels before 4.7).',
     local share(ratio, duration, severity, name, summaryTail, descriptionTail) = {
       alert: name,
-      expr: 'kmem_memcg_cgroups{%(sel)s} / kmem_memcg_id_limit{%(sel)s} > %(ratio)s' % f { ratio: u.number(ratio) },
+      expr: 'kmem_memcg_ids_in_use{%(sel)s} / kmem_memcg_id_limit{%(sel)s} > %(ratio)s' % f { ratio: u.number(ratio) },
       'for': duration,
       labels: { severity: severity },
       annotations: {
@@ -36,9 +39,9 @@ local utils = import '../lib/utils.libsonnet';
         {
           alert: 'KmemMemcgIdsExhaustionPredicted',
           expr: |||
-            predict_linear(kmem_memcg_cgroups{%(sel)s}[%(memcgPredictWindow)s], %(memcgPredictHorizonHours)s * 3600) >= kmem_memcg_id_limit{%(sel)s}
+            predict_linear(kmem_memcg_ids_in_use{%(sel)s}[%(memcgPredictWindow)s], %(memcgPredictHorizonHours)s * 3600) >= kmem_memcg_id_limit{%(sel)s}
             and
-            deriv(kmem_memcg_cgroups{%(sel)s}[%(memcgPredictWindow)s]) > 0
+            deriv(kmem_memcg_ids_in_use{%(sel)s}[%(memcgPredictWindow)s]) > 0
           ||| % f,
           'for': c.memcgPredictFor,
           labels: { severity: 'warning' },
@@ -49,10 +52,10 @@ local utils = import '../lib/utils.libsonnet';
             ),
             description: u.annotation(
               'At the rate of the last ' + u.words(c.memcgPredictWindow) + ', {{ $labels.instance }} will have '
-              + '{{ $value | printf "%.0f" }} memory cgroups in ' + horizon + ', at or above the limit of '
-              + number('kmem_memcg_id_limit') + ' (now ' + number('kmem_memcg_cgroups')
+              + '{{ $value | printf "%.0f" }} memory cgroup IDs taken in ' + horizon + ', at or above the limit of '
+              + number('kmem_memcg_id_limit') + ' (now ' + number('kmem_memcg_ids_in_use')
               + '): the IDs run out in about '
-              + u.valueOf('(kmem_memcg_id_limit{HOST} - kmem_memcg_cgroups{HOST}) / deriv(kmem_memcg_cgroups{HOST}['
+              + u.valueOf('(kmem_memcg_id_limit{HOST} - kmem_memcg_ids_in_use{HOST}) / deriv(kmem_memcg_ids_in_use{HOST}['
                           + c.memcgPredictWindow + '])', 'value | humanizeDuration')
               + '.'
             ),
@@ -76,10 +79,11 @@ local utils = import '../lib/utils.libsonnet';
           annotations: {
             summary: u.annotation('Dying memory cgroups pile up on {{ $labels.instance }}.'),
             description: u.annotation(
-              'Dying memory cgroups (removed, but still holding their ID) on {{ $labels.instance }} have grown by '
+              'Dying memory cgroups (removed, but not freed) on {{ $labels.instance }} have grown by '
               + 'about {{ $value | printf "%.0f" }} an hour for at least two hours, now '
               + number('kmem_memcg_dying_cgroups')
-              + '. They are not being freed; at this pace the memory cgroup IDs run out.'
+              + '. They are not being freed: each one keeps memory charged to it (page cache, kernel memory), and '
+              + 'on kernels before 4.7 its ID too, so there the memory cgroup IDs run out at this pace.'
             ),
             runbook_url: u.runbook('KmemMemcgDyingGrowing'),
           },

@@ -96,8 +96,8 @@ local utils = import '../lib/utils.libsonnet';
         g.row('Memory cgroup IDs'),
         g.add(g.stat(
           'Nodes above ' + ratio(c.memcgIdsHighRatio) + ' of memory cgroup IDs',
-          'Nodes whose memory cgroups in use (dying ones included) exceed ' + ratio(c.memcgIdsHighRatio) + ' of '
-          + 'the 65535 IDs the kernel has; at 100% no container can start there.',
+          'Nodes whose memory cgroup IDs in use (online cgroups; dying ones too on kernels before 4.7) exceed '
+          + ratio(c.memcgIdsHighRatio) + ' of the 65535 IDs the kernel has; at 100% no container can start there.',
           [d.target(count('%s > %s' % [memcgUsed, u.number(c.memcgIdsHighRatio)]), 'nodes')], 'none',
           steps=g.thresholds(['green', null], ['red', 1]), colorMode='background'), 6, 9),
         g.add(g.bargauge(

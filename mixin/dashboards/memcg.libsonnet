@@ -15,10 +15,11 @@ local common = import 'common.libsonnet';
       g.row('Memory cgroup IDs'),
       g.add(g.gauge(
         'Memory cgroup IDs in use',
-        'Memory cgroups in use (including dying ones) as a share of the kernel\'s limit of 65535 IDs. Orange '
-          + 'above 80%, red above 95%: at 100% no container or pod can start on this host.',
+        'Memory cgroup IDs taken as a share of the kernel\'s limit of 65535. Kernels before 4.7: every memory '
+          + 'cgroup the kernel holds, dying ones included; 4.7 and later: the online ones (a removed cgroup '
+          + 'releases its ID). Orange above 80%, red above 95%: at 100% no container or pod can start on this host.',
         [d.target(
-          'kmem_memcg_cgroups{' + d.host + '} / kmem_memcg_id_limit{' + d.host + '}',
+          'kmem_memcg_ids_in_use{' + d.host + '} / kmem_memcg_id_limit{' + d.host + '}',
           'in use')],
         'percentunit',
         steps=g.goodLow,
@@ -26,11 +27,11 @@ local common = import 'common.libsonnet';
         max=1), 6, 6),
       g.add(g.stat(
         'Time until IDs run out',
-        'At the rate of the last 6 hours (the slope predict_linear uses), how long until memory cgroups in '
-          + 'use reach the limit: IDs left divided by new cgroups per second. Shown as 1 year when the count is '
+        'At the rate of the last 6 hours (the slope predict_linear uses), how long until the memory cgroup IDs '
+          + 'in use reach the limit: IDs left divided by IDs taken per second. Shown as 1 year when the count is '
           + 'flat or falling, 0 when no ID is left. Red below 1 day, orange below 1 week.',
         [d.target(
-          'clamp_max(clamp_min(kmem_memcg_id_limit{' + d.host + '} - kmem_memcg_cgroups{' + d.host + '}, 0) / clamp_min(deriv(kmem_memcg_cgroups{' + d.host + '}[6h]), 1e-9), 31536000)',
+          'clamp_max(clamp_min(kmem_memcg_id_limit{' + d.host + '} - kmem_memcg_ids_in_use{' + d.host + '}, 0) / clamp_min(deriv(kmem_memcg_ids_in_use{' + d.host + '}[6h]), 1e-9), 31536000)',
           'time left')],
         's',
         steps=g.thresholds(
@@ -78,7 +79,8 @@ local common = import 'common.libsonnet';
         'none'), 8, 4),
       g.add(g.stat(
         'Dying cgroups',
-        'Memory cgroups removed but not yet freed: they still hold an ID. Orange above 1000, red above 10000.',
+        'Memory cgroups removed but not yet freed: memory is still charged to them (on kernels before 4.7 they '
+          + 'hold an ID too). Orange above 1000, red above 10000.',
         [d.target(
           'kmem_memcg_dying_cgroups{' + d.host + '}',
           'dying')],
@@ -101,23 +103,26 @@ local common = import 'common.libsonnet';
           ['red', 900])), 8, 4),
       g.row('Over time'),
       g.add(g.timeseries(
-        'Memory cgroups in use against the limit',
-        'Memory cgroups in use, the 65535 limit, and where predict_linear puts the count 24 hours ahead from '
-          + 'the last 6 hours. Bad: the prediction line at or above the limit (the exhaustion alert fires then).',
+        'Memory cgroup IDs in use against the limit',
+        'Memory cgroup IDs in use, the 65535 limit, where predict_linear puts the IDs 24 hours ahead from the '
+          + 'last 6 hours, and the memory cgroups the kernel holds (dying ones included: from 4.7 on more than the '
+          + 'IDs in use). Bad: the prediction line at or above the limit (the exhaustion alert fires then).',
         [d.target(
-          'kmem_memcg_cgroups{' + d.host + '}',
-          'in use'), d.target(
+          'kmem_memcg_ids_in_use{' + d.host + '}',
+          'IDs in use'), d.target(
           'kmem_memcg_id_limit{' + d.host + '}',
           'limit'), d.target(
-          'clamp_min(predict_linear(kmem_memcg_cgroups{' + d.host + '}[6h], 86400), 0)',
-          'predicted in 24 h')],
+          'clamp_min(predict_linear(kmem_memcg_ids_in_use{' + d.host + '}[6h], 86400), 0)',
+          'predicted in 24 h'), d.target(
+          'kmem_memcg_cgroups{' + d.host + '}',
+          'cgroups held')],
         'none',
         min=0), 12, 9),
       g.add(g.timeseries(
         'Visible, dying and kmem-enabled cgroups',
-        'Visible: memory cgroup directories that exist. Dying: removed but not freed. kmem-enabled: with '
-          + 'kernel memory accounting. Bad: a dying line that only goes up (the 3.10 leak) while visible stays '
-          + 'flat.',
+        'Visible: memory cgroup directories that exist. Dying: removed but not freed (memory still charged to '
+          + 'them). kmem-enabled: with kernel memory accounting. Bad: a dying line that only goes up while visible '
+          + 'stays flat (the 3.10 leak of IDs; on 4.7 and later a leak of memory).',
         [d.target(
           'kmem_memcg_visible_cgroups{' + d.host + '}',
           'visible'), d.target(

@@ -17,15 +17,15 @@ local utils = import '../lib/utils.libsonnet';
     // The worst extfrag index of each host and order, in the same zones.
     'instance_order:kmem_extfrag_index:max'(m)::
       u.clustered('max by (instance, job, order) (kmem_extfrag_index{%(m)s, zone!~"%(ignoredZones)s"})' % f(m)),
-    // Memory cgroup IDs in use, as a share of the limit.
+    // Memory cgroup IDs in use (kmem_memcg_ids_in_use: dying cgroups count before 4.7 only), as a share of the limit.
     'instance:kmem_memcg_ids_used:ratio'(m)::
-      u.clustered('max by (instance, job) (kmem_memcg_cgroups{%(m)s}) / max by (instance, job) (kmem_memcg_id_limit{%(m)s})'
+      u.clustered('max by (instance, job) (kmem_memcg_ids_in_use{%(m)s}) / max by (instance, job) (kmem_memcg_id_limit{%(m)s})'
                   % f(m)),
     // Seconds until the memory cgroup IDs run out at the rate of the prediction window (1 year when flat or falling).
     'instance:kmem_memcg_ids_exhaustion:seconds'(m):: u.clustered(|||
       clamp_max(
-        clamp_min(max by (instance, job) (kmem_memcg_id_limit{%(m)s}) - max by (instance, job) (kmem_memcg_cgroups{%(m)s}), 0)
-        / clamp_min(max by (instance, job) (deriv(kmem_memcg_cgroups{%(m)s}[%(memcgPredictWindow)s])), 1e-9),
+        clamp_min(max by (instance, job) (kmem_memcg_id_limit{%(m)s}) - max by (instance, job) (kmem_memcg_ids_in_use{%(m)s}), 0)
+        / clamp_min(max by (instance, job) (deriv(kmem_memcg_ids_in_use{%(m)s}[%(memcgPredictWindow)s])), 1e-9),
         31536000
       )
     ||| % f(m)),

@@ -38,7 +38,7 @@ from kmem_exporter.collectors.background import BackgroundCollector
 from kmem_exporter.collectors.errors import CollectorError
 from kmem_exporter.collectors.kernel_files import KernelFiles
 from kmem_exporter.collectors.base import interval_option
-from kmem_exporter.collectors.memcg_walk import V2_MEMORY_FILE, walk_memory_cgroups
+from kmem_exporter.collectors.memcg_walk import V2_MEMORY_FILES, walk_memory_cgroups
 from kmem_exporter.parsers.cgroups import Controller, parse_cgroup_stat, parse_controllers, parse_proc_cgroups
 from kmem_exporter.parsers.kernel import kmem_disabled_at_boot, parse_release
 
@@ -82,7 +82,7 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
 
         counts = walk_memory_cgroups(
             hierarchy.root,
-            member_file=None if hierarchy.version == "v1" else V2_MEMORY_FILE,
+            member_files=() if hierarchy.version == "v1" else V2_MEMORY_FILES,
             probe_kmem=mode == "per-cgroup",
         )
         if mode == "per-cgroup" and counts.kmem_enabled == 0 and self.booted_nokmem(files):
@@ -145,7 +145,9 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
             value=MEMORY_CGROUP_ID_LIMIT)
         yield GaugeMetricFamily(
             "kmem_memcg_visible_cgroups",
-            "Memory cgroups visible as directories in the cgroup filesystem, root included.",
+            "Memory cgroups visible as directories in the cgroup filesystem, root included (the online ones). "
+            "On cgroup v2 a directory is one when its parent enables the memory controller, or io (which brings "
+            "a memory cgroup with hidden files).",
             value=result.visible)
         if result.dying is not None:
             yield GaugeMetricFamily(

@@ -17,7 +17,10 @@ from kmem_exporter.collectors.errors import CollectorError
 from kmem_exporter.reading.bounded import describe_os_error
 
 KMEM_SLABINFO = "memory.kmem.slabinfo"
-V2_MEMORY_FILE = "memory.current"  # present in every non-root cgroup v2 directory that has the memory controller
+# A non-root cgroup v2 directory has a memory cgroup (and an ID) when its parent enables the memory controller for
+# it (then it has memory.current), or enables only io, which depends on memory: the kernel then creates the memory
+# cgroup all the same but hides its files, and io.stat is there instead.
+V2_MEMORY_FILES = ("memory.current", "io.stat")
 
 # What the kernel answers for a cgroup directory or file that was removed meanwhile.
 _VANISHED = frozenset({errno.ENOENT, errno.ENODEV, errno.ESTALE, errno.ENOTDIR})
@@ -58,12 +61,12 @@ def kmem_accounting_on(parent_fd: int, name: str, path: str) -> Optional[bool]:
     return True
 
 
-def walk_memory_cgroups(root: Path, member_file: Optional[str] = None, probe_kmem: bool = False) -> WalkCounts:
+def walk_memory_cgroups(root: Path, member_files: tuple[str, ...] = (), probe_kmem: bool = False) -> WalkCounts:
     """Count the memory cgroups in the tree at `root` (a hierarchy's root directory, counted as one).
 
-    member_file: below the root, only directories containing this file are memory cgroups (cgroup v2, where a
-    cgroup has the controller only if its parent enables it, so the walk does not descend below one without it);
-    None: every directory is one (cgroup v1).
+    member_files: below the root, only directories containing one of these files are memory cgroups (cgroup v2,
+    where a cgroup has the controller only if its parent enables it, so the walk does not descend below one
+    without it); empty: every directory is one (cgroup v1).
     probe_kmem: read each non-root cgroup's memory.kmem.slabinfo to tell whether it accounts kernel memory (cgroup
     v1 before 4.6; skipped when the root has no such file, i.e. the kernel has no kmem accounting). The root never
     accounts kernel memory: the kernel refuses a kernel-memory limit on it.
@@ -92,11 +95,12 @@ def walk_memory_cgroups(root: Path, member_file: Optional[str] = None, probe_kme
                     child = f"{path}/{name}"
                     try:
                         links = os.stat(name, dir_fd=fd, follow_symlinks=False).st_nlink
-                        if member_file is not None:
-                            os.stat(f"{name}/{member_file}", dir_fd=fd)
+                        member = not member_files or _holds_any(fd, name, member_files)
                     except OSError as err:
                         if err.errno not in _VANISHED:
                             raise CollectorError(describe_os_error(Path(child), err)) from None
+                        member = False
+                    if not member:
                         if not _exists(fd, name):
                             counts.vanished += 1
                         continue  # no memory controller here, nor below
@@ -142,6 +146,19 @@ def _pop(stack: list[tuple[str, int, "os._ScandirIterator[str]"]]) -> None:
     _, fd, entries = stack.pop()
     entries.close()
     os.close(fd)
+
+
+def _holds_any(parent_fd: int, name: str, files: tuple[str, ...]) -> bool:
+    """Whether directory `name` holds one of `files`. OSError other than "not there" propagates."""
+    for file in files:
+        try:
+            os.stat(f"{name}/{file}", dir_fd=parent_fd)
+        except OSError as err:
+            if err.errno not in _VANISHED:
+                raise
+            continue
+        return True
+    return False
 
 
 def _exists(parent_fd: int, name: str) -> bool:

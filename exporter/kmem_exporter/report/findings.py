@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Union
 
-from kmem_exporter.report.state import NodeState
+from kmem_exporter.report.state import Memcg, NodeState
 from kmem_exporter.report.thresholds import Thresholds
 
 Number = Union[int, float, str, None]
@@ -89,16 +89,17 @@ def _memcg(state: NodeState, limits: Thresholds) -> list[Finding]:
     findings = []
     if memcg is not None and memcg.limit:
         ratio = memcg.in_use / memcg.limit
-        values: dict[str, Number] = {"in_use": memcg.in_use, "limit": memcg.limit, "ratio": ratio,
-                                     "dying": memcg.dying}
+        values: dict[str, Number] = {"in_use": memcg.in_use, "cgroups": memcg.cgroups, "limit": memcg.limit,
+                                     "ratio": ratio, "dying": memcg.dying}
         used = f"{memcg.in_use:.0f} of {memcg.limit:.0f} memory cgroup IDs in use ({ratio:.1%})"
         if ratio > limits.memcg_ids_critical_ratio:
             findings.append(Finding(
                 "KmemMemcgIdsCritical", "critical",
-                f"{used}, over {limits.memcg_ids_critical_ratio:.0%} (dying cgroups hold theirs): when none is "
-                "left, no container can start", values={**values, "threshold": limits.memcg_ids_critical_ratio}))
+                f"{used}, over {limits.memcg_ids_critical_ratio:.0%}{_held_by_dying(memcg)}: when none is left, no "
+                "container can start", values={**values, "threshold": limits.memcg_ids_critical_ratio}))
         elif ratio > limits.memcg_ids_high_ratio:
-            findings.append(Finding("KmemMemcgIdsHigh", "warning", f"{used}, over {limits.memcg_ids_high_ratio:.0%}",
+            findings.append(Finding("KmemMemcgIdsHigh", "warning",
+                                    f"{used}, over {limits.memcg_ids_high_ratio:.0%}{_held_by_dying(memcg)}",
                                     values={**values, "threshold": limits.memcg_ids_high_ratio}))
     enabled = memcg.kmem_enabled if memcg is not None else None
     if (enabled and state.kmem_accounting == "per-cgroup" and state.release is not None
@@ -109,6 +110,14 @@ def _memcg(state: NodeState, limits: Thresholds) -> list[Finding]:
             "3.10.0-1075.el7 never free such cgroups after removal",
             values={"kmem_enabled_cgroups": enabled, "release": state.release}))
     return findings
+
+
+def _held_by_dying(memcg: Memcg) -> str:
+    """The IDs in use beyond the visible cgroups are counted for dying ones (kernels before 4.7)."""
+    held = None if memcg.visible is None else memcg.in_use - memcg.visible
+    if not held or held < 1:
+        return ""
+    return f" ({held:.0f} of them for dying cgroups, which keep their IDs on kernels before 4.7)"
 
 
 def _slab(state: NodeState, limits: Thresholds) -> list[Finding]:

@@ -52,7 +52,8 @@ class Zone:
 
 @dataclass(frozen=True)
 class Memcg:
-    in_use: float
+    in_use: float  # memory cgroup IDs in use
+    cgroups: Optional[float]  # memory cgroups the kernel holds, dying ones included
     limit: Optional[float]
     visible: Optional[float]
     dying: Optional[float]
@@ -145,8 +146,12 @@ def zone_order(zone: tuple[str, str]) -> tuple[int, int, str]:
 
 
 def _memcg(metrics: Samples) -> Optional[Memcg]:
-    used = metrics.value("kmem_memcg_cgroups")
+    cgroups = metrics.value("kmem_memcg_cgroups")
+    used = metrics.value("kmem_memcg_ids_in_use")
+    if used is None:  # an exporter from before kmem_memcg_ids_in_use: every cgroup held counts (too many on 4.7+)
+        used = cgroups
     if used is None:
         return None
-    return Memcg(used, metrics.value("kmem_memcg_id_limit") or None, metrics.value("kmem_memcg_visible_cgroups"),
-                 metrics.value("kmem_memcg_dying_cgroups"), metrics.value("kmem_memcg_kmem_enabled_cgroups"))
+    return Memcg(used, cgroups, metrics.value("kmem_memcg_id_limit") or None,
+                 metrics.value("kmem_memcg_visible_cgroups"), metrics.value("kmem_memcg_dying_cgroups"),
+                 metrics.value("kmem_memcg_kmem_enabled_cgroups"))

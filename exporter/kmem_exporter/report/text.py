@@ -101,7 +101,8 @@ def _memcg(state: NodeState) -> list[str]:
     memcg = state.memcg
     if memcg is None:
         return []
-    counts = (("visible", memcg.visible), ("dying", memcg.dying), ("kmem-enabled", memcg.kmem_enabled))
+    counts = (("cgroups held", memcg.cgroups), ("visible", memcg.visible), ("dying", memcg.dying),
+              ("kmem-enabled", memcg.kmem_enabled))
     details = ", ".join(f"{v:.0f} {name}" for name, v in counts if v is not None)
     share = f" of {memcg.limit:.0f} ({percent(memcg.in_use, memcg.limit)})" if memcg.limit else ""
     return ["Memory cgroups", f"  IDs in use: {memcg.in_use:.0f}{share}" + (f": {details}" if details else "")]

@@ -88,12 +88,12 @@ def _memcg(state: NodeState, limits: Thresholds) -> str:
     memcg = state.memcg
     if memcg is None or not memcg.limit:
         return ""
-    details = ", ".join(f"{value:.0f} {name}" for name, value in (("visible", memcg.visible), ("dying", memcg.dying))
-                        if value is not None)
+    counts = (("cgroups held", memcg.cgroups), ("visible", memcg.visible), ("dying", memcg.dying))
+    details = ", ".join(f"{value:.0f} {name}" for name, value in counts if value is not None)
     chart = svg.usage_bar(memcg.in_use, memcg.limit, limits.memcg_ids_high_ratio, limits.memcg_ids_critical_ratio,
                           "Memory cgroup IDs in use against the limit")
-    return (f"<h2>Memory cgroup IDs</h2><p class=\"meta\">In use (dying cgroups hold theirs): "
-            f"{details or 'no details'}</p>{chart}")
+    return (f"<h2>Memory cgroup IDs</h2><p class=\"meta\">In use: the online memory cgroups, and the dying ones on "
+            f"kernels before 4.7 (4.7 and later release a removed cgroup's ID). {details or 'No details'}.</p>{chart}")
 
 
 def _fragmentation(state: NodeState, limits: Thresholds) -> str:
