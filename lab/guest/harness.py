@@ -23,6 +23,8 @@ EXPORTER = "127.0.0.1:9792"
 # scrape that arrives meanwhile, so a check could be answered from files read before it began.
 CHECKER = "127.0.0.1:9793"
 PROMETHEUS = "127.0.0.1:9090"
+# How long the exporter and Prometheus may take to start: under TCG, with other guests on the machine, minutes.
+STARTUP = 360
 WORK = Path("/run/kmem-lab")  # guest tmpfs: Prometheus's TSDB, cgroup mounts, the ext4 image
 
 
@@ -95,7 +97,7 @@ class Lab:
             checker += [f"--web.listen-address={CHECKER}", "--collector.disable-defaults"]
             checker += [f"--collector.{name}" for name in self.checker_collectors]
             self.spawn("checker", checker)
-            wait_until(lambda: http_ok(f"http://{CHECKER}/-/ready"), 120, "the checks' exporter ready")
+            wait_until(lambda: http_ok(f"http://{CHECKER}/-/ready"), STARTUP, "the checks' exporter ready")
         config = WORK / "prometheus.yml"
         config.write_text(json.dumps({
             # Scrapes every 2 s (each may take up to 2 s: TCG is about ten times slower than the hardware), rules every 1 s.
@@ -106,9 +108,9 @@ class Lab:
         self.spawn("prometheus", ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={WORK / 'tsdb'}",
                                   f"--web.listen-address={PROMETHEUS}", "--storage.tsdb.retention.time=1d",
                                   "--log.level=warn"])
-        wait_until(lambda: self.query("up") == 1.0, 120, "Prometheus scraping the exporter")
+        wait_until(lambda: self.query("up") == 1.0, STARTUP, "Prometheus scraping the exporter")
         # The background collectors have finished a pass once the exporter is ready.
-        wait_until(lambda: http_ok(f"http://{EXPORTER}/-/ready"), 120, "the exporter ready")
+        wait_until(lambda: http_ok(f"http://{EXPORTER}/-/ready"), STARTUP, "the exporter ready")
         self.marks["ready"] = time.time()
 
     def spawn(self, name: str, args: list[str]) -> None:
