@@ -18,7 +18,7 @@ SCENARIOS = ["healthy", "fragmentation", "memcg", "memcg-nokmem", "conntrack", "
 # Guest memory and time limit (seconds) per profile and scenario. 65,535 online memory cgroups take about 1.5 GiB
 # (6.1), the full run's 66,000 dying ones as much again. The limits leave room for a second guest on the machine.
 MEMORY = {"ci": {"memcg": "3G"}, "full": {"memcg": "5G"}}
-LIMITS = {"ci": {"healthy": 600, "memcg": 1500}, "full": {"healthy": 900, "memcg": 3600, "conntrack": 1800}}
+LIMITS = {"ci": {"healthy": 600, "memcg": 2400}, "full": {"healthy": 900, "memcg": 5400, "conntrack": 1800}}
 DEFAULT_LIMIT = 900
 
 
