@@ -28,6 +28,7 @@ def main() -> int:
     parser.add_argument("--kernels", default="5.10,6.1,6.12")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--memcg-dying", type=int, help="cgroups the memcg scenario leaves dying (the profile's count)")
     args = parser.parse_args()
     kernels = guests.find_kernels(args.kernels.split(","))
     scenarios = args.scenarios.split(",")
@@ -47,6 +48,8 @@ def main() -> int:
             command = (f"PYTHONPATH={guests.PROJECT} {sys.executable} -m lab.guest {scenario} --out {directory} "
                        f"--rules {out / 'rules'} --module {module} --hierarchy {kernel.hierarchy} "
                        f"--profile {args.profile} --scale {rules.SCALE}")
+            if args.memcg_dying is not None:
+                command += f" --memcg-dying {args.memcg_dying}"
             limit = LIMITS[args.profile].get(scenario, DEFAULT_LIMIT)
             print(f"lab: {kernel.release} {scenario} (limit {limit} s)", flush=True)
             memory = MEMORY[args.profile].get(scenario, "1G")

@@ -36,9 +36,12 @@ def main() -> int:
     parser.add_argument("--module", type=Path)
     parser.add_argument("--hierarchy", choices=["v1", "v2"], default="v2")
     parser.add_argument("--profile", choices=list(PROFILES), default="ci")
+    parser.add_argument("--memcg-dying", type=int, help="cgroups the memcg scenario leaves dying")
     parser.add_argument("--scale", type=float, default=1.0, help="field seconds a lab second stands for")
     args = parser.parse_args()
-    size = PROFILES[args.profile]
+    size = dict(PROFILES[args.profile])
+    if args.memcg_dying is not None:
+        size["memcg_count"] = args.memcg_dying
     lab = Lab(args.out, args.rules, args.scenario, args.scale)
     root = lab.memory_root(args.hierarchy)
     scenario: object
