@@ -215,8 +215,10 @@ class Memcg:
         started = lab.mark("online")
         made, failure = 0, None
         timeline = lab.measures["online_timeline"] = [[started, base]]  # [time, online memory cgroups]
-        while failure is None and made < (target or ID_LIMIT + 10):
-            for _ in range(max(1, int(rate * (time.time() - started + 0.1)) - made)):  # due in the next 0.1 s
+        limit = target or ID_LIMIT + 10
+        while failure is None and made < limit:
+            due = max(1, int(rate * (time.time() - started + 0.1)) - made)  # due in the next 0.1 s
+            for _ in range(min(due, limit - made)):
                 try:
                     os.mkdir(self.parent / f"o{made}")
                 except OSError as error:
