@@ -46,9 +46,20 @@ def remedy(j: Judgement) -> str:
                 f"{r['largest_free_order']['DMA32']}, allocation {'succeeds' if r['probe_succeeds'] else 'fails'}, "
                 f"alert {'still firing' if r['alert_firing_after_hold'] else 'not firing'}")
     if j.scenario.startswith("memcg") and "drop_caches" in m:
+        parts = []
+        if "at_failure" in m:
+            f = m["at_failure"]
+            parts.append(f"{f['errno']} after {f['created_online']} new online cgroups in {f['seconds']} s "
+                         f"({f['rate']}/s): {f['online']} online (root included), {f['dying']} dying, "
+                         f"{f['in_use']} in num_cgroups")
+        if "remove_online" in m:
+            r = m["remove_online"]
+            parts.append(f"online cgroups removed in {r['rmdir_seconds']} s: mkdir after: {r['mkdir_after']}, ID "
+                         f"alerts resolved {seconds(r['alerts_resolved_after'])} s after the removal began")
         d = m["drop_caches"]
-        return (f"drop_caches: dying {d['dying_before']}->{d['dying_after']}, in use {d['in_use_before']}->"
-                f"{d['in_use_after']}, mkdir after: {d['mkdir_after']}; kmem-enabled {m.get('kmem_enabled')}")
+        parts.append(f"drop_caches: dying {d['dying_before']}->{d['dying_after']}, in use {d['in_use_before']}->"
+                     f"{d['in_use_after']}, mkdir after: {d['mkdir_after']}; kmem-enabled {m.get('kmem_enabled')}")
+        return "; ".join(parts)
     if j.scenario == "conntrack" and "at_failure" in m:
         return f"table full at {m['at_failure']['entries']} of {m['at_failure']['limit']}; {m.get('namespaces_created')} namespaces"
     if j.scenario == "oom" and "kills" in m:

@@ -14,11 +14,16 @@ from lab.guest.healthy import Healthy
 from lab.guest.memcg import Memcg
 from lab.guest.oom import Oom
 
+# New online memory cgroups a second in the memcg scenario's phase 2: until mkdir fails in the full run (65,535 IDs,
+# 5 to 10 minutes under TCG), to 10,000 in the CI pass (the counts, the silence below the thresholds, the removal).
+ONLINE_RATE = 250.0
 # The sizes of the CI pass and of the full run; the checks are the same.
 PROFILES: dict[str, dict[str, Any]] = {
-    "ci": {"frag_hold": 20, "memcg_count": 2000, "memcg_batch": 1000, "nokmem_count": 500, "hold": 20,
+    "ci": {"frag_hold": 20, "memcg_count": 2000, "memcg_batch": 1000, "online_rate": ONLINE_RATE,
+           "online_count": 10000, "nokmem_count": 500, "hold": 20,
            "namespaces": 400, "ns_batch": 200, "table": 1024, "rate": 25.0, "kills": 3, "healthy_minutes": 2},
-    "full": {"frag_hold": 40, "memcg_count": None, "memcg_batch": 8000, "nokmem_count": 1000, "hold": 40,
+    "full": {"frag_hold": 40, "memcg_count": 66000, "memcg_batch": 6000, "online_rate": ONLINE_RATE,
+             "online_count": None, "nokmem_count": 1000, "hold": 40,
              "namespaces": 5000, "ns_batch": 500, "table": 4096, "rate": 40.0, "kills": 5, "healthy_minutes": 6},
 }
 
@@ -31,17 +36,22 @@ def main() -> int:
     parser.add_argument("--module", type=Path)
     parser.add_argument("--hierarchy", choices=["v1", "v2"], default="v2")
     parser.add_argument("--profile", choices=list(PROFILES), default="ci")
+    parser.add_argument("--memcg-dying", type=int, help="cgroups the memcg scenario leaves dying")
+    parser.add_argument("--scale", type=float, default=1.0, help="field seconds a lab second stands for")
     args = parser.parse_args()
-    size = PROFILES[args.profile]
-    lab = Lab(args.out, args.rules, args.scenario)
+    size = dict(PROFILES[args.profile])
+    if args.memcg_dying is not None:
+        size["memcg_count"] = args.memcg_dying
+    lab = Lab(args.out, args.rules, args.scenario, args.scale)
     root = lab.memory_root(args.hierarchy)
     scenario: object
     if args.scenario == "fragmentation":
         scenario = Fragmentation(lab, args.module, order=4, batch=400, pause=1.0, hold=size["frag_hold"])
     elif args.scenario == "memcg":
-        scenario = Memcg(lab, root, args.hierarchy, size["memcg_count"], size["memcg_batch"], size["hold"])
+        scenario = Memcg(lab, root, args.hierarchy, size["memcg_count"], size["memcg_batch"], size["hold"],
+                         size["online_rate"], size["online_count"])
     elif args.scenario == "memcg-nokmem":
-        scenario = Memcg(lab, root, args.hierarchy, size["nokmem_count"], 500, size["hold"])
+        scenario = Memcg(lab, root, args.hierarchy, size["nokmem_count"], 500, size["hold"], None)
     elif args.scenario == "conntrack":
         scenario = Conntrack(lab, size["namespaces"], size["ns_batch"], size["table"], size["rate"], size["hold"])
     elif args.scenario == "oom":

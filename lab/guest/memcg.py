@@ -1,9 +1,16 @@
-"""Scenario: memory cgroups created and removed while page cache stays charged to them, until mkdir fails with
-ENOSPC at the 65535-ID limit (or a smaller count in the CI pass); then the runbook's remedy, drop_caches.
+"""Scenario: memory cgroup IDs, in two phases.
 
-Each cgroup reads one 4 KiB page of a sparse file on an ext4 file system (a loop device over guest tmpfs), so
-the page cache charged to it keeps it dying after rmdir until the cache is dropped. On cgroup v1 (5.10, 6.1) the
-memory hierarchy is mounted at /run/kmem-lab/cgroup/memory; on cgroup v2 (6.12) the unified root is used.
+1. Dying cgroups (a negative control since Linux 4.7): cgroups are created, entered, made to read one 4 KiB page
+   of a sparse file on an ext4 file system (a loop device over guest tmpfs), left and removed. The page cache
+   charged to them keeps them dying until the cache is dropped, but since 4.7 (commit 73f576c04b94) a memory cgroup
+   gives its ID back when it goes offline, so mkdir goes on working however many are dying.
+2. Online cgroups (the real failure): cgroups are created at a steady pace and kept, until mkdir fails at the
+   65535-ID limit (root included): ENOSPC, or EBUSY where the IDs come from an xarray (6.12). The dying cgroups of phase 1 are still there. Then the remedies: the
+   online cgroups are removed (mkdir works again, the ID alerts resolve), then drop_caches frees the dying ones.
+
+On cgroup v1 (5.10, 6.1) the memory hierarchy is mounted at /run/kmem-lab/cgroup/memory; on cgroup v2 (6.12) the
+unified root is used. At every check the exporter's counts are compared with /proc/cgroups, cgroup.stat and the
+online memory cgroups counted in the cgroup file system.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ from lab.guest.harness import WORK, Lab, run, wait_until, write
 
 STRIDE = 64 * 1024  # one page per cgroup, 64 KiB apart; no readahead (POSIX_FADV_RANDOM)
 ID_LIMIT = 65535
-PAGES = 2 * ID_LIMIT  # the full run goes on to twice the limit when mkdir does not fail
+ID_ALERTS = 'ALERTS{alertname=~"KmemMemcgIds.*",alertstate="firing",lab_rules="scaled"}'
+# The exporter's served counts against the kernel's: series name, key in Memcg.truth().
+COMPARED = {"kmem_memcg_cgroups": "in_use", "kmem_memcg_dying_cgroups": "dying", "kmem_memcg_ids_in_use": "online"}
 
 
 def proc_cgroups_memory() -> Optional[int]:
@@ -29,10 +38,19 @@ def proc_cgroups_memory() -> Optional[int]:
     return None
 
 
+def subdirectories(path: Path) -> list[str]:
+    """The names of the directories in path (d_type from the listing: no stat per entry)."""
+    with os.scandir(path) as entries:
+        return [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+
+
 class Memcg:
-    def __init__(self, lab: Lab, root: Path, hierarchy: str, count: Optional[int], batch: int, hold: float) -> None:
+    def __init__(self, lab: Lab, root: Path, hierarchy: str, count: int, batch: int, hold: float,
+                 online_rate: Optional[float], online_count: Optional[int] = None) -> None:
         self.lab, self.root, self.hierarchy, self.count, self.batch, self.hold = (
             lab, root, hierarchy, count, batch, hold)
+        self.online_rate = online_rate  # new online cgroups a second in phase 2; None: no phase 2
+        self.online_count = online_count  # where phase 2 stops; None: when mkdir fails
         self.comparisons = self.mismatches = 0
         self.examples: list[str] = []
         self.parent = self.root / "kmem-lab"
@@ -40,26 +58,42 @@ class Memcg:
         if hierarchy == "v2":
             write(self.parent / "cgroup.subtree_control", "+memory\n")
         lab.plot = [
-            {"title": "memory cgroups in use", "query": "kmem_memcg_cgroups"},
+            {"title": "memory cgroup IDs in use", "query": "kmem_memcg_ids_in_use"},
+            {"title": "memory cgroups (num_cgroups)", "query": "kmem_memcg_cgroups"},
             {"title": "dying memory cgroups", "query": "kmem_memcg_dying_cgroups"},
-            {"title": "visible memory cgroups", "query": "kmem_memcg_visible_cgroups"},
-            {"title": "kmem-enabled memory cgroups", "query": "kmem_memcg_kmem_enabled_cgroups"},
+            {"title": "online (visible) memory cgroups", "query": "kmem_memcg_visible_cgroups"},
         ]
+        if online_rate is None:
+            lab.plot.append({"title": "kmem-enabled memory cgroups", "query": "kmem_memcg_kmem_enabled_cgroups"})
+
+    def online(self) -> int:
+        """The memory cgroups in the file system, root included: every directory on v1, those with the memory
+        controller on v2 (every child of kmem-lab has it: kmem-lab enables it for them)."""
+        count = 1
+        for name in subdirectories(self.root):
+            path = self.root / name
+            if path == self.parent:
+                count += 1 + len(subdirectories(path))
+            elif self.hierarchy == "v1":
+                count += 1 + sum(1 for below in path.rglob("*") if below.is_dir())
+            else:
+                count += sum(1 for _ in path.rglob("memory.current"))
+        return count
 
     def truth(self) -> dict[str, int]:
-        """The kernel's own counts: /proc/cgroups (v1; v2 where it lists memory) and cgroup.stat (v2)."""
-        counts = {}
+        """The kernel's own counts: /proc/cgroups (v1; v2 where it lists memory), cgroup.stat (v2), and the online
+        memory cgroups in the file system."""
+        counts = {"online": self.online()}
         listed = proc_cgroups_memory()
         if listed is not None:
             counts["in_use"] = listed
-        visible = 1 + sum(1 for entry in self.parent.iterdir() if entry.is_dir()) + 1  # root, kmem-lab, children
         if self.hierarchy == "v2":
             stat = dict(line.split() for line in (self.root / "cgroup.stat").read_text().splitlines())
             dying = int(stat.get("nr_dying_subsys_memory", stat["nr_dying_descendants"]))
             counts["dying"] = dying
             counts.setdefault("in_use", 1 + int(stat["nr_descendants"]) + dying)
         else:
-            counts["dying"] = counts["in_use"] - visible
+            counts["dying"] = counts["in_use"] - counts["online"]
         return counts
 
     def compare(self) -> dict[str, int]:
@@ -69,13 +103,12 @@ class Memcg:
         samples = self.lab.scrape_once("memcg")
         after = self.truth()
         if before == after:
-            ours = {"in_use": samples.get("kmem_memcg_cgroups"), "dying": samples.get("kmem_memcg_dying_cgroups")}
-            for key, value in before.items():
+            for series, key in COMPARED.items():
                 self.comparisons += 1
-                if ours.get(key) != value:
+                if samples.get(series) != before[key]:
                     self.mismatches += 1
                     if len(self.examples) < 5:
-                        self.examples.append(f"{key}: kernel {value}, exporter {ours.get(key)}")
+                        self.examples.append(f"{series}: kernel {before[key]}, exporter {samples.get(series)}")
         return after
 
     def settle(self, seconds: float) -> dict[str, int]:
@@ -89,7 +122,46 @@ class Memcg:
         wait_until(steady, seconds, "memory cgroup counts to settle", every=1)
         return history[-1][1]
 
+    def hold_and_compare(self) -> None:
+        end = time.time() + self.hold
+        while time.time() < end:
+            self.compare()
+            time.sleep(2)
+
+    def mkdir_works(self) -> str:
+        again = self.parent / "probe"
+        try:
+            again.mkdir()
+            again.rmdir()
+            return "ok"
+        except OSError as error:
+            return str(error)
+
     def run(self) -> None:
+        self.dying_phase()
+        self.hold_and_compare()
+        if self.online_rate is not None:
+            self.online_phase(self.online_rate, self.online_count)
+        before = self.compare()
+        self.lab.mark("drop_caches")
+        write("/proc/sys/vm/drop_caches", "3\n")
+        after = self.settle(300)
+        self.compare()
+        self.lab.measures["drop_caches"] = {"dying_before": before["dying"], "dying_after": after["dying"],
+                                            "in_use_before": before["in_use"], "in_use_after": after["in_use"],
+                                            "mkdir_after": self.mkdir_works()}
+        self.lab.check("drop_caches frees the dying cgroups held by page cache",
+                       after["dying"] < before["dying"] / 10, f"dying {before['dying']} -> {after['dying']}")
+        self.hold_and_compare()
+        self.lab.check("the exporter's counts equal the kernel's at every pass",
+                       self.mismatches == 0 and self.comparisons > 0,
+                       f"{self.comparisons} compared, {self.mismatches} differ " + "; ".join(self.examples))
+        samples = self.lab.scrape()
+        self.lab.measures["kmem_enabled"] = samples.get("kmem_memcg_kmem_enabled_cgroups")
+        self.lab.measures["accounting"] = [s for s in samples if s.startswith("kmem_memcg_kmem_accounting_info")]
+
+    def dying_phase(self) -> None:
+        """Phase 1: count cgroups created, charged one page of page cache each, and removed (they stay dying)."""
         lab = self.lab
         disk = WORK / "disk.img"
         disk.write_bytes(b"")
@@ -100,8 +172,8 @@ class Memcg:
         run("modprobe", "loop")
         run("mount", "-o", "loop", str(disk), str(mount))
         pages = mount / "pages"
-        with open(pages, "wb") as f:  # sparse: one page for every cgroup the run may create, none read twice
-            f.truncate(PAGES * STRIDE)
+        with open(pages, "wb") as f:  # sparse: one page for every cgroup, none read twice
+            f.truncate(self.count * STRIDE)
         fd = os.open(pages, os.O_RDONLY)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
         me = str(os.getpid()).encode()
@@ -109,9 +181,8 @@ class Memcg:
         self.compare()
         lab.mark("churn")
         made, failure = 0, None
-        target = self.count or ID_LIMIT * 2
-        while made < target and failure is None:
-            for _ in range(min(self.batch, target - made)):
+        while made < self.count and failure is None:
+            for _ in range(min(self.batch, self.count - made)):
                 path = self.parent / f"c{made}"
                 try:
                     os.mkdir(path)
@@ -125,49 +196,68 @@ class Memcg:
                 os.write(home, me)
                 os.rmdir(path)
                 made += 1
-            if failure is None:
-                self.compare()
-        if failure is not None:
-            lab.mark("failure")
-            at_failure = self.truth()
-            lab.measures["at_failure"] = {"created": made, **at_failure, "errno": errno.errorcode[failure.errno or 0]}
-            lab.check("mkdir fails with ENOSPC at the 65535-ID limit",
-                      failure.errno == errno.ENOSPC and at_failure["in_use"] == ID_LIMIT,
-                      f"{failure}; {at_failure}")
-        else:
-            # Since Linux 4.7 a removed memory cgroup gives its ID back when it goes offline (unless swap entries
-            # still name it), so dying cgroups do not exhaust the IDs: mkdir goes on working. Recorded as it is.
-            lab.measures["created"] = made
-            lab.measures["mkdir_never_failed"] = {"created": made, **self.truth()}
-            lab.check(f"{made} cgroups created and removed", made == target, f"{made} of {target}")
-        end = time.time() + self.hold
-        while time.time() < end:
             self.compare()
-            time.sleep(2)
-        before = self.compare()
-        lab.mark("drop_caches")
-        write("/proc/sys/vm/drop_caches", "3\n")
-        after = self.settle(300)
-        self.compare()
-        lab.measures["drop_caches"] = {"dying_before": before["dying"], "dying_after": after["dying"],
-                                       "in_use_before": before["in_use"], "in_use_after": after["in_use"]}
-        again = self.parent / "after-remedy"
-        try:
-            again.mkdir()
-            again.rmdir()
-            lab.measures["drop_caches"]["mkdir_after"] = "ok"
-        except OSError as error:
-            lab.measures["drop_caches"]["mkdir_after"] = str(error)
-        lab.check("drop_caches frees the dying cgroups held by page cache", after["dying"] < before["dying"] / 10,
-                  f"dying {before['dying']} -> {after['dying']}")
-        end = time.time() + self.hold
-        while time.time() < end:
-            self.compare()
-            time.sleep(2)
-        lab.check("the exporter's counts equal the kernel's at every pass", self.mismatches == 0 and self.comparisons > 0,
-                  f"{self.comparisons} compared, {self.mismatches} differ " + "; ".join(self.examples))
-        samples = lab.scrape()
-        mode = [s for s in samples if s.startswith("kmem_memcg_kmem_accounting_info")]
-        lab.measures["kmem_enabled"] = samples.get("kmem_memcg_kmem_enabled_cgroups")
-        lab.measures["accounting"] = mode
         os.close(fd)
+        os.close(home)
+        counts = self.truth()
+        lab.measures["dying_phase"] = {"created": made, **counts}
+        lab.check(f"{self.count} cgroups created and removed, mkdir never failing (dying cgroups hold no ID)",
+                  failure is None and made == self.count, f"{made} of {self.count}; {failure}; {counts}")
+
+    def online_phase(self, rate: float, target: Optional[int]) -> None:
+        """Phase 2: cgroups created rate a second and kept online until mkdir fails (or, in the CI pass, until
+        target are online); then they are removed.
+
+        The ramp is steady: no check pauses it (a pause would give the alerts' `for:` time the field would not).
+        The kernel's count is recorded every second for the margins; the checks compare before and after it."""
+        lab = self.lab
+        base = self.compare()["online"]
+        started = lab.mark("online")
+        made, failure = 0, None
+        timeline = lab.measures["online_timeline"] = [[started, base]]  # [time, online memory cgroups]
+        limit = target or ID_LIMIT + 10
+        while failure is None and made < limit:
+            due = max(1, int(rate * (time.time() - started + 0.1)) - made)  # due in the next 0.1 s
+            for _ in range(min(due, limit - made)):
+                try:
+                    os.mkdir(self.parent / f"o{made}")
+                except OSError as error:
+                    failure = error
+                    break
+                made += 1
+            if time.time() - timeline[-1][0] >= 1:
+                timeline.append([time.time(), base + made])
+            time.sleep(max(0.0, started + made / rate - time.time()))
+        timeline.append([time.time(), base + made])
+        if failure is None:
+            counts = self.compare()
+            lab.measures["online_reached"] = {"created_online": made, **counts}
+            lab.check(f"{made} cgroups kept online below the ID limit (the CI pass's smaller count)",
+                      target is not None and counts["online"] == base + made, f"{made} of {target}; {counts}")
+        else:
+            lab.mark("failure")
+            at_failure = self.settle(120)  # the failed mkdir's cgroup is freed asynchronously
+            lab.measures["at_failure"] = {"created_online": made, "seconds": round(lab.marks["failure"] - started),
+                                          "rate": round(made / (lab.marks["failure"] - started), 1),
+                                          **at_failure, "errno": errno.errorcode.get(failure.errno or 0, "?")}
+            # ENOSPC from the IDR the IDs came from; EBUSY once they come from an xarray (xa_alloc), as on 6.12.
+            lab.check("mkdir fails (ENOSPC, or EBUSY) when the online memory cgroups reach the 65535-ID limit",
+                      target is None and failure.errno in (errno.ENOSPC, errno.EBUSY)
+                      and at_failure["online"] == ID_LIMIT, f"{failure}; {at_failure}")
+        self.hold_and_compare()
+        removing = lab.mark("remove_online")
+        for name in subdirectories(self.parent):
+            os.rmdir(self.parent / name)
+        rmdir_seconds = round(time.time() - removing, 1)
+        removed = self.settle(300)
+        works = self.mkdir_works()
+        try:
+            wait_until(lambda: lab.query(f"count({ID_ALERTS})") is None, 300, "the ID alerts to resolve", every=1)
+            resolved: Optional[float] = round(time.time() - removing, 1)
+        except TimeoutError:
+            resolved = None
+        lab.mark("ids_alerts_resolved")
+        lab.measures["remove_online"] = {"rmdir_seconds": rmdir_seconds, "mkdir_after": works,
+                                         "alerts_resolved_after": resolved, **removed}
+        lab.check("removing the online cgroups: mkdir works again and the ID alerts resolve",
+                  works == "ok" and resolved is not None, f"mkdir {works}; alerts resolved after {resolved} s")
