@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 MARKS = {"failure": ("red", "failure"), "compact_memory": ("grey", "compact_memory"), "release": ("grey", "pins released"),
          "online": ("black", "cgroups kept online"), "remove_online": ("grey", "online cgroups removed"),
@@ -39,9 +40,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
                              linestyle="-" if mark == "failure" else ":")
         for number, (name, when) in enumerate(sorted(firings.items(), key=lambda item: item[1])):
             axis.axvline(when, color=colours[number % len(colours)], linestyle="--", linewidth=1)
-    handles = [plt.Line2D([], [], color=colours[n % len(colours)], linestyle="--", label=f"{name} fires")
+    handles = [Line2D([], [], color=colours[n % len(colours)], linestyle="--", label=f"{name} fires")
                for n, (name, _) in enumerate(sorted(firings.items(), key=lambda item: item[1]))]
-    handles += [plt.Line2D([], [], color=c, linestyle="-" if m == "failure" else ":", label=label)
+    handles += [Line2D([], [], color=c, linestyle="-" if m == "failure" else ":", label=label)
                 for m, (c, label) in MARKS.items() if m in result["marks"]]
     figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.975), ncol=3, fontsize=7,
                   frameon=False)

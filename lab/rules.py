@@ -22,6 +22,12 @@ DURATION = re.compile(r"^(\d+)([smhd])$")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # Thresholds that are rates per minute or per hour of the field's clock.
 RATES = ("compactionFailuresPerMinute", "allocationStallsPerMinute", "memcgDyingPerHour")
+# KmemExporterDown counts failed scrapes, and the lab's scrapes are not compressed: the guest's Prometheus scrapes
+# every LAB_SCRAPE_SECONDS (lab/guest/harness.py), a host's every FIELD_SCRAPE_SECONDS or so (kube-prometheus'
+# default). Its `for:` is kept at as many lab scrapes as the shipped one spans field scrapes (5m: 10 scrapes, 20 s);
+# divided by SCALE it would be 5 s, two or three scrapes, which a guest slowed by TCG misses without being down.
+LAB_SCRAPE_SECONDS = 2
+FIELD_SCRAPE_SECONDS = 30
 # Prediction horizons in seconds of the field's clock.
 HORIZONS = ("conntrackFillHorizonSeconds", "fragmentationTrendHorizonSeconds")
 
@@ -38,6 +44,8 @@ def scaled_config(scale: int = SCALE) -> dict[str, Any]:
     # The age of the exporter's own background passes is measured on the exporter's clock, which the lab does not
     # compress: that threshold stays as shipped.
     del config["backgroundPassStaleFor"]
+    number, unit = DURATION.match(re.search(r"^\s+exporterDownFor: '(\w+)',", text, re.M).group(1)).groups()  # type: ignore[union-attr]
+    config["exporterDownFor"] = f"{int(number) * SECONDS[unit] // FIELD_SCRAPE_SECONDS * LAB_SCRAPE_SECONDS}s"
     config["memcgPredictHorizonHours"] = 24 / scale
     for key in HORIZONS:
         config[key] = int(re.search(rf"^\s+{key}: (\d+),", text, re.M).group(1)) // scale  # type: ignore[union-attr]
@@ -45,7 +53,7 @@ def scaled_config(scale: int = SCALE) -> dict[str, Any]:
 
 
 def alert_groups(config: dict[str, Any] | None, label: str) -> list[dict[str, Any]]:
-    groups = render.evaluate(config)["alerts"]
+    groups: list[dict[str, Any]] = render.evaluate(config)["alerts"]
     for group in groups:
         group["name"] = f"{group['name']}-{label}"
         group["rules"] = [rule for rule in group["rules"] if "alert" in rule]

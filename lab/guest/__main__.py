@@ -60,7 +60,7 @@ def main() -> int:
         scenario = Healthy(lab, size["healthy_minutes"])
     try:
         lab.start()
-        scenario.run()  # type: ignore[attr-defined]
+        scenario.run()
         if args.scenario == "memcg-nokmem":
             samples = lab.scrape()
             lab.check("booted with cgroup.memory=nokmem: no kmem-enabled cgroup, mode disabled",
