@@ -57,7 +57,7 @@ def remedy(j: Judgement) -> str:
             parts.append(f"online cgroups removed in {r['rmdir_seconds']} s: mkdir after: {r['mkdir_after']}, ID "
                          f"alerts resolved {seconds(r['alerts_resolved_after'])} s after the removal began")
         d = m["drop_caches"]
-        parts.append(f"drop_caches: dying {d['dying_before']}->{d['dying_after']}, in use {d['in_use_before']}->"
+        parts.append(f"drop_caches: dying {d['dying_before']}->{d['dying_after']}, cgroups held {d['in_use_before']}->"
                      f"{d['in_use_after']}, mkdir after: {d['mkdir_after']}; kmem-enabled {m.get('kmem_enabled')}")
         return "; ".join(parts)
     if j.scenario == "conntrack" and "at_failure" in m:
