@@ -40,6 +40,18 @@ def exported(samples: dict[str, float], metric: str) -> dict[tuple[str, str, str
     return values
 
 
+def exported_free_blocks_equal(samples: dict[str, float], text: str) -> bool:
+    """Whether the scrape's kmem_buddy_free_blocks are the counts of this /proc/buddyinfo text."""
+    ours = exported(samples, "kmem_buddy_free_blocks")
+    kernel = {}
+    for line in text.splitlines():
+        head, _, rest = line.partition("zone")
+        zone, *counts = rest.split()
+        for order, count in enumerate(counts):
+            kernel[(head.split()[1].rstrip(","), zone, str(order))] = float(count)
+    return bool(kernel) and ours == kernel
+
+
 def buddyinfo() -> dict[str, list[int]]:
     zones = {}
     for line in Path("/proc/buddyinfo").read_text().splitlines():
@@ -67,7 +79,7 @@ class Fragmentation:
         self.lab, self.module, self.order, self.batch, self.pause, self.hold = lab, module, order, batch, pause, hold
         self.compared = self.moved = self.mismatched = 0
         self.mismatch_examples: list[str] = []
-        lab.checker_collectors = ["extfrag"]
+        lab.checker_collectors = ["extfrag", "buddyinfo"]
         watched = "|".join(str(o) for o in range(6, 11))
         probe = "|".join(str(o) for o in range(order, 11))
         lab.plot = [
@@ -86,12 +98,17 @@ class Fragmentation:
         ]
 
     def compare_indices(self) -> None:
-        """The exporter's indices (computed from buddyinfo) against debugfs read just before and after the scrape;
-        a scrape during which the files changed is not compared."""
+        """The exporter's indices (computed from buddyinfo) against debugfs read just before and after the scrape.
+        A scrape is compared only when the zones held still through it: /proc/buddyinfo read before and after it, and
+        the free blocks the same scrape exports, all equal, and debugfs the same before and after. (The indices are
+        printed with three decimals, so debugfs alone can read the same on either side of a change that moved the
+        exporter's value by 0.001 in between.)"""
+        buddy_before = Path("/proc/buddyinfo").read_text()
         before = {name: indices(name) for name in ("extfrag_index", "unusable_index")}
         samples = self.lab.scrape(CHECKER)
         after = {name: indices(name) for name in ("extfrag_index", "unusable_index")}
-        if before != after:
+        buddy_after = Path("/proc/buddyinfo").read_text()
+        if before != after or buddy_before != buddy_after or not exported_free_blocks_equal(samples, buddy_before):
             self.moved += 1
             return
         for name, metric in (("extfrag_index", "kmem_extfrag_index"), ("unusable_index", "kmem_unusable_index")):
