@@ -19,16 +19,22 @@ MODULE_DIR = Path("/sys/kernel/debug/kmem_lab")
 LABELS = re.compile(r'(\w+)="([^"]*)"')
 
 
-def indices(name: str) -> dict[tuple[str, str, str], float]:
-    """The kernel's own debugfs index file: (node, zone, order) -> value."""
+def per_order(text: str) -> dict[tuple[str, str, str], float]:
+    """Lines of the form `Node N, zone Z v0 v1 ...` (/proc/buddyinfo, the debugfs index files):
+    (node, zone, order) -> value."""
     values = {}
-    for line in Path(f"/sys/kernel/debug/extfrag/{name}").read_text().splitlines():
+    for line in text.splitlines():
         head, _, rest = line.partition("zone")
         node = head.split()[1].rstrip(",")
         zone, *numbers = rest.split()
         for order, number in enumerate(numbers):
             values[(node, zone, str(order))] = float(number)
     return values
+
+
+def indices(name: str) -> dict[tuple[str, str, str], float]:
+    """The kernel's own debugfs index file: (node, zone, order) -> value."""
+    return per_order(Path(f"/sys/kernel/debug/extfrag/{name}").read_text())
 
 
 def exported(samples: dict[str, float], metric: str) -> dict[tuple[str, str, str], float]:
@@ -42,14 +48,8 @@ def exported(samples: dict[str, float], metric: str) -> dict[tuple[str, str, str
 
 def exported_free_blocks_equal(samples: dict[str, float], text: str) -> bool:
     """Whether the scrape's kmem_buddy_free_blocks are the counts of this /proc/buddyinfo text."""
-    ours = exported(samples, "kmem_buddy_free_blocks")
-    kernel = {}
-    for line in text.splitlines():
-        head, _, rest = line.partition("zone")
-        zone, *counts = rest.split()
-        for order, count in enumerate(counts):
-            kernel[(head.split()[1].rstrip(","), zone, str(order))] = float(count)
-    return bool(kernel) and ours == kernel
+    kernel = per_order(text)
+    return bool(kernel) and exported(samples, "kmem_buddy_free_blocks") == kernel
 
 
 def buddyinfo() -> dict[str, list[int]]:
