@@ -120,6 +120,11 @@ def read_state(families: Iterable[Metric], failures: Mapping[str, str]) -> NodeS
     )
 
 
+def _of_zone(values: Mapping[tuple[str, str, int], float], node: str, zone: str) -> dict[int, float]:
+    """One zone's values of a per-node, zone and order map, by order."""
+    return {o: v for (n, z, o), v in sorted(values.items()) if (n, z) == (node, zone)}
+
+
 def _zones(metrics: Samples) -> tuple[tuple[Zone, ...], Optional[int]]:
     largest = {(labels["node"], labels["zone"]): v for labels, v in metrics.samples("kmem_buddy_largest_free_order")}
     index = metrics.by_zone_order("kmem_extfrag_index")
@@ -130,14 +135,13 @@ def _zones(metrics: Samples) -> tuple[tuple[Zone, ...], Optional[int]]:
     page_size = metrics.value("kmem_page_size_bytes")
     zones = []
     for node, zone in names:
-        free_blocks = {o: n for (bn, bz, o), n in blocks.items() if (bn, bz) == (node, zone)}
+        free_blocks = _of_zone(blocks, node, zone)
         free = metrics.value("kmem_zone_free_bytes", node=node, zone=zone)
         if free is None and page_size is not None and free_blocks:
             free = sum(n * page_size * 2 ** o for o, n in free_blocks.items())
         top = largest.get((node, zone))
-        zones.append(Zone(node, zone, free, None if top is None else int(top), dict(sorted(free_blocks.items())),
-                          {o: v for (bn, bz, o), v in sorted(index.items()) if (bn, bz) == (node, zone)},
-                          {o: v for (bn, bz, o), v in sorted(unusable.items()) if (bn, bz) == (node, zone)},
+        zones.append(Zone(node, zone, free, None if top is None else int(top), free_blocks,
+                          _of_zone(index, node, zone), _of_zone(unusable, node, zone),
                           metrics.value("kmem_zone_watermark_bytes", node=node, zone=zone, watermark="high")))
     orders = [o for z in zones for o in (*z.free_blocks, *z.extfrag_index)]
     return tuple(zones), max(orders) if orders else None
