@@ -33,22 +33,25 @@ HORIZONS = ("conntrackFillHorizonSeconds", "fragmentationTrendHorizonSeconds")
 
 
 def scaled_config(scale: int = SCALE) -> dict[str, Any]:
-    """The mixin's _config with its durations divided by scale, its rate thresholds multiplied by it."""
-    text = (PROJECT / "mixin" / "config.libsonnet").read_text()
+    """The mixin's _config settings that the scale changes: its durations divided by scale, its rate thresholds
+    multiplied by it, its prediction horizons divided by it."""
+    shipped = render.config()
     config: dict[str, Any] = {}
-    for key, value in re.findall(r"^\s+(\w+): '(\d+[smhd])',", text, re.M):
-        number, unit = DURATION.match(value).groups()  # type: ignore[union-attr]
-        config[key] = f"{max(1, int(number) * SECONDS[unit] // scale)}s"
+    for key, value in shipped.items():
+        duration = DURATION.match(value) if isinstance(value, str) else None
+        if duration:
+            config[key] = f"{max(1, int(duration[1]) * SECONDS[duration[2]] // scale)}s"
     for key in RATES:
-        config[key] = float(re.search(rf"^\s+{key}: ([\d.]+),", text, re.M).group(1)) * scale  # type: ignore[union-attr]
+        config[key] = float(shipped[key]) * scale
     # The age of the exporter's own background passes is measured on the exporter's clock, which the lab does not
     # compress: that threshold stays as shipped.
     del config["backgroundPassStaleFor"]
-    number, unit = DURATION.match(re.search(r"^\s+exporterDownFor: '(\w+)',", text, re.M).group(1)).groups()  # type: ignore[union-attr]
-    config["exporterDownFor"] = f"{int(number) * SECONDS[unit] // FIELD_SCRAPE_SECONDS * LAB_SCRAPE_SECONDS}s"
-    config["memcgPredictHorizonHours"] = 24 / scale
+    down = DURATION.match(shipped["exporterDownFor"])
+    assert down, shipped["exporterDownFor"]
+    config["exporterDownFor"] = f"{int(down[1]) * SECONDS[down[2]] // FIELD_SCRAPE_SECONDS * LAB_SCRAPE_SECONDS}s"
+    config["memcgPredictHorizonHours"] = shipped["memcgPredictHorizonHours"] / scale
     for key in HORIZONS:
-        config[key] = int(re.search(rf"^\s+{key}: (\d+),", text, re.M).group(1)) // scale  # type: ignore[union-attr]
+        config[key] = int(shipped[key]) // scale
     return config
 
 

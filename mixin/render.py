@@ -62,6 +62,13 @@ def evaluate(config: dict[str, Any] | None = None) -> dict[str, Any]:
     return result
 
 
+def config() -> dict[str, Any]:
+    """The mixin's _config: every setting with its default."""
+    text = _jsonnet.evaluate_snippet("config", "(import 'config.libsonnet')._config", jpathdir=[str(MIXIN)])
+    settings: dict[str, Any] = json.loads(text)
+    return settings
+
+
 def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120, allow_unicode=True)
 
