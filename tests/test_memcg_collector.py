@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (FIXTURES, PROJECT, fixture_flags, promtool_check_metrics, run_exporter, scrape_fixture,
-                      scrape_fixture_ok, wait_for)
+                      scrape_fixture_ok, scrape_ok, wait_for)
 from metrics_text import collector_success, only_collectors, series_values, value
 from kmem_exporter.collectors import memcg as memcg_module
 from kmem_exporter.collectors import memcg_walk
@@ -70,19 +70,27 @@ def test_scrape_fixture(host: str) -> None:
     assert promtool_check_metrics(exposition) == ""
 
 
-@pytest.mark.parametrize("release, ids_in_use", [
-    ("3.10.0-1160.el7.x86_64", 37),  # a dying cgroup keeps its ID until it is freed: num_cgroups
-    ("4.6.7-300.fc24.x86_64", 37),
-    ("4.7.0-1.el7.elrepo.x86_64", 34),  # released at removal (73f576c04b94): the online cgroups
-    ("6.1.0-28-amd64", 34),
+@pytest.mark.parametrize("release, ids_in_use, limit", [
+    ("3.10.0-1160.el7.x86_64", 37, 65535),  # a dying cgroup keeps its (CSS) ID until it is freed: num_cgroups
+    ("4.6.7-300.fc24.x86_64", 37, 65535),
+    ("4.7.0-1.el7.elrepo.x86_64", 34, 65534),  # released at removal (73f576c04b94): the online cgroups; the
+    ("5.10.0-32-amd64", 34, 65534),            # memory controller's own IDs, 65535 never handed out
+    ("5.17.15-1.el8.elrepo.x86_64", 34, 65534),
+    ("5.18.0-4-amd64", 34, 65535),  # "mm: memcontrol: fix cannot alloc the maximum memcg ID"
+    ("6.1.0-28-amd64", 34, 65535),
 ])
-def test_ids_in_use_follow_the_kernel_release(tmp_path: Path, release: str, ids_in_use: int) -> None:
-    """The same v1 tree (34 visible, 3 dying): before 4.7 the dying cgroups hold IDs, from 4.7 on they do not."""
+def test_ids_in_use_and_the_limit_follow_the_kernel_release(tmp_path: Path, release: str, ids_in_use: int,
+                                                            limit: int) -> None:
+    """The same v1 tree (34 visible, 3 dying): before 4.7 the dying cgroups hold IDs, from 4.7 on they do not; and
+    kernels from 4.7 to 5.17 hand out one ID fewer."""
     root = copy_fixture("rhel7-healthy", tmp_path)
     (root / "proc/sys/kernel/osrelease").write_text(release + "\n")
     result = refresh(root)
     assert (result.in_use, result.visible, result.dying) == (37, 34, 3)
     assert result.ids_in_use == ids_in_use
+    assert result.id_limit == limit
+    exposition = scrape_ok(f"--path.procfs={root / 'proc'}", f"--path.sysfs={root / 'sys'}", *ONLY_MEMCG)
+    assert value(exposition, "kmem_memcg_id_limit") == limit
 
 
 def test_ids_in_use_on_a_modern_kernel_ignore_dying_cgroups(tmp_path: Path) -> None:

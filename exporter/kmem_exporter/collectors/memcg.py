@@ -1,7 +1,9 @@
 """Memory cgroups in use, visible, dying and accounting kernel memory: the signals of memory cgroup ID exhaustion.
 
-The kernel gives each memory cgroup one of 65535 IDs; creating one fails with ENOSPC when none is left. A removed
-cgroup whose memory is still charged stays allocated ("dying"). Who holds an ID depends on the kernel:
+The kernel gives each memory cgroup one of 65535 IDs (65534 on 4.7 to 5.17, whose allocator never handed out the
+last one, until "mm: memcontrol: fix cannot alloc the maximum memcg ID" in 5.18); creating one fails (ENOSPC, or
+EBUSY on recent kernels) when none is left. A removed cgroup whose memory is still charged stays allocated
+("dying"). Who holds an ID depends on the kernel:
 - before 4.7 (RHEL 7's 3.10) a dying cgroup keeps its ID until it is freed: IDs in use = /proc/cgroups num_cgroups
   (visible + dying); on 3.10 with kmem accounting dying cgroups pile up until no container starts;
 - since 4.7 (commit 73f576c04b94) the ID is released when the cgroup is removed, except while swapped-out pages
@@ -43,6 +45,7 @@ from kmem_exporter.parsers.cgroups import Controller, parse_cgroup_stat, parse_c
 from kmem_exporter.parsers.kernel import kmem_disabled_at_boot, parse_release
 
 MEMORY_CGROUP_ID_LIMIT = 65535  # MEM_CGROUP_ID_MAX: memory cgroup IDs are 16 bits, 0 unused
+LAST_ID_HANDED_OUT_SINCE = (5, 18)  # from 4.7 the memcg IDR's exclusive end left ID 65535 unused until then
 ALWAYS_ACCOUNTED_SINCE = (4, 6)  # kernel-memory accounting on for every cgroup v1 memory cgroup
 IDS_RELEASED_AT_REMOVAL_SINCE = (4, 7)  # a removed (dying) memory cgroup no longer holds its ID
 V1_MEMORY_FILE = "memory.usage_in_bytes"  # in every cgroup v1 memory cgroup, root included; not on cgroup v2
@@ -61,6 +64,7 @@ class MemcgPass:
     in_use: int  # /proc/cgroups num_cgroups: visible + dying
     visible: int
     ids_in_use: int
+    id_limit: int
     dying: Optional[int]  # None: cgroup v2 on a kernel without cgroup.stat (before 4.14)
     kmem_enabled: int
 
@@ -99,7 +103,8 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
             in_use = counts.visible + (dying or 0)
         ids_in_use = in_use if release < IDS_RELEASED_AT_REMOVAL_SINCE else counts.visible
         kmem_enabled = {"per-cgroup": counts.kmem_enabled, "always": counts.visible - 1, "disabled": 0}[mode]
-        return MemcgPass(hierarchy.version, mode, in_use, counts.visible, ids_in_use, dying, kmem_enabled)
+        return MemcgPass(hierarchy.version, mode, in_use, counts.visible, ids_in_use, id_limit(release), dying,
+                         kmem_enabled)
 
     def find_hierarchy(self, files: KernelFiles, memory: Optional[Controller]) -> Hierarchy:
         cgroupfs = self.config.cgroupfs
@@ -141,8 +146,9 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
             value=result.ids_in_use)
         yield GaugeMetricFamily(
             "kmem_memcg_id_limit",
-            "The most memory cgroup IDs the kernel can hand out (65535); creating a memory cgroup fails beyond it.",
-            value=MEMORY_CGROUP_ID_LIMIT)
+            "The most memory cgroup IDs the running kernel hands out: 65535, or 65534 on 4.7 to 5.17; creating a "
+            "memory cgroup fails beyond it.",
+            value=result.id_limit)
         yield GaugeMetricFamily(
             "kmem_memcg_visible_cgroups",
             "Memory cgroups visible as directories in the cgroup filesystem, root included (the online ones). "
@@ -174,3 +180,12 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
             labels=["hierarchy"])
         hierarchy.add_metric([result.hierarchy], 1)
         yield hierarchy
+
+
+def id_limit(release: tuple[int, int]) -> int:
+    """The memory cgroup IDs a kernel of this release hands out: before 4.7 they are CSS IDs (1 to 65535); from 4.7
+    the memory controller's own allocator stopped one short of MEM_CGROUP_ID_MAX until 5.18 (measured in the kernel
+    lab: mkdir failed at 65,534 memory cgroups on 5.10, at 65,535 on 6.1)."""
+    if IDS_RELEASED_AT_REMOVAL_SINCE <= release < LAST_ID_HANDED_OUT_SINCE:
+        return MEMORY_CGROUP_ID_LIMIT - 1
+    return MEMORY_CGROUP_ID_LIMIT
