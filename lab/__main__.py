@@ -29,6 +29,8 @@ def main() -> int:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--out", type=Path)
     parser.add_argument("--memcg-dying", type=int, help="cgroups the memcg scenario leaves dying (the profile's count)")
+    parser.add_argument("--memcg-rate", type=float,
+                        help="new online cgroups a second in the memcg scenario's phase 2 (250, a field minute's pace)")
     args = parser.parse_args()
     kernels = guests.find_kernels(args.kernels.split(","))
     scenarios = args.scenarios.split(",")
@@ -50,6 +52,8 @@ def main() -> int:
                        f"--profile {args.profile} --scale {rules.SCALE}")
             if args.memcg_dying is not None:
                 command += f" --memcg-dying {args.memcg_dying}"
+            if args.memcg_rate is not None:
+                command += f" --memcg-rate {args.memcg_rate}"
             limit = LIMITS[args.profile].get(scenario, DEFAULT_LIMIT)
             print(f"lab: {kernel.release} {scenario} (limit {limit} s)", flush=True)
             memory = MEMORY[args.profile].get(scenario, "1G")

@@ -37,11 +37,14 @@ def main() -> int:
     parser.add_argument("--hierarchy", choices=["v1", "v2"], default="v2")
     parser.add_argument("--profile", choices=list(PROFILES), default="ci")
     parser.add_argument("--memcg-dying", type=int, help="cgroups the memcg scenario leaves dying")
+    parser.add_argument("--memcg-rate", type=float, help="new online cgroups a second in the memcg scenario's phase 2")
     parser.add_argument("--scale", type=float, default=1.0, help="field seconds a lab second stands for")
     args = parser.parse_args()
     size = dict(PROFILES[args.profile])
     if args.memcg_dying is not None:
         size["memcg_count"] = args.memcg_dying
+    if args.memcg_rate is not None:
+        size["online_rate"] = args.memcg_rate
     lab = Lab(args.out, args.rules, args.scenario, args.scale)
     root = lab.memory_root(args.hierarchy)
     scenario: object

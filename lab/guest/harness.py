@@ -172,8 +172,10 @@ class Lab:
     def scrape_once(self, *collectors: str) -> dict[str, float]:
         """One collection by `kmem-exporter scrape` with only these collectors, started now: the checks' view of
         the background collectors, which the served exporter runs at its own pace."""
+        # A collection as long as a background pass may take: the memory cgroup walk over 65,535 cgroups takes
+        # longer under TCG than the default --collector.timeout (10 s), which would fail it.
         args = [str(Path(sys.executable).parent / "kmem-exporter"), "scrape", "--collector.disable-defaults",
-                *(f"--collector.{name}" for name in collectors)]
+                "--collector.timeout=240s", *(f"--collector.{name}" for name in collectors)]
         if self.cgroupfs is not None:
             args.append(f"--path.cgroupfs={self.cgroupfs}")
         done = subprocess.run(args, capture_output=True, text=True, timeout=300)

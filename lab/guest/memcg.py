@@ -218,15 +218,15 @@ class Memcg:
         limit = target or ID_LIMIT + 10
         while failure is None and made < limit:
             due = max(1, int(rate * (time.time() - started + 0.1)) - made)  # due in the next 0.1 s
-            for _ in range(min(due, limit - made)):
+            for _ in range(min(due, limit - made)):  # behind the pace (mkdir slows as cgroups pile up): catch up
                 try:
                     os.mkdir(self.parent / f"o{made}")
                 except OSError as error:
                     failure = error
                     break
                 made += 1
-            if time.time() - timeline[-1][0] >= 1:
-                timeline.append([time.time(), base + made])
+                if time.time() - timeline[-1][0] >= 1:  # every second, catching up included
+                    timeline.append([time.time(), base + made])
             time.sleep(max(0.0, started + made / rate - time.time()))
         timeline.append([time.time(), base + made])
         if failure is None:
