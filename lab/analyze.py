@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-ID_LIMIT = 65535
+from kmem_exporter.collectors.memcg import id_limit
+from kmem_exporter.parsers.kernel import parse_release
+
 ID_ALERTS = {"KmemMemcgIdsHigh", "KmemMemcgIdsCritical", "KmemMemcgIdsExhaustionPredicted"}
 # Per scenario: the alerts that must fire (a failure they miss is a finding), and those that may fire because the
 # state they describe is real there. Any other alert that fires is a false alarm.
@@ -21,13 +23,14 @@ EXPECTED = {
 }
 # Alerts that report a failure the kernel logged: they fire after it by design.
 REPORTING = {"KmemPageAllocationFailure", "KmemConntrackTableFull", "KmemSlabCacheCreationFailure"}
-# The series whose values at an alert's firing are its margin, and how to turn them into words.
-MARGINS: dict[str, list[tuple[str, str, Callable[[float], float]]]] = {
-    "fragmentation": [("free blocks of order >= 6", "{:.0f} free blocks of order >= 6", lambda v: v),
-                      ("free blocks of order >= 4", "{:.0f} of order >= 4", lambda v: v)],
-    "memcg": [("memory cgroup IDs in use", "{:.0f} IDs left", lambda v: ID_LIMIT - v)],
-    "memcg-nokmem": [("memory cgroup IDs in use", "{:.0f} IDs left", lambda v: ID_LIMIT - v)],
-    "conntrack": [("conntrack entries / limit", "{:.0%} of the table left", lambda v: 1 - v)],
+# The series whose values at an alert's firing are its margin, and how to turn them into words (given the guest
+# kernel's memory cgroup ID limit).
+MARGINS: dict[str, list[tuple[str, str, Callable[[float, int], float]]]] = {
+    "fragmentation": [("free blocks of order >= 6", "{:.0f} free blocks of order >= 6", lambda v, _: v),
+                      ("free blocks of order >= 4", "{:.0f} of order >= 4", lambda v, _: v)],
+    "memcg": [("memory cgroup IDs in use", "{:.0f} IDs left", lambda v, limit: limit - v)],
+    "memcg-nokmem": [("memory cgroup IDs in use", "{:.0f} IDs left", lambda v, limit: limit - v)],
+    "conntrack": [("conntrack entries / limit", "{:.0%} of the table left", lambda v, _: 1 - v)],
 }
 
 
@@ -81,6 +84,7 @@ def judge(result: dict[str, Any]) -> Judgement:
         must = must if failure is not None else set()  # no mkdir failed: the guest's own check says so
         may = may | (ID_ALERTS if online < float("inf") else set())
     margin = MARGINS.get(scenario)
+    limit = id_limit(parse_release(result["kernel"]))  # the IDs the guest's kernel hands out
     fired: dict[str, set[str]] = {"scaled": set(), "shipped": set()}
     for series in result["alerts"]:
         labels = series["labels"]
@@ -90,11 +94,11 @@ def judge(result: dict[str, Any]) -> Judgement:
         for title, text, turn in margin or []:
             at = value_at(result["series"].get(title, []), first)
             if at is not None:
-                parts.append(text.format(turn(at)))
+                parts.append(text.format(turn(at, limit)))
         words = ", ".join(parts)
         kernel = value_at([{"values": result["measures"].get("online_timeline", [])}], first)
         if parts and kernel is not None and name in ID_ALERTS:
-            words += f" ({ID_LIMIT - kernel:.0f} in the kernel)"
+            words += f" ({limit - kernel:.0f} in the kernel)"
         extra = ",".join(f"{k}={v}" for k, v in sorted(labels.items())
                          if k not in {"__name__", "alertname", "alertstate", "lab_rules", "instance", "job", "severity"})
         judgement.firings.append(Firing(name, rules, extra, first - start, last - start,

@@ -21,10 +21,12 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from kmem_exporter.collectors.memcg import id_limit
+from kmem_exporter.parsers.kernel import parse_release
 from lab.guest.harness import WORK, Lab, run, wait_until, write
 
 STRIDE = 64 * 1024  # one page per cgroup, 64 KiB apart; no readahead (POSIX_FADV_RANDOM)
-ID_LIMIT = 65535
+ID_LIMIT = id_limit(parse_release(os.uname().release))  # the IDs this kernel hands out
 ID_ALERTS = 'ALERTS{alertname=~"KmemMemcgIds.*",alertstate="firing",lab_rules="scaled"}'
 # The exporter's served counts against the kernel's: series name, key in Memcg.truth().
 COMPARED = {"kmem_memcg_cgroups": "in_use", "kmem_memcg_dying_cgroups": "dying", "kmem_memcg_ids_in_use": "online"}
@@ -241,7 +243,8 @@ class Memcg:
                                           "rate": round(made / (lab.marks["failure"] - started), 1),
                                           **at_failure, "errno": errno.errorcode.get(failure.errno or 0, "?")}
             # ENOSPC from the IDR the IDs came from; EBUSY once they come from an xarray (xa_alloc), as on 6.12.
-            lab.check("mkdir fails (ENOSPC, or EBUSY) when the online memory cgroups reach the 65535-ID limit",
+            lab.check(f"mkdir fails (ENOSPC, or EBUSY) when the online memory cgroups reach the kernel's limit of "
+                      f"{ID_LIMIT} IDs",
                       target is None and failure.errno in (errno.ENOSPC, errno.EBUSY)
                       and at_failure["online"] == ID_LIMIT, f"{failure}; {at_failure}")
         self.hold_and_compare()
