@@ -4,11 +4,12 @@ real TLS, collecting a real fixture tree.
 
 Steps: connections that say nothing, partial request heads, odd headers (Expect, Upgrade, Transfer-Encoding),
 pipelined requests, TLS hellos that stall, wrong and right passwords, requests whose answers are never read, bursts
-of requests, and closes. After every step:
+of requests, floods of connections, and closes. After every step:
 - once no request is in a handler (collections take milliseconds), no request slot is in use: slots in use equal
   requests in a handler or being written;
 - the connections the server keeps open never exceed `--web.max-connections`, counted by the server and from the
-  clients' side;
+  clients' side, and the sockets it has accepted and not closed, counted before every pass of its event loop, never
+  exceed that plus the listen backlog (floods of connections bigger than the backlog);
 - an authorized scraper that reads gets a complete answer within its timeout (asked again only after the refusal
   of `--web.max-requests` while other requests hold every slot).
 
@@ -18,6 +19,7 @@ CI runs a fixed number of examples, derandomized (the same sequences every run),
 from __future__ import annotations
 
 import asyncio
+import selectors
 import socket
 import ssl
 import threading
@@ -34,8 +36,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from conftest import fixture_flags
-from hostile import (basic, client_hello, closed_by_server, hashed, read_answer, request, still_open, unacknowledged,
-                     unread, wait_for)
+from hostile import (accepted_sockets, basic, client_hello, closed_by_server, connect_many, hashed, read_answer, request,
+                     still_open, unacknowledged, unread, wait_for)
 from kmem_exporter.cli import build_scraper
 from kmem_exporter.config import parse_args
 from kmem_exporter.web.config import load_web_config
@@ -46,6 +48,7 @@ from web.pki import Pki, make_pki
 
 T = TypeVar("T")
 MAX_CONNECTIONS = 8
+BACKLOG = 128  # the listener's (aiohttp's default): at most so many sockets are accepted in one pass of the loop
 SCRAPE_TIMEOUT = 10.0
 PASSWORD = "s3cret"
 ODD_HEADERS = ({"Expect": "x"}, {"Expect": "100-continue"}, {"Upgrade": "websocket", "Connection": "Upgrade"},
@@ -55,13 +58,27 @@ STEP_SETTINGS = settings(max_examples=12, stateful_step_count=10, derandomize=Tr
                          suppress_health_check=list(HealthCheck), print_blob=True)
 
 
+class PeakSelector(selectors.DefaultSelector):  # type: ignore[valid-type,misc]
+    """The event loop's selector, which counts the sockets the server has accepted on `port` before each pass of the
+    loop: the most ever open (sockets accepted in a pass and closed in a later one included)."""
+
+    port = 0
+    peak = 0
+
+    def select(self, timeout: Optional[float] = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if self.port:
+            self.peak = max(self.peak, accepted_sockets(self.port))
+        return super().select(timeout)  # type: ignore[no-any-return]
+
+
 class InProcessServer:
     """The exporter's HTTP server with a real scraper, on its own event loop in a thread, on a free port."""
 
     def __init__(self, argv: list[str], web_config: Optional[Path] = None) -> None:
         _, self.config = parse_args(["serve", "--web.listen-address=127.0.0.1:0", *argv])
         self.web_config = load_web_config(str(web_config)) if web_config is not None else None
-        self.loop = asyncio.new_event_loop()
+        self.selector = PeakSelector()
+        self.loop = asyncio.SelectorEventLoop(self.selector)
         self.server: Optional[Server] = None
         self.port = 0
         self.in_handler = 0  # /metrics requests in the server's handler now
@@ -75,7 +92,7 @@ class InProcessServer:
         self.server = Server(self.config, self._scraper, self.web_config)
         self.server._runner.app.middlewares.append(self._count_handlers)  # innermost: right around the handler
         await self.server.start()
-        self.port = self.server._runner.addresses[0][1]
+        self.port = self.selector.port = self.server._runner.addresses[0][1]
         await self._scraper.start()
         await self._scraper.wait_ready()
 
@@ -169,6 +186,12 @@ class Guards(RuleBasedStateMachine):
         for _ in range(count):
             self._send(request(headers=self._headers(True)))
 
+    @rule(count=st.integers(BACKLOG + 1, 3 * BACKLOG))
+    def connection_flood(self, count: int) -> None:
+        """More connections at once than the listen backlog holds (then closed)."""
+        for sock in connect_many(self.exporter.port, count):
+            sock.close()
+
     @rule(which=st.integers(0, 1000))
     def close_one(self, which: int) -> None:
         if self.clients:
@@ -188,6 +211,8 @@ class Guards(RuleBasedStateMachine):
         server = self.exporter.server
         assert server is not None
         assert self.exporter.on_loop(lambda: server.limit.open) <= MAX_CONNECTIONS
+        peak = self.exporter.selector.peak
+        assert peak <= MAX_CONNECTIONS + BACKLOG, f"{peak} open sockets: more than the limit and the backlog"
         wait_for("clients to see the connections the server closed",
                  lambda: still_open(self.clients) <= MAX_CONNECTIONS, 10)
 

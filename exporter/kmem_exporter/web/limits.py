@@ -6,7 +6,9 @@ Who goes first: the connection that costs the most and has earned the least. A c
 holding an answer it does not read costs the most; then one with a request waiting for its password check, or a
 request head begun; then one that sends nothing or waits between requests (its client can simply connect again).
 A connection that authenticated, whose request is being answered past the access checks, or that is reading its
-answer has earned its place: it is never closed to make room for a new connection, which has done neither.
+answer has earned its place: it is never closed to make room for a new connection, which has done neither. Nor is
+a connection that the event loop is connecting to its protocol (its socket could not be closed at once: see
+listener.py); a new connection that finds only those and earned ones is refused.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class ConnectionLimit(Generic[C]):
     def handshakes(self) -> int:
         return len(self._handshakes)
 
-    def admit(self, connection: C, transport: asyncio.BaseTransport) -> bool:
+    def admit(self, connection: C) -> bool:
         """Count a new connection in, making room by closing the one that costs the most and earned the least; False
         (the new one is refused) when every open connection has earned its place."""
         self.accepted += 1
@@ -90,8 +92,11 @@ class ConnectionLimit(Generic[C]):
                 return False
             self.evict(victim, self._notice, open=self.open, limit=self.limit)
         self._connections[connection] = None
-        self._by_transport[transport] = connection
         return True
+
+    def attach(self, connection: C, transport: asyncio.BaseTransport) -> None:
+        """The connection's transport, once it has one (see `connection_of`)."""
+        self._by_transport[transport] = connection
 
     def _victim(self) -> Optional[C]:
         now = time.monotonic()
