@@ -34,7 +34,11 @@ async def bind(host: Optional[str], port: int, backlog: int) -> list[socket.sock
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
+            try:
+                sock.bind(address)
+            except OSError as err:  # said as asyncio says it
+                raise OSError(err.errno, f"error while attempting to bind on address {address!r}: "
+                                         f"{(err.strerror or str(err)).lower()}") from None
             sock.listen(backlog)
             sock.setblocking(False)
     except OSError:
