@@ -94,8 +94,8 @@ class Listener(asyncio.AbstractServer):
             return
         try:
             await self._loop.connect_accepted_socket(lambda: connection, sock)
-        except OSError as err:  # the client left before its transport was made
-            connection.connection_lost(err)
+        except Exception as err:  # noqa: BLE001 - the client left before its transport was made, or worse: it
+            connection.connection_lost(err)  # stops counting either way
             sock.close()
 
     def close(self) -> None:
