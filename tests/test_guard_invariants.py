@@ -58,6 +58,16 @@ STEP_SETTINGS = settings(max_examples=12, stateful_step_count=10, derandomize=Tr
                          suppress_health_check=list(HealthCheck), print_blob=True)
 
 
+def listen_queue(port: int) -> int:
+    """Connections waiting in the accept queue of this process's listener on `port`."""
+    with open("/proc/self/net/tcp") as lines:
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return int(fields[4].split(":")[1], 16)
+    return 0
+
+
 class PeakSelector(selectors.DefaultSelector):  # type: ignore[valid-type,misc]
     """The event loop's selector, which counts the sockets the server has accepted on `port` before each pass of the
     loop: the most ever open (sockets accepted in a pass and closed in a later one included)."""
@@ -188,9 +198,14 @@ class Guards(RuleBasedStateMachine):
 
     @rule(count=st.integers(BACKLOG + 1, 3 * BACKLOG))
     def connection_flood(self, count: int) -> None:
-        """More connections at once than the listen backlog holds (then closed)."""
+        """More connections at once than the listen backlog holds (then closed), and the server done accepting them:
+        none waiting in the listen queue or being connected, so that the flood does not go on into later steps."""
         for sock in connect_many(self.exporter.port, count):
             sock.close()
+        server = self.exporter.server
+        assert server is not None
+        wait_for("the flood to be accepted", lambda: listen_queue(self.exporter.port) == 0 and self.exporter.on_loop(
+            lambda: all(c._transport is not None for c in server.limit._connections)), 30)
 
     @rule(which=st.integers(0, 1000))
     def close_one(self, which: int) -> None:
