@@ -239,7 +239,8 @@ class Guards(RuleBasedStateMachine):
         refusing the newest is what the flag means); a slot that is never given back makes the refusal last until the
         timeout, and fails. Any other 503 (the connection limit, the answers budget), a cut, a close or no answer
         fails at once."""
-        wait_for("the steps' requests to be received and leave the handler", self._quiet, 30, state=self._state)
+        wait_for("the steps' requests to be received and leave the handler, and the connections closed to make room "
+                 "to be closed", self._quiet, 30, state=self._state)
         deadline = time.monotonic() + SCRAPE_TIMEOUT
         while True:
             if self.scraper is None or closed_by_server(self.scraper):
@@ -276,8 +277,8 @@ class Guards(RuleBasedStateMachine):
         def received_all() -> bool:
             transports = list(server.limit._by_transport)
             sockets = [t.get_extra_info("socket") for t in transports]
-            return (server.limit.accepted >= self.connects and self.exporter.in_handler == 0
-                    and not any(unread(sock) for sock in sockets if sock is not None))
+            return (server.limit.accepted >= self.connects and server.limit.closing == 0
+                    and self.exporter.in_handler == 0 and not any(unread(sock) for sock in sockets if sock is not None))
 
         return self.exporter.on_loop(received_all)
 

@@ -77,8 +77,6 @@ class GuardedConnection(asyncio.Protocol):
 
     def standing(self, now: float) -> int:
         """How much it has earned its place (see limits.py): lower goes first."""
-        if self._transport is None and self._socket is None:  # being connected: its socket cannot be closed now
-            return EARNED
         if self.handshaking or self._limit.answers.stalled(self, now):
             return 0
         if self.authenticated or self.requests > self._unchecked or self._limit.answers.holds(self):
@@ -89,13 +87,16 @@ class GuardedConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def evict(self) -> None:
-        """Disconnect at once; the limit has stopped counting it already."""
+    def evict(self) -> bool:
+        """Disconnect at once; the limit has stopped counting it already. True when the event loop closes its socket
+        later: aborted, or (being connected to this protocol) aborted as it is made (see `connection_made`)."""
         self._counted = False
         if self._socket is not None:  # accepted in this pass of the event loop: closed before it is connected
             self._socket.close()
             self._socket = None
+            return False
         _abort(self._transport)
+        return True
 
     def unsent(self) -> int:
         transport = self._transport
@@ -151,8 +152,7 @@ class GuardedConnection(asyncio.Protocol):
         return self._counted
 
     def take_socket(self) -> Optional[socket.socket]:
-        """The accepted socket, to be connected to this protocol; None when it was closed to make room meanwhile.
-        Until the connection is made, it is not closed to make room (see `standing`)."""
+        """The accepted socket, to be connected to this protocol; None when it was closed to make room meanwhile."""
         sock, self._socket = self._socket, None
         return sock
 
@@ -167,7 +167,7 @@ class GuardedConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
-        if not self._counted:  # not admitted (see `admit`)
+        if not self._counted:  # closed to make room while being connected (see `evict`)
             _abort(transport)
             return
         self._limit.attach(self, transport)

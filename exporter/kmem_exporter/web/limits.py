@@ -6,9 +6,10 @@ Who goes first: the connection that costs the most and has earned the least. A c
 holding an answer it does not read costs the most; then one with a request waiting for its password check, or a
 request head begun; then one that sends nothing or waits between requests (its client can simply connect again).
 A connection that authenticated, whose request is being answered past the access checks, or that is reading its
-answer has earned its place: it is never closed to make room for a new connection, which has done neither. Nor is
-a connection that the event loop is connecting to its protocol (its socket could not be closed at once: see
-listener.py); a new connection that finds only those and earned ones is refused.
+answer has earned its place: it is never closed to make room for a new connection, which has done neither; a new
+connection that finds only earned ones is refused. A connection closed to make room stops counting at once; until
+the event loop has closed its socket it is `closing`, and the listener accepts that many fewer sockets (see
+listener.py), so that the open sockets never exceed the limit plus the listen backlog.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ class Tracked(Protocol):
     def handshaking(self) -> bool:
         """In its TLS handshake."""
 
-    def evict(self) -> None:
-        """Disconnect it at once (it has already left the limit)."""
+    def evict(self) -> bool:
+        """Disconnect it at once (it has already left the limit); True when its socket stays open until the event
+        loop closes it (then it leaves again, with its transport)."""
 
 
 C = TypeVar("C", bound=Tracked)
@@ -68,12 +70,18 @@ class ConnectionLimit(Generic[C]):
         self._connections: dict[C, None] = {}  # insertion order: least recently active first
         self._by_transport: dict[asyncio.BaseTransport, C] = {}
         self._handshakes: dict[C, None] = {}  # oldest first
+        self._closing: dict[C, None] = {}  # closed to make room, their sockets not yet closed by the event loop
         self._notice = Notice(log, "connection limit reached ({open} open, --web.max-connections={limit})")
         self._handshake_notice = Notice(log, "TLS handshakes in progress reached {limit}; closing the oldest")
 
     @property
     def open(self) -> int:
         return len(self._connections)
+
+    @property
+    def closing(self) -> int:
+        """Connections closed to make room whose sockets the event loop has not closed yet."""
+        return len(self._closing)
 
     @property
     def handshakes(self) -> int:
@@ -116,7 +124,8 @@ class ConnectionLimit(Generic[C]):
         self.evicted += 1
         notice.add(f"closed to make room: {_WHY.get(connection.standing(time.monotonic()), 'other')}", **fields)
         self.leave(connection, None)
-        connection.evict()
+        if connection.evict():
+            self._closing[connection] = None
 
     def handshake_started(self, connection: C) -> None:
         if len(self._handshakes) >= self.max_handshakes:
@@ -131,6 +140,7 @@ class ConnectionLimit(Generic[C]):
         """Stop counting `connection` (its transport too, when given: an evicted one keeps it until it is closed)."""
         if self._connections.pop(connection, False) is None:
             self.closed += 1
+        self._closing.pop(connection, None)
         self._handshakes.pop(connection, None)
         if transport is not None and self._by_transport.get(transport) is connection:
             del self._by_transport[transport]

@@ -3,10 +3,10 @@
 asyncio's own server accepts up to a backlog of sockets each time the listening socket is readable, and connects each
 to its protocol one or two passes of the event loop later, so that in a burst several batches of sockets (hundreds)
 are open before the limit counts any of them. Here a socket is counted (or refused) as it is accepted: a refused one
-is answered and closed before the next accept; a connection it replaces is closed at once if it was accepted in the
-same pass, or else aborted, its socket closed at the start of the loop's next pass, before anything more is
-accepted; one being connected to its protocol (between those two) is not replaced. At most `backlog` sockets are
-accepted in one pass, so the exporter's client sockets never exceed the limit plus the listen backlog.
+is answered and closed before the next accept. A connection it replaces stops counting at once and is closed: at
+once if its socket was accepted in the same pass, else by the event loop in a later pass (aborted, or aborted as its
+protocol gets it when it was still being connected). Until then it is `closing`, and each pass accepts at most the
+listen backlog less the closing ones, so the exporter's client sockets never exceed the limit plus the backlog.
 """
 
 from __future__ import annotations
@@ -51,11 +51,13 @@ async def bind(host: Optional[str], port: int, backlog: int) -> list[socket.sock
 class Listener(asyncio.AbstractServer):
     """Accepts on `sockets`, each new connection made by `make` and counted at once."""
 
-    def __init__(self, sockets: list[socket.socket], make: Callable[[], GuardedConnection], backlog: int) -> None:
+    def __init__(self, sockets: list[socket.socket], make: Callable[[], GuardedConnection],
+                 room: Callable[[], int]) -> None:
+        """`room()`: how many sockets may be accepted now (the backlog less the connections still closing)."""
         self._loop = asyncio.get_running_loop()
         self._listening: Optional[list[socket.socket]] = sockets
         self._make = make
-        self._backlog = backlog
+        self._room = room
         for sock in sockets:
             self._loop.add_reader(sock.fileno(), self._accept, sock)
 
@@ -64,7 +66,7 @@ class Listener(asyncio.AbstractServer):
         return tuple(self._listening or ())
 
     def _accept(self, listening: socket.socket) -> None:
-        for _ in range(self._backlog):
+        for _ in range(self._room()):
             try:
                 sock, _ = listening.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
