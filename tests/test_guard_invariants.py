@@ -269,7 +269,8 @@ class Guards(RuleBasedStateMachine):
 
         def read() -> dict[str, object]:
             sockets = [t.get_extra_info("socket") for t in server.limit._by_transport]
-            return {"accepted": server.limit.accepted, "evicted": server.limit.evicted, "closing": server.limit.closing,
+            limit = server.limit
+            return {"accepted": limit.accepted, "evicted": limit.evicted, "closing": limit.closing,
                     "in handler": self.exporter.in_handler, "slots": server.slots.in_use,
                     "unread": [unread(sock) for sock in sockets if sock is not None], "open": server.limit.open}
 

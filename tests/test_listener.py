@@ -58,7 +58,8 @@ def test_a_connection_still_being_connected_makes_room_and_is_closed_as_it_is_ma
             assert connection.admit(server)
             sock = connection.take_socket()  # handed to the event loop, its protocol not yet connected
             assert sock is not None
-            pending.append(loop.create_task(loop.connect_accepted_socket(functools.partial(identity, connection), sock)))
+            protocol = functools.partial(identity, connection)
+            pending.append(loop.create_task(loop.connect_accepted_socket(protocol, sock)))
         assert limit.open == 2 and limit.closing == 0
         assert connections[2].admit(pairs[2][0])  # at the limit: the oldest one being connected makes room
         assert limit.open == 2 and limit.closing == 1

@@ -2,13 +2,14 @@
 wait for a client to read them are bounded in bytes and in time.
 
 `GuardedConnection` wraps the HTTP server's protocol for one connection, counted from the moment its socket is
-accepted (listener.py). At the connection limit, a new connection takes the place of the connection idle the longest (one between requests or that has sent nothing yet, which its
-client can simply open again); when none is idle, the new one is answered 503 and closed at once. So idle or hostile
-clients can neither use up the process's file descriptors nor keep others out by holding connections open. A client
-that opens a connection (or starts a request) and does not finish sending the request head within the header timeout
-is disconnected, so half-sent requests do not pile up. With TLS, a connection is counted from the moment it is
-accepted and the handshake is done here (`asyncio.start_tls`) within that same timeout, so connections that never
-finish a handshake are limited, made room for and closed like silent ones.
+accepted (listener.py). At the connection limit, a new connection takes the place of the one that costs the most and
+has earned the least (limits.py: never one that authenticated or is reading); when every one has earned its place, the
+new one is answered 503 and closed at once. So idle or hostile clients can neither use up the process's file
+descriptors nor keep others out by holding connections open. A client that opens a connection (or starts a request)
+and does not finish sending the request head within the header timeout is disconnected, so half-sent requests do not
+pile up. With TLS, a connection is counted from the moment it is accepted and the handshake is done here
+(`asyncio.start_tls`) within that same timeout, so connections that never finish a handshake are limited, made room
+for and closed like silent ones.
 
 An answer is handed to the connection's transport whole, after its size was reserved in the budget of answers
 waiting to be read (answers.py); the connection tells the budget what its transport still holds as that changes.
