@@ -283,11 +283,13 @@ def curl_scrapes(base: str, clients: int, seconds: float, headers: dict[str, str
                *(part for name, value in headers.items() for part in ("--header", f"{name}: {value}")),
                f"{base}/metrics?scrape=[1-100000000]"]
     with tempfile.TemporaryFile() as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL)
+        # Each transfer's line written as it ends (stdbuf: curl's stdout to a file is otherwise block-buffered), so
+        # that stopping curl loses only the transfers under way.
+        process = subprocess.Popen(["stdbuf", "-oL", *command], stdout=out, stderr=subprocess.DEVNULL)
         try:
             process.wait(seconds)
         except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGINT)  # transfers under way are cut short: their lines are not written
+            process.terminate()
             process.wait(10)
         out.seek(0)
         rows = [line.split() for line in out.read().decode().splitlines()]

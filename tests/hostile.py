@@ -179,3 +179,25 @@ def socket_fds(pid: int) -> int:
         except OSError:
             pass
     return count
+
+
+def accepted_sockets(port: int) -> int:
+    """This process's open TCP sockets whose local port is `port`, the listener left out: the connections a server in
+    this process has accepted on it and not closed (a client socket of this process has another local port)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    count = 0
+    for table in ("tcp", "tcp6"):
+        with open(f"/proc/self/net/{table}") as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] != "0A" and fields[9] in inodes:
+                    count += 1  # 0A: listening
+    return count

@@ -14,6 +14,7 @@ from conftest import WAIT_SECONDS, wait_for_async
 from kmem_exporter.web.answers import AnswerBudget
 from kmem_exporter.web.connections import guard
 from kmem_exporter.web.limits import ConnectionLimit
+from kmem_exporter.web.listener import Listener, bind
 
 ANSWER_BYTES = 16 << 20  # far more than the kernel's socket buffers take: the transport buffers the rest and pauses
 
@@ -68,7 +69,8 @@ class Flooded:
 
 @contextlib.asynccontextmanager
 async def flooded(limit: ConnectionLimit) -> AsyncIterator[Flooded]:
-    server = await asyncio.get_running_loop().create_server(lambda: guard(limit, Flood(limit)), "127.0.0.1", 0)
+    server = Listener(await bind("127.0.0.1", 0, 128), lambda: guard(limit, Flood(limit)),
+                      lambda: max(0, 128 - limit.closing))
     flood = Flooded(limit, server.sockets[0].getsockname()[1])
     try:
         yield flood

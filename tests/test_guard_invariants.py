@@ -4,11 +4,12 @@ real TLS, collecting a real fixture tree.
 
 Steps: connections that say nothing, partial request heads, odd headers (Expect, Upgrade, Transfer-Encoding),
 pipelined requests, TLS hellos that stall, wrong and right passwords, requests whose answers are never read, bursts
-of requests, and closes. After every step:
+of requests, floods of connections, and closes. After every step:
 - once no request is in a handler (collections take milliseconds), no request slot is in use: slots in use equal
   requests in a handler or being written;
 - the connections the server keeps open never exceed `--web.max-connections`, counted by the server and from the
-  clients' side;
+  clients' side, and the sockets it has accepted and not closed, counted before every pass of its event loop, never
+  exceed that plus the listen backlog (floods of connections bigger than the backlog);
 - an authorized scraper that reads gets a complete answer within its timeout (asked again only after the refusal
   of `--web.max-requests` while other requests hold every slot).
 
@@ -18,6 +19,7 @@ CI runs a fixed number of examples, derandomized (the same sequences every run),
 from __future__ import annotations
 
 import asyncio
+import selectors
 import socket
 import ssl
 import threading
@@ -34,8 +36,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from conftest import fixture_flags
-from hostile import (basic, client_hello, closed_by_server, hashed, read_answer, request, still_open, unacknowledged,
-                     unread, wait_for)
+from hostile import (accepted_sockets, basic, client_hello, closed_by_server, connect_many, hashed, read_answer, request,
+                     still_open, unacknowledged, unread, wait_for)
 from kmem_exporter.cli import build_scraper
 from kmem_exporter.config import parse_args
 from kmem_exporter.web.config import load_web_config
@@ -46,6 +48,7 @@ from web.pki import Pki, make_pki
 
 T = TypeVar("T")
 MAX_CONNECTIONS = 8
+BACKLOG = 128  # the listener's (aiohttp's default): at most so many sockets are accepted in one pass of the loop
 SCRAPE_TIMEOUT = 10.0
 PASSWORD = "s3cret"
 ODD_HEADERS = ({"Expect": "x"}, {"Expect": "100-continue"}, {"Upgrade": "websocket", "Connection": "Upgrade"},
@@ -55,13 +58,37 @@ STEP_SETTINGS = settings(max_examples=12, stateful_step_count=10, derandomize=Tr
                          suppress_health_check=list(HealthCheck), print_blob=True)
 
 
+def listen_queue(port: int) -> int:
+    """Connections waiting in the accept queue of this process's listener on `port`."""
+    with open("/proc/self/net/tcp") as lines:
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return int(fields[4].split(":")[1], 16)
+    return 0
+
+
+class PeakSelector(selectors.DefaultSelector):  # type: ignore[valid-type,misc]
+    """The event loop's selector, which counts the sockets the server has accepted on `port` before each pass of the
+    loop: the most ever open (sockets accepted in a pass and closed in a later one included)."""
+
+    port = 0
+    peak = 0
+
+    def select(self, timeout: Optional[float] = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if self.port:
+            self.peak = max(self.peak, accepted_sockets(self.port))
+        return super().select(timeout)  # type: ignore[no-any-return]
+
+
 class InProcessServer:
     """The exporter's HTTP server with a real scraper, on its own event loop in a thread, on a free port."""
 
     def __init__(self, argv: list[str], web_config: Optional[Path] = None) -> None:
         _, self.config = parse_args(["serve", "--web.listen-address=127.0.0.1:0", *argv])
         self.web_config = load_web_config(str(web_config)) if web_config is not None else None
-        self.loop = asyncio.new_event_loop()
+        self.selector = PeakSelector()
+        self.loop = asyncio.SelectorEventLoop(self.selector)
         self.server: Optional[Server] = None
         self.port = 0
         self.in_handler = 0  # /metrics requests in the server's handler now
@@ -75,7 +102,7 @@ class InProcessServer:
         self.server = Server(self.config, self._scraper, self.web_config)
         self.server._runner.app.middlewares.append(self._count_handlers)  # innermost: right around the handler
         await self.server.start()
-        self.port = self.server._runner.addresses[0][1]
+        self.port = self.selector.port = self.server._runner.addresses[0][1]
         await self._scraper.start()
         await self._scraper.wait_ready()
 
@@ -169,6 +196,19 @@ class Guards(RuleBasedStateMachine):
         for _ in range(count):
             self._send(request(headers=self._headers(True)))
 
+    @rule(count=st.integers(BACKLOG + 1, 3 * BACKLOG))
+    def connection_flood(self, count: int) -> None:
+        """More connections at once than the listen backlog holds (then closed), and the server done accepting them:
+        none waiting in the listen queue or being connected, so that the flood does not go on into later steps."""
+        flood = connect_many(self.exporter.port, count)
+        self.connects += len(flood)
+        for sock in flood:
+            sock.close()
+        server = self.exporter.server
+        assert server is not None
+        wait_for("the flood to be accepted", lambda: listen_queue(self.exporter.port) == 0 and self.exporter.on_loop(
+            lambda: all(c._transport is not None for c in server.limit._connections)), 30)
+
     @rule(which=st.integers(0, 1000))
     def close_one(self, which: int) -> None:
         if self.clients:
@@ -188,6 +228,8 @@ class Guards(RuleBasedStateMachine):
         server = self.exporter.server
         assert server is not None
         assert self.exporter.on_loop(lambda: server.limit.open) <= MAX_CONNECTIONS
+        peak = self.exporter.selector.peak
+        assert peak <= MAX_CONNECTIONS + BACKLOG, f"{peak} open sockets: more than the limit and the backlog"
         wait_for("clients to see the connections the server closed",
                  lambda: still_open(self.clients) <= MAX_CONNECTIONS, 10)
 
@@ -199,7 +241,8 @@ class Guards(RuleBasedStateMachine):
         refusing the newest is what the flag means); a slot that is never given back makes the refusal last until the
         timeout, and fails. Any other 503 (the connection limit, the answers budget), a cut, a close or no answer
         fails at once."""
-        wait_for("the steps' requests to be received and leave the handler", self._quiet, 30, state=self._state)
+        wait_for("the steps' requests to be received and leave the handler, and the connections closed to make room "
+                 "to be closed", self._quiet, 30, state=self._state)
         deadline = time.monotonic() + SCRAPE_TIMEOUT
         while True:
             if self.scraper is None or closed_by_server(self.scraper):
@@ -207,8 +250,13 @@ class Guards(RuleBasedStateMachine):
                 assert self.scraper is not None, "the authorized scraper could not connect"
                 self.clients.remove(self.scraper)
             self.scraper.settimeout(SCRAPE_TIMEOUT)
+            before = self._state()
             self.scraper.sendall(request(headers={**self._headers(True), "Accept-Encoding": "gzip"}))
-            status, headers, body = read_answer(self.scraper)
+            try:
+                status, headers, body = read_answer(self.scraper)
+            except (AssertionError, OSError) as error:
+                raise AssertionError(f"the scraper's answer: {error!r}; before it asked: {before}; "
+                                     f"after: {self._state()}") from error
             if status != 503 or body != REFUSED_TEXT.encode() or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -221,10 +269,12 @@ class Guards(RuleBasedStateMachine):
 
         def read() -> dict[str, object]:
             sockets = [t.get_extra_info("socket") for t in server.limit._by_transport]
-            return {"accepted": server.limit.accepted, "in handler": self.exporter.in_handler, "slots": server.slots.in_use,
+            limit = server.limit
+            return {"accepted": limit.accepted, "evicted": limit.evicted, "closing": limit.closing,
+                    "in handler": self.exporter.in_handler, "slots": server.slots.in_use,
                     "unread": [unread(sock) for sock in sockets if sock is not None], "open": server.limit.open}
 
-        return {**self.exporter.on_loop(read), "connects": self.connects,
+        return {**self.exporter.on_loop(read), "connects": self.connects, "listen queue": listen_queue(self.exporter.port),
                 "unacknowledged": [unacknowledged(sock) for sock in self.clients]}
 
     def _quiet(self) -> bool:
@@ -236,10 +286,12 @@ class Guards(RuleBasedStateMachine):
         def received_all() -> bool:
             transports = list(server.limit._by_transport)
             sockets = [t.get_extra_info("socket") for t in transports]
-            return (server.limit.accepted >= self.connects and self.exporter.in_handler == 0
-                    and not any(unread(sock) for sock in sockets if sock is not None))
+            return (server.limit.accepted >= self.connects and server.limit.closing == 0
+                    and self.exporter.in_handler == 0 and not any(unread(sock) for sock in sockets if sock is not None))
 
-        return self.exporter.on_loop(received_all)
+        # Every connection accepted: none is left in the listen queue, where a late one could displace the scraper's
+        # idle connection as it asks (a flood's accepts count too, so `accepted` alone could not tell).
+        return listen_queue(self.exporter.port) == 0 and self.exporter.on_loop(received_all)
 
     def teardown(self) -> None:
         for sock in [*self.clients, *([self.scraper] if self.scraper else [])]:

@@ -34,8 +34,8 @@ class Holder(Protocol):
     def undelivered(self) -> int:
         """Bytes of its answers its client has not received yet (ours and the kernel's): it reads when this drops."""
 
-    def evict(self) -> None:
-        """Disconnect it at once."""
+    def evict(self) -> bool:
+        """Disconnect it at once (True: its socket is closed a little later)."""
 
 
 @dataclass

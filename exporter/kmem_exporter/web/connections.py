@@ -1,14 +1,15 @@
 """Client connections, bounded: at most so many open at once, a request head must arrive in time, and answers that
 wait for a client to read them are bounded in bytes and in time.
 
-`GuardedConnection` wraps the HTTP server's protocol for one connection. At the connection limit, a new connection
-takes the place of the connection idle the longest (one between requests or that has sent nothing yet, which its
-client can simply open again); when none is idle, the new one is answered 503 and closed at once. So idle or hostile
-clients can neither use up the process's file descriptors nor keep others out by holding connections open. A client
-that opens a connection (or starts a request) and does not finish sending the request head within the header timeout
-is disconnected, so half-sent requests do not pile up. With TLS, a connection is counted from the moment it is
-accepted and the handshake is done here (`asyncio.start_tls`) within that same timeout, so connections that never
-finish a handshake are limited, made room for and closed like silent ones.
+`GuardedConnection` wraps the HTTP server's protocol for one connection, counted from the moment its socket is
+accepted (listener.py). At the connection limit, a new connection takes the place of the one that costs the most and
+has earned the least (limits.py: never one that authenticated or is reading); when every one has earned its place, the
+new one is answered 503 and closed at once. So idle or hostile clients can neither use up the process's file
+descriptors nor keep others out by holding connections open. A client that opens a connection (or starts a request)
+and does not finish sending the request head within the header timeout is disconnected, so half-sent requests do not
+pile up. With TLS, a connection is counted from the moment it is accepted and the handshake is done here
+(`asyncio.start_tls`) within that same timeout, so connections that never finish a handshake are limited, made room
+for and closed like silent ones.
 
 An answer is handed to the connection's transport whole, after its size was reserved in the budget of answers
 waiting to be read (answers.py); the connection tells the budget what its transport still holds as that changes.
@@ -22,6 +23,7 @@ import asyncio
 import fcntl
 import logging
 import re
+import socket
 import ssl
 import struct
 import termios
@@ -56,6 +58,7 @@ class GuardedConnection(asyncio.Protocol):
         self._tls = tls
         self._inner_connected = False  # the server's protocol has the (TLS) transport
         self._early: list[bytes] = []  # decrypted before the handshake's end was handled: replayed then
+        self._socket: Optional[socket.socket] = None  # accepted, not yet handed to the event loop (see `admit`)
         self._transport: Optional[asyncio.BaseTransport] = None
         self._counted = False
         self.handshaking = False
@@ -85,10 +88,16 @@ class GuardedConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def evict(self) -> None:
-        """Disconnect at once; the limit has stopped counting it already."""
+    def evict(self) -> bool:
+        """Disconnect at once; the limit has stopped counting it already. True when the event loop closes its socket
+        later: aborted, or (being connected to this protocol) aborted as it is made (see `connection_made`)."""
         self._counted = False
+        if self._socket is not None:  # accepted in this pass of the event loop: closed before it is connected
+            self._socket.close()
+            self._socket = None
+            return False
         _abort(self._transport)
+        return True
 
     def unsent(self) -> int:
         transport = self._transport
@@ -136,16 +145,33 @@ class GuardedConnection(asyncio.Protocol):
         """Every request passed to the server has been answered: an answer written now comes after theirs."""
         return self.requests == 0 and self._handed == self._started and not self._head_begun
 
+    def admit(self, sock: socket.socket) -> bool:
+        """Count the connection in as its socket is accepted; False when the limit refuses it (see `refuse`)."""
+        self._counted = self._limit.admit(self)
+        if self._counted:
+            self._socket = sock
+        return self._counted
+
+    def take_socket(self) -> Optional[socket.socket]:
+        """The accepted socket, to be connected to this protocol; None when it was closed to make room meanwhile."""
+        sock, self._socket = self._socket, None
+        return sock
+
+    def refuse(self, sock: socket.socket) -> None:
+        """Answer 503 on the socket of a refused connection (a TLS client gets no answer) and close it."""
+        if self._tls is None:
+            try:
+                sock.send(_REJECTED)
+            except OSError:
+                pass
+        sock.close()
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
-        if not self._limit.admit(self, transport):
-            if self._tls is None and isinstance(transport, asyncio.WriteTransport):  # a TLS client gets no answer
-                transport.write(_REJECTED)
-                transport.close()
-            else:
-                _abort(transport)
+        if not self._counted:  # closed to make room while being connected (see `evict`)
+            _abort(transport)
             return
-        self._counted = True
+        self._limit.attach(self, transport)
         self._arm()  # with TLS, the handshake and then the first request head must come within the header timeout
         if self._tls is None:
             self._connect_inner(transport)

@@ -6,7 +6,10 @@ Who goes first: the connection that costs the most and has earned the least. A c
 holding an answer it does not read costs the most; then one with a request waiting for its password check, or a
 request head begun; then one that sends nothing or waits between requests (its client can simply connect again).
 A connection that authenticated, whose request is being answered past the access checks, or that is reading its
-answer has earned its place: it is never closed to make room for a new connection, which has done neither.
+answer has earned its place: it is never closed to make room for a new connection, which has done neither; a new
+connection that finds only earned ones is refused. A connection closed to make room stops counting at once; until
+the event loop has closed its socket it is `closing`, and the listener accepts that many fewer sockets (see
+listener.py), so that the open sockets never exceed the limit plus the listen backlog.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ class Tracked(Protocol):
     def handshaking(self) -> bool:
         """In its TLS handshake."""
 
-    def evict(self) -> None:
-        """Disconnect it at once (it has already left the limit)."""
+    def evict(self) -> bool:
+        """Disconnect it at once (it has already left the limit); True when its socket stays open until the event
+        loop closes it (then it leaves again, with its transport)."""
 
 
 C = TypeVar("C", bound=Tracked)
@@ -66,6 +70,7 @@ class ConnectionLimit(Generic[C]):
         self._connections: dict[C, None] = {}  # insertion order: least recently active first
         self._by_transport: dict[asyncio.BaseTransport, C] = {}
         self._handshakes: dict[C, None] = {}  # oldest first
+        self._closing: dict[C, None] = {}  # closed to make room, their sockets not yet closed by the event loop
         self._notice = Notice(log, "connection limit reached ({open} open, --web.max-connections={limit})")
         self._handshake_notice = Notice(log, "TLS handshakes in progress reached {limit}; closing the oldest")
 
@@ -74,10 +79,15 @@ class ConnectionLimit(Generic[C]):
         return len(self._connections)
 
     @property
+    def closing(self) -> int:
+        """Connections closed to make room whose sockets the event loop has not closed yet."""
+        return len(self._closing)
+
+    @property
     def handshakes(self) -> int:
         return len(self._handshakes)
 
-    def admit(self, connection: C, transport: asyncio.BaseTransport) -> bool:
+    def admit(self, connection: C) -> bool:
         """Count a new connection in, making room by closing the one that costs the most and earned the least; False
         (the new one is refused) when every open connection has earned its place."""
         self.accepted += 1
@@ -90,8 +100,11 @@ class ConnectionLimit(Generic[C]):
                 return False
             self.evict(victim, self._notice, open=self.open, limit=self.limit)
         self._connections[connection] = None
-        self._by_transport[transport] = connection
         return True
+
+    def attach(self, connection: C, transport: asyncio.BaseTransport) -> None:
+        """The connection's transport, once it has one (see `connection_of`)."""
+        self._by_transport[transport] = connection
 
     def _victim(self) -> Optional[C]:
         now = time.monotonic()
@@ -111,7 +124,8 @@ class ConnectionLimit(Generic[C]):
         self.evicted += 1
         notice.add(f"closed to make room: {_WHY.get(connection.standing(time.monotonic()), 'other')}", **fields)
         self.leave(connection, None)
-        connection.evict()
+        if connection.evict():
+            self._closing[connection] = None
 
     def handshake_started(self, connection: C) -> None:
         if len(self._handshakes) >= self.max_handshakes:
@@ -126,6 +140,7 @@ class ConnectionLimit(Generic[C]):
         """Stop counting `connection` (its transport too, when given: an evicted one keeps it until it is closed)."""
         if self._connections.pop(connection, False) is None:
             self.closed += 1
+        self._closing.pop(connection, None)
         self._handshakes.pop(connection, None)
         if transport is not None and self._by_transport.get(transport) is connection:
             del self._by_transport[transport]

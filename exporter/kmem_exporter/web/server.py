@@ -21,6 +21,7 @@ from aiohttp import web
 from kmem_exporter.config import Config, ConfigError, split_host_port
 from kmem_exporter.web.connections import GuardedConnection, guard
 from kmem_exporter.web.limits import ConnectionLimit
+from kmem_exporter.web.listener import Listener, bind
 from kmem_exporter.exposition import accepts_gzip, choose_format
 from kmem_exporter.scrape.collection import AnswerError
 from kmem_exporter.scrape.scraper import Scraper
@@ -177,13 +178,13 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
 
-        def accept() -> asyncio.Protocol:
+        def accept() -> GuardedConnection:
             if self._web_config is not None:
                 self._web_config.reload_if_changed()  # before the handshake: new certificate files serve at once
             return guard(self._limit, server(), self._ssl_context)  # TLS, if any, is done by the connection
 
-        self._server = await asyncio.get_running_loop().create_server(
-            accept, self._host, self._port, backlog=self._backlog, reuse_address=True)
+        self._server = Listener(await bind(self._host, self._port, self._backlog), accept,
+                                lambda: max(0, self._backlog - self._limit.closing))
 
 
 def raise_open_file_limit() -> None:
