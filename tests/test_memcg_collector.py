@@ -102,6 +102,29 @@ def test_ids_in_use_on_a_modern_kernel_ignore_dying_cgroups(tmp_path: Path) -> N
     assert (result.in_use, result.visible, result.dying, result.ids_in_use) == (60010, 10, 60000, 10)
 
 
+def served_ids_in_use(collector: MemcgCollector) -> float:
+    families = {family.name: family for family in collector.collect(KernelFiles(1 << 20))}
+    return families["kmem_memcg_ids_in_use"].samples[0].value
+
+
+def test_v2_ids_in_use_are_read_at_the_scrape_where_cgroup_stat_counts_memory_cgroups(tmp_path: Path) -> None:
+    """6.18 counts the live memory cgroups in the root's cgroup.stat (nr_subsys_memory): a scrape serves that count
+    as it is then, not the latest walk's, which can be minutes old on a large tree."""
+    root = copy_fixture("cgroup2-6.18", tmp_path)
+    collector = MemcgCollector(config_for(root))
+    collector.refresh_once()
+    assert served_ids_in_use(collector) == 29  # the walk's count and nr_subsys_memory agree
+    stat = root / "sys/fs/cgroup/cgroup.stat"
+    stat.write_text(stat.read_text().replace("nr_subsys_memory 29", "nr_subsys_memory 40000"))
+    assert served_ids_in_use(collector) == 40000  # no walk since
+    stat.write_text("".join(line + "\n" for line in stat.read_text().splitlines()
+                            if not line.startswith("nr_subsys_") and not line.startswith("nr_dying_subsys_")))
+    assert served_ids_in_use(collector) == 29  # a kernel without the count: the walk's
+    stat.write_text("nr_descendants 29\nnr_subsys_memory x\n")
+    with pytest.raises(CollectorError, match="cgroup.stat"):
+        served_ids_in_use(collector)
+
+
 def test_v1_counts_every_directory(tmp_path: Path) -> None:
     """Adding one container directory to a v1 tree adds one visible cgroup and takes one from the dying."""
     root = copy_fixture("rhel7-healthy", tmp_path)

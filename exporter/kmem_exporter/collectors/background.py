@@ -50,6 +50,11 @@ class BackgroundCollector(Collector, Generic[T]):
         """The metric families for one refresh result."""
         raise NotImplementedError
 
+    def current(self, result: T, files: KernelFiles) -> T:
+        """The latest refresh result as a scrape serves it: a subclass may bring up to date what a scrape can read
+        cheaply (through `files`, the scrape's). Raises CollectorError on failure."""
+        return result
+
     @property
     def interval(self) -> float:
         return float(self.option("interval"))  # type: ignore[arg-type]
@@ -106,7 +111,7 @@ class BackgroundCollector(Collector, Generic[T]):
             raise CollectorError(self._error)
         if self._result is None:
             raise CollectorError("the first background pass has not finished yet")
-        yield from self.metrics(self._result)
+        yield from self.metrics(self.current(self._result, files))
         finished = GaugeMetricFamily(
             "kmem_background_pass_timestamp_seconds",
             "When the latest background pass of a collector finished, as a Unix time.",

@@ -30,7 +30,7 @@ The tree walk runs in the background (collector.memcg.interval); a scrape serves
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -67,6 +67,7 @@ class MemcgPass:
     id_limit: int
     dying: Optional[int]  # None: cgroup v2 on a kernel without cgroup.stat (before 4.14)
     kmem_enabled: int
+    stat_file: Optional[Path] = None  # cgroup v2: the root's cgroup.stat, which newer kernels count memory cgroups in
 
 
 class MemcgCollector(BackgroundCollector[MemcgPass]):
@@ -103,8 +104,18 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
             in_use = counts.visible + (dying or 0)
         ids_in_use = in_use if release < IDS_RELEASED_AT_REMOVAL_SINCE else counts.visible
         kmem_enabled = {"per-cgroup": counts.kmem_enabled, "always": counts.visible - 1, "disabled": 0}[mode]
+        stat_file = hierarchy.root / "cgroup.stat" if hierarchy.version == "v2" else None
         return MemcgPass(hierarchy.version, mode, in_use, counts.visible, ids_in_use, id_limit(release), dying,
-                         kmem_enabled)
+                         kmem_enabled, stat_file)
+
+    def current(self, result: MemcgPass, files: KernelFiles) -> MemcgPass:
+        """On cgroup v2 kernels whose root cgroup.stat counts the live memory cgroups (nr_subsys_memory, root
+        included), the IDs in use as of this scrape: the walk behind them can be minutes old on a large tree."""
+        if result.stat_file is None or result.ids_in_use != result.visible:  # IDs held by dying ones too (< 4.7)
+            return result
+        stat = files.parse_optional_value(result.stat_file, parse_cgroup_stat)
+        live = None if stat is None else stat.subsys.get("memory")
+        return result if live is None else replace(result, ids_in_use=live)
 
     def find_hierarchy(self, files: KernelFiles, memory: Optional[Controller]) -> Hierarchy:
         cgroupfs = self.config.cgroupfs
@@ -142,7 +153,8 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
             "the kernel holds, removed (dying) ones included (kmem_memcg_cgroups). 4.7 and later release a removed "
             "cgroup's ID, so only the online memory cgroups count (visible, root included); a dying cgroup whose "
             "swapped-out pages are still referenced keeps its ID, so with swap in use and dying cgroups present "
-            "this is a lower bound.",
+            "this is a lower bound. On cgroup v2 kernels whose root cgroup.stat has nr_subsys_memory, that count "
+            "as of the scrape; otherwise as of the latest background walk.",
             value=result.ids_in_use)
         yield GaugeMetricFamily(
             "kmem_memcg_id_limit",
