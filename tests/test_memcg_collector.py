@@ -176,7 +176,7 @@ def test_v2_online_count_is_the_kernels(tmp_path: Path) -> None:
     assert refresh(root).ids_in_use == refresh(root).visible == stat.subsys["memory"] == 29
 
 
-def test_v2_dying_falls_back_to_dying_descendants_before_6_15(tmp_path: Path) -> None:
+def test_v2_dying_falls_back_to_dying_descendants_on_older_kernels(tmp_path: Path) -> None:
     root = copy_fixture("cgroup2-6.18", tmp_path)
     (root / "sys/fs/cgroup/cgroup.stat").write_text("nr_descendants 29\nnr_dying_descendants 7\n")
     assert refresh(root).dying == 7

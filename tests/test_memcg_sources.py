@@ -79,7 +79,7 @@ def test_cgroup_stat_per_controller_dying_counts() -> None:
     assert stat.dying("memory") == 5
 
 
-def test_cgroup_stat_before_6_15_has_no_per_controller_counts() -> None:
+def test_cgroup_stat_of_older_kernels_has_no_per_controller_counts() -> None:
     stat = parse_cgroup_stat("nr_descendants 143\nnr_dying_descendants 12\n")
     assert stat == CgroupStat(143, 12, {}, {})
     assert stat.dying("memory") == 12  # every dying cgroup: an upper bound

@@ -14,8 +14,8 @@ cgroup.stat (cgroup v2, 4.14+), `key value` lines:
 
     nr_descendants 0
     nr_dying_descendants 0
-    nr_subsys_memory 55          (6.15+: live controller instances at and below this cgroup)
-    nr_dying_subsys_memory 35    (6.15+: dying ones)
+    nr_subsys_memory 55          (newer kernels, 6.12 has them: live controller instances at and below this cgroup)
+    nr_dying_subsys_memory 35    (the same kernels: dying ones)
 
 cgroup.controllers (cgroup v2): the controllers available in a cgroup, space-separated on one line.
 """
@@ -61,8 +61,8 @@ class CgroupStat:
     dying_subsys: Mapping[str, int] = field(default_factory=dict)  # nr_dying_subsys_<controller>
 
     def dying(self, controller: str) -> int:
-        """Dying instances of `controller` below this cgroup; kernels before 6.15 don't count them per
-        controller, and then every dying descendant cgroup is taken (an upper bound)."""
+        """Dying instances of `controller` below this cgroup; older kernels (6.1) don't count them per controller,
+        and then every dying descendant cgroup is taken (an upper bound)."""
         return self.dying_subsys.get(controller, self.nr_dying_descendants)
 
 
