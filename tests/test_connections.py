@@ -69,8 +69,7 @@ class Flooded:
 
 @contextlib.asynccontextmanager
 async def flooded(limit: ConnectionLimit) -> AsyncIterator[Flooded]:
-    server = Listener(await bind("127.0.0.1", 0, 128), lambda: guard(limit, Flood(limit)),
-                      lambda: max(0, 128 - limit.closing))
+    server = Listener(await bind("127.0.0.1", 0, 128), lambda: guard(limit, Flood(limit)), 128, limit)
     flood = Flooded(limit, server.sockets[0].getsockname()[1])
     try:
         yield flood

@@ -81,7 +81,7 @@ def test_the_listener_accepts_no_more_than_the_backlog_less_the_closing_connecti
         loop = asyncio.get_running_loop()
         limit: ConnectionLimit[GuardedConnection] = ConnectionLimit(2, 60)
         listening = await bind("127.0.0.1", 0, 64)
-        listener = Listener(listening, lambda: guard(limit, Quiet()), lambda: max(0, 3 - limit.closing))
+        listener = Listener(listening, lambda: guard(limit, Quiet()), 3, limit)
         port = listener.sockets[0].getsockname()[1]
         peak = 0
         stop = False

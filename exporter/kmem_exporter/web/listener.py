@@ -17,6 +17,7 @@ import socket
 from typing import Callable, Optional
 
 from kmem_exporter.web.connections import GuardedConnection
+from kmem_exporter.web.limits import ConnectionLimit
 
 ACCEPT_RETRY = 1.0  # seconds before accepting again when out of file descriptors or memory (as asyncio does)
 
@@ -49,15 +50,16 @@ async def bind(host: Optional[str], port: int, backlog: int) -> list[socket.sock
 
 
 class Listener(asyncio.AbstractServer):
-    """Accepts on `sockets`, each new connection made by `make` and counted at once."""
+    """Accepts on `sockets`, each new connection made by `make` and counted against `limit` at once; each pass of
+    the event loop at most `backlog` sockets less those of `limit` still closing."""
 
-    def __init__(self, sockets: list[socket.socket], make: Callable[[], GuardedConnection],
-                 room: Callable[[], int]) -> None:
-        """`room()`: how many sockets may be accepted now (the backlog less the connections still closing)."""
+    def __init__(self, sockets: list[socket.socket], make: Callable[[], GuardedConnection], backlog: int,
+                 limit: ConnectionLimit[GuardedConnection]) -> None:
         self._loop = asyncio.get_running_loop()
         self._listening: Optional[list[socket.socket]] = sockets
         self._make = make
-        self._room = room
+        self._backlog = backlog
+        self._limit = limit
         for sock in sockets:
             self._loop.add_reader(sock.fileno(), self._accept, sock)
 
@@ -66,7 +68,7 @@ class Listener(asyncio.AbstractServer):
         return tuple(self._listening or ())
 
     def _accept(self, listening: socket.socket) -> None:
-        for _ in range(self._room()):
+        for _ in range(max(0, self._backlog - self._limit.closing)):
             try:
                 sock, _ = listening.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):

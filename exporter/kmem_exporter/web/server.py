@@ -183,8 +183,7 @@ class GuardedSite(web.BaseSite):
                 self._web_config.reload_if_changed()  # before the handshake: new certificate files serve at once
             return guard(self._limit, server(), self._ssl_context)  # TLS, if any, is done by the connection
 
-        self._server = Listener(await bind(self._host, self._port, self._backlog), accept,
-                                lambda: max(0, self._backlog - self._limit.closing))
+        self._server = Listener(await bind(self._host, self._port, self._backlog), accept, self._backlog, self._limit)
 
 
 def raise_open_file_limit() -> None:
