@@ -16,7 +16,7 @@ from lab import analyze, guests, plots, rules, table
 
 SCENARIOS = ["healthy", "fragmentation", "memcg", "memcg-nokmem", "conntrack", "oom"]
 # Guest memory and time limit (seconds) per profile and scenario. 65,535 online memory cgroups take about 1.5 GiB
-# (6.1), the full run's 66,000 dying ones as much again. The limits leave room for a second guest on the machine.
+# (6.1); 5 GiB leaves room for more dying ones (--memcg-dying). The limits leave room for a second guest beside it.
 MEMORY = {"ci": {"memcg": "3G"}, "full": {"memcg": "5G"}}
 LIMITS = {"ci": {"healthy": 600, "memcg": 2400}, "full": {"healthy": 900, "memcg": 5400, "conntrack": 1800}}
 DEFAULT_LIMIT = 900
