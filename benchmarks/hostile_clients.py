@@ -8,7 +8,7 @@ to 1024 as under a default systemd or container runtime; its log captured) or ta
   odd        HEAD /metrics, `Accept: application/openmetrics-text; version=abc`, `Accept-Encoding: gzip;q=0`
   load       one client for a while, then 50 concurrent scrapers (curl's parallel transfers, kept-alive
              connections; with gzip as Prometheus asks, then without): latency p50, p90, p99 of the 200s and
-             the p99 ratio; beyond --web.max-requests (40) scrapers get 503 and retry at once
+             the p99 ratio; the 10 beyond --web.max-requests (40) wait for a slot (a 503 would be asked again at once)
   soak       10,000 scrapes one after another
   pipeline   900 connections each sending 20 `GET /metrics` at once and reading nothing, held 10 s; then what can
              be read in 5 s (200s, 503s), and whether a normal scrape still works

@@ -1,9 +1,11 @@
-"""`--web.max-requests`: beyond it, `/metrics` is answered 503 at once, and the connection stays usable.
+"""`--web.max-requests`: beyond it, as many `/metrics` requests wait for a slot, the longest waiting first, for as
+long as their scraper waits; beyond those, or after the wait, a request is answered 503, and the connection stays
+usable.
 
-While every slot is taken, a plain `GET /metrics` on a connection with nothing else in progress is refused from its
-bytes, before HTTP parsing (exporter/kmem_exporter/web/shedding.py); everything else goes through the server as
-usual, and only the server's handler takes a slot. The real exporter, over raw sockets, with one slot held by a scrape whose read of /proc/vmstat is stuck (a
-FUSE file).
+While the slots and the queue are full, a plain `GET /metrics` on a connection with nothing else in progress is
+refused from its bytes, before HTTP parsing (exporter/kmem_exporter/web/shedding.py); everything else goes through
+the server as usual, and only the server's handler takes a slot. The real exporter, over raw sockets, with one slot
+held by a scrape whose read of /proc/vmstat is stuck (a FUSE file).
 """
 
 from __future__ import annotations
@@ -21,10 +23,17 @@ import yaml
 from conftest import FIXTURES, WAIT_SECONDS, RunningExporter
 from metrics_text import only_collectors
 from stuck_files import StuckTree, StuckTreeFactory, stuck_trees  # noqa: F401  (a fixture)
+from tcp import wait_until_read
 
 VMSTAT = "proc/vmstat"
 METRICS = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 HEALTHY = b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def waiting_metrics(timeout: float) -> bytes:
+    """A scrape that waits for a slot for `timeout` seconds, as Prometheus says how long it waits for its answer."""
+    return (f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Prometheus-Scrape-Timeout-Seconds: {timeout:g}\r\n"
+            "\r\n").encode()
 REFUSED = b"too many requests in flight\n"
 
 
@@ -74,8 +83,9 @@ class HeldScrape(threading.Thread):
 
 
 @pytest.fixture
-def held(stuck_trees: StuckTreeFactory, exporter_factory: Callable[..., RunningExporter]
-         ) -> Iterator[tuple[RunningExporter, StuckTree, HeldScrape]]:
+def held_slot(stuck_trees: StuckTreeFactory, exporter_factory: Callable[..., RunningExporter]
+              ) -> Iterator[tuple[RunningExporter, StuckTree, HeldScrape]]:
+    """The only slot taken; the queue empty."""
     tree = stuck_trees(FIXTURES / "rhel7-fragmented", blocked={VMSTAT})
     exporter = exporter_factory(*tree.path_flags(), *only_collectors("buddyinfo", "vmstat"),
                                 "--web.max-requests=1", "--collector.timeout=300s")
@@ -84,6 +94,58 @@ def held(stuck_trees: StuckTreeFactory, exporter_factory: Callable[..., RunningE
     yield exporter, tree, scrape
     tree.release_all()
     scrape.join(WAIT_SECONDS)
+
+
+@pytest.fixture
+def held(held_slot: tuple[RunningExporter, StuckTree, HeldScrape]
+         ) -> Iterator[tuple[RunningExporter, StuckTree, HeldScrape]]:
+    """The only slot taken, and the one place in the queue: a request now is refused at once."""
+    exporter = held_slot[0]
+    with connect(exporter) as waiting:
+        waiting.sendall(waiting_metrics(WAIT_SECONDS * 4))
+        wait_until_read([waiting])  # in the handler, waiting (nothing in the handler before the wait yields)
+        yield held_slot
+        held_slot[1].release_all()
+        [(status, _, _)] = read_answers(waiting, 1)
+        assert status == 200, "the waiting request was not given the slot"
+
+
+def test_a_request_beyond_the_slots_waits_for_one_as_long_as_its_scraper_waits(
+        held_slot: tuple[RunningExporter, StuckTree, HeldScrape]) -> None:
+    exporter, tree, scrape = held_slot
+    with connect(exporter) as sock:
+        sock.sendall(waiting_metrics(1))
+        started = time.monotonic()
+        [(status, headers, body)] = read_answers(sock, 1)
+        assert time.monotonic() - started >= 1.0, "refused before its scraper's timeout"
+        assert (status, headers["retry-after"], body) == (503, "1", REFUSED)
+        assert "1 /metrics requests in flight and 1 waiting" in exporter.log()
+        sock.sendall(waiting_metrics(WAIT_SECONDS * 4))
+        wait_until_read([sock])
+        tree.release(VMSTAT)  # the held scrape ends and gives its slot to the waiting request
+        [(status, _, _)] = read_answers(sock, 1)
+        assert status == 200
+    scrape.join(WAIT_SECONDS)
+    assert scrape.status == 200
+
+
+def test_the_longest_waiting_request_gets_the_slot_first(
+        held_slot: tuple[RunningExporter, StuckTree, HeldScrape]) -> None:
+    """With the only slot held and one request waiting, the one place in the queue is taken; the request that waited
+    gets the slot when it is given back, and the next request finds it free."""
+    exporter, tree, scrape = held_slot
+    with connect(exporter) as first, connect(exporter) as second:
+        first.sendall(waiting_metrics(WAIT_SECONDS * 4))
+        wait_until_read([first])
+        second.sendall(waiting_metrics(WAIT_SECONDS * 4))
+        [(status, _, body)] = read_answers(second, 1)  # no room to wait: at once
+        assert (status, body) == (503, REFUSED)
+        tree.release(VMSTAT)
+        assert read_answers(first, 1)[0][0] == 200
+        second.sendall(METRICS)
+        assert read_answers(second, 1)[0][0] == 200
+    scrape.join(WAIT_SECONDS)
+    assert scrape.status == 200
 
 
 def test_beyond_the_limit_503_at_once_and_the_connection_stays_usable(
@@ -99,7 +161,7 @@ def test_beyond_the_limit_503_at_once_and_the_connection_stays_usable(
         assert read_answers(sock, 1)[0][0] == 200
         sock.sendall(METRICS)  # after an answered request on the same connection
         assert read_answers(sock, 1)[0][:1] == (503,)
-    assert "1 /metrics requests in flight (--web.max-requests); answering 503" in exporter.log()
+    assert "1 /metrics requests in flight and 1 waiting (--web.max-requests); answering 503" in exporter.log()
     tree.release(VMSTAT)
     scrape.join(WAIT_SECONDS)
     assert scrape.status == 200
@@ -165,31 +227,32 @@ def test_headers_of_the_web_config_are_on_the_refusal_too(
     assert scrape.status == 200
 
 
-def test_a_burst_gets_the_free_slots_and_the_rest_is_refused(
+def test_a_burst_gets_the_free_slots_then_the_queue_and_the_rest_is_refused(
         stuck_trees: StuckTreeFactory, exporter_factory: Callable[..., RunningExporter]) -> None:
-    """Requests received in one burst get the free slots, however many arrive before the server reaches any of
-    them, and the rest are refused."""
+    """Requests received in one burst get the free slots, then the places in the queue, however many arrive before
+    the server reaches any of them, and the rest are refused at once."""
     tree = stuck_trees(FIXTURES / "rhel7-fragmented", blocked={VMSTAT})
     exporter = exporter_factory(*tree.path_flags(), *only_collectors("buddyinfo", "vmstat"), "--web.max-requests=3",
                                 "--collector.timeout=300s")
     held = HeldScrape(exporter)
-    tree.wait_for_waiting_reads(VMSTAT)  # one slot taken, two free
+    tree.wait_for_waiting_reads(VMSTAT)  # one slot taken, two free, three places in the queue
     sockets = [connect(exporter) for _ in range(12)]
     try:
         for sock in sockets:
-            sock.sendall(METRICS)
-        # Ten are refused; the two given the free slots join the stuck collection and get no answer until it ends.
+            sock.sendall(waiting_metrics(WAIT_SECONDS * 4))
+        # Seven are refused; the two given the free slots join the stuck collection and the three in the queue wait:
+        # none of them gets an answer until it ends.
         refused: list[tuple[int, dict[str, str], bytes]] = []
         admitted = list(sockets)
         deadline = time.monotonic() + WAIT_SECONDS
-        while len(refused) < 10:
+        while len(refused) < 7:
             answering, _, _ = select.select(admitted, [], [], max(0.0, deadline - time.monotonic()))
             assert answering, f"only {len(refused)} of 12 requests were refused"
             for sock in answering:
                 refused.append(read_answers(sock, 1)[0])
                 admitted.remove(sock)
-        assert len(admitted) == 2
-        assert [(status, body) for status, headers, body in refused] == [(503, REFUSED)] * 10
+        assert len(admitted) == 5
+        assert [(status, body) for status, headers, body in refused] == [(503, REFUSED)] * 7
         assert select.select(admitted, [], [], 0)[0] == []  # no answer while the collection is stuck
         tree.release_all()
         for sock in admitted:

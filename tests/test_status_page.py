@@ -9,6 +9,7 @@ import os
 import re
 import struct
 import subprocess
+import time
 import zlib
 from pathlib import Path
 from typing import Any, Callable
@@ -152,14 +153,17 @@ def test_the_page_uses_the_latest_collection(stuck_trees: StuckTreeFactory,
 
 def test_the_page_takes_a_request_slot(stuck_trees: StuckTreeFactory,
                                        exporter_factory: Callable[..., RunningExporter]) -> None:
-    """Limited like /metrics: while a scrape stuck on vmstat holds the only slot, the page is refused at once."""
+    """Limited like /metrics: while a scrape stuck on vmstat holds the only slot, the page waits for it as long as its
+    client waits (here 1 s), then is refused."""
     tree = stuck_trees(FIXTURES / PAGES["fragmented"], blocked={VMSTAT})
     exporter = exporter_factory(*tree.path_flags(), *only_collectors("buddyinfo", "vmstat"), "--web.max-requests=1",
                                 "--collector.timeout=60s")
     scrape = HeldScrape(exporter)
     tree.wait_for_waiting_reads(VMSTAT)  # the slot is taken
-    status, headers, _ = exporter.get("/")
+    started = time.monotonic()
+    status, headers, _ = exporter.get("/", headers={"X-Prometheus-Scrape-Timeout-Seconds": "1"})
     assert (status, headers["Retry-After"]) == (503, "1")
+    assert time.monotonic() - started >= 1.0
     tree.release(VMSTAT)
     scrape.join(30)
     assert scrape.status == 200

@@ -87,7 +87,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Address to listen on for the web interface and telemetry; repeat the flag (or give a list in the file) "
             "for several. :PORT listens on every IPv4 and IPv6 address.", "[HOST]:PORT"),
     Setting("web.max-requests", parse_positive_int, 40,
-            "Maximum number of /metrics requests served at once; more are answered 503 at once.", "N"),
+            "Maximum number of /metrics requests served at once; as many more wait for a slot as long as their "
+            "scraper waits (X-Prometheus-Scrape-Timeout-Seconds, else 10s); beyond those, 503.", "N"),
     Setting("web.max-connections", parse_positive_int, 512,
             "Maximum number of open client connections; more are closed as soon as they are accepted.", "N"),
     Setting("web.read-header-timeout", parse_duration, "10s",

@@ -1,7 +1,7 @@
 """The HTTP server: /metrics (text or OpenMetrics, gzip when accepted), the status page, and health endpoints.
 
-Bounded whatever clients do: at most `--web.max-requests` /metrics requests are served at once (more get 503 at
-once); a request leaves its slot when its answer is handed to the connection, where an answer its client does not
+Bounded whatever clients do: at most `--web.max-requests` /metrics requests are served at once and as many more
+wait for a slot (beyond that, or after the wait, 503: shedding.py); a request leaves its slot when its answer is handed to the connection, where an answer its client does not
 read waits within a budget of bytes and of time; every request that joins a collection shares its rendering;
 connections are limited and must send their request heads in time (`kmem_exporter.web.connections`).
 """
@@ -26,7 +26,7 @@ from kmem_exporter.exposition import accepts_gzip, choose_format
 from kmem_exporter.scrape.collection import AnswerError
 from kmem_exporter.scrape.scraper import Scraper
 from kmem_exporter.settings import shown
-from kmem_exporter.web.shedding import REFUSED_TEXT, RequestSlots, Shedder
+from kmem_exporter.web.shedding import REFUSED_TEXT, RequestSlots, Shedder, slot_wait
 from kmem_exporter.web.middleware import install_web_config
 from kmem_exporter.web.config import WebConfig
 from kmem_exporter.web.status_page import CSP, PageLinks, StatusPage
@@ -55,7 +55,7 @@ def make_app(config: Config, scraper: Scraper, limit: ConnectionLimit[GuardedCon
         form = choose_format(request.headers.get("Accept", ""))
         if request.method == "HEAD":  # the headers only: no collection
             return web.Response(headers={"Content-Type": form.content_type})
-        if not slots.try_take():
+        if not await _take_slot(slots, request):
             return web.Response(status=503, text=REFUSED_TEXT, headers={"Retry-After": "1"})
         try:
             gzipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
@@ -77,7 +77,7 @@ def make_app(config: Config, scraper: Scraper, limit: ConnectionLimit[GuardedCon
     status_page = StatusPage(PageLinks(config.telemetry_path, config.enabled_collectors), scraper, thresholds())
 
     async def landing(request: web.Request) -> web.Response:
-        if not slots.try_take():  # limited like /metrics: it may wait for a collection
+        if not await _take_slot(slots, request):  # limited like /metrics: it may wait for a collection
             return web.Response(status=503, text=REFUSED_TEXT, headers={"Retry-After": "1"})
         try:
             page = await status_page.render()
@@ -114,6 +114,17 @@ def make_app(config: Config, scraper: Scraper, limit: ConnectionLimit[GuardedCon
     app.router.add_get("/-/ready", ready)
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+async def _take_slot(slots: RequestSlots, request: web.Request) -> bool:
+    """A request slot for `request`, waiting for one if need be; False when refused, or when its client left while
+    it waited (the slot passes on at once)."""
+    if not await slots.take(slot_wait(request.headers)):
+        return False
+    if request.transport is None or request.transport.is_closing():
+        slots.release()
+        return False
+    return True
 
 
 def _no_answer(request: web.Request, err: BaseException) -> web.StreamResponse:
@@ -226,8 +237,8 @@ class Server:
     def __init__(self, config: Config, scraper: Scraper, web_config: Optional[WebConfig]) -> None:
         self.config = config
         self.slots = RequestSlots(config.max_requests)
-        # While every slot is taken, a plain request for the metrics gets its 503 before HTTP parsing, unless the
-        # web config adds something to every answer first (authentication, a rate limit, headers).
+        # While the slots and the queue are full, a plain request for the metrics gets its 503 before HTTP parsing,
+        # unless the web config adds something to every answer first (authentication, a rate limit, headers).
         plain = web_config is None or not (web_config.basic_auth or web_config.rate_limit or web_config.headers)
         self.limit: ConnectionLimit[GuardedConnection] = ConnectionLimit(
             config.max_connections, config.read_header_timeout,
