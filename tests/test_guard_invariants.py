@@ -11,7 +11,7 @@ of requests, floods of connections, and closes. After every step:
   clients' side, and the sockets it has accepted and not closed, counted before every pass of its event loop, never
   exceed that plus the listen backlog (floods of connections bigger than the backlog);
 - an authorized scraper that reads gets a complete answer within its timeout (asked again only after the refusal
-  of `--web.max-requests` while other requests hold every slot).
+  of `--web.max-requests` while other requests hold every slot and every place in its queue).
 
 CI runs a fixed number of examples, derandomized (the same sequences every run), with no example database.
 """
@@ -236,11 +236,11 @@ class Guards(RuleBasedStateMachine):
     @invariant()
     def an_authorized_reading_scraper_gets_a_complete_answer(self) -> None:
         """Within its timeout. One 503 alone is asked again: `--web.max-requests`' refusal ("too many requests in
-        flight"), which the server gives only while every request slot is held by another request in its handler
-        (a pipelined request of a step that the server takes up as the scraper asks: requests of equal standing, and
-        refusing the newest is what the flag means); a slot that is never given back makes the refusal last until the
-        timeout, and fails. Any other 503 (the connection limit, the answers budget), a cut, a close or no answer
-        fails at once."""
+        flight"), which the server gives only while every request slot and every place in its queue is held by
+        another request in its handler (a pipelined request of a step that the server takes up as the scraper asks:
+        requests of equal standing, and refusing the newest is what the flag means); a slot that is never given back
+        makes the refusal last until the timeout, and fails. Any other 503 (the connection limit, the answers
+        budget), a cut, a close or no answer fails at once."""
         wait_for("the steps' requests to be received and leave the handler, and the connections closed to make room "
                  "to be closed", self._quiet, 30, state=self._state)
         deadline = time.monotonic() + SCRAPE_TIMEOUT
