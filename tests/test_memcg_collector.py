@@ -125,6 +125,24 @@ def test_v2_ids_in_use_are_read_at_the_scrape_where_cgroup_stat_counts_memory_cg
         served_ids_in_use(collector)
 
 
+@pytest.mark.parametrize("release, served", [
+    ("3.10.0-1160.el7.x86_64", 50000),  # every memory cgroup holds an ID: /proc/cgroups as of the scrape
+    ("5.10.0-32-amd64", 34),  # the online ones: the walk's count, whatever /proc/cgroups says
+])
+def test_v1_ids_in_use_before_4_7_are_read_at_the_scrape(tmp_path: Path, release: str, served: int) -> None:
+    root = copy_fixture("rhel7-healthy", tmp_path)
+    (root / "proc/sys/kernel/osrelease").write_text(release + "\n")
+    collector = MemcgCollector(config_for(root))
+    collector.refresh_once()
+    proc_cgroups = root / "proc/cgroups"
+    proc_cgroups.write_text(proc_cgroups.read_text().replace("memory\t10\t37\t1", "memory\t10\t50000\t1"))
+    assert served_ids_in_use(collector) == served  # no walk since
+    if served != 34:
+        proc_cgroups.write_text("#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t10\n")
+        with pytest.raises(CollectorError, match="cgroups"):
+            served_ids_in_use(collector)
+
+
 def test_v1_counts_every_directory(tmp_path: Path) -> None:
     """Adding one container directory to a v1 tree adds one visible cgroup and takes one from the dying."""
     root = copy_fixture("rhel7-healthy", tmp_path)
@@ -475,3 +493,15 @@ def test_synthetic_tree_generator(tmp_path: Path) -> None:
 def test_slow_passes_are_spaced_out(interval: str, duration: float, pause: float) -> None:
     collector = MemcgCollector(config_for(FIXTURES / "live-6.18", **{"collector.memcg.interval": interval}))
     assert collector.pause_after(duration) == pytest.approx(pause)
+    collector.refresh_once()  # 10 of 65535 IDs in use: the same
+    assert collector.pause_after(duration) == pytest.approx(pause)
+
+
+@pytest.mark.parametrize("host, pause", [
+    ("memcg-near-exhausted", 30.0),  # 64,000 of 65,535 IDs in use: 2% of a core, the interval
+    ("rhel7-fragmented", 300.0),  # 2,917: 0.2%, capped at 5 minutes
+])
+def test_passes_come_closer_when_the_ids_run_short(host: str, pause: float) -> None:
+    collector = MemcgCollector(config_for(FIXTURES / host))
+    collector.refresh_once()
+    assert collector.pause_after(0.6) == pytest.approx(pause)

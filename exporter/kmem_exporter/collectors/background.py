@@ -93,9 +93,14 @@ class BackgroundCollector(Collector, Generic[T]):
 
     def pause_after(self, duration: float) -> float:
         """How long to wait after a pass that took `duration`: the interval, or longer when passes are slow (a
-        crowded node), so that a background collector keeps to BACKGROUND_CPU_SHARE of a core; never more than
+        crowded node), so that a background collector keeps to its share of a core (`cpu_share`); never more than
         MAX_BACKGROUND_PAUSE unless the interval says so."""
-        return max(self.interval, min(duration / BACKGROUND_CPU_SHARE, MAX_BACKGROUND_PAUSE))
+        return max(self.interval, min(duration / self.cpu_share(self._result), MAX_BACKGROUND_PAUSE))
+
+    def cpu_share(self, result: Optional[T]) -> float:
+        """The share of a core the passes may take after `result` (None before the first); a subclass may allow
+        more when the result shows the node close to a failure."""
+        return BACKGROUND_CPU_SHARE
 
     async def stop(self) -> None:
         if self._task is not None:

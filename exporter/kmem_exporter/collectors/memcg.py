@@ -25,7 +25,12 @@ Kernel-memory accounting ("mode"):
   with EIO), earlier ones ignore it; so there the probe still runs, and the mode is `disabled` only when it finds no
   cgroup accounting kernel memory (`per-cgroup` otherwise: the option was ignored).
 
-The tree walk runs in the background (collector.memcg.interval); a scrape serves the latest pass.
+The tree walk runs in the background (collector.memcg.interval); a scrape serves the latest pass, with the IDs in
+use as of the scrape where the kernel counts them in a file: /proc/cgroups before 4.7, the root's cgroup.stat on
+cgroup v2 kernels that count memory cgroups there (nr_subsys_memory). Elsewhere (cgroup v1 from 4.7 on) the count is
+the walk's: on a crowded node passes are spaced to keep to 0.2% of a core (up to 5 minutes apart), but from 80% of
+the IDs in use (KmemMemcgIdsHigh's threshold) to 2%, so that the count the ID alerts see is at most about the
+interval old when it matters.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ MEMORY_CGROUP_ID_LIMIT = 65535  # MEM_CGROUP_ID_MAX: memory cgroup IDs are 16 bi
 LAST_ID_HANDED_OUT_SINCE = (5, 18)  # from 4.7 the memcg IDR's exclusive end left ID 65535 unused until then
 ALWAYS_ACCOUNTED_SINCE = (4, 6)  # kernel-memory accounting on for every cgroup v1 memory cgroup
 IDS_RELEASED_AT_REMOVAL_SINCE = (4, 7)  # a removed (dying) memory cgroup no longer holds its ID
+NEAR_THE_LIMIT = 0.8  # the share of the IDs in use from which the walk may take NEAR_THE_LIMIT_CPU_SHARE of a core
+NEAR_THE_LIMIT_CPU_SHARE = 0.02  # a walk over 65,535 memory cgroups (0.6 s) every 30 s instead of every 5 minutes
 V1_MEMORY_FILE = "memory.usage_in_bytes"  # in every cgroup v1 memory cgroup, root included; not on cgroup v2
 
 
@@ -67,6 +74,7 @@ class MemcgPass:
     id_limit: int
     dying: Optional[int]  # None: cgroup v2 on a kernel without cgroup.stat (before 4.14)
     kmem_enabled: int
+    dying_hold_ids: bool = False  # before 4.7: the IDs in use are /proc/cgroups' num_cgroups
     stat_file: Optional[Path] = None  # cgroup v2: the root's cgroup.stat, which newer kernels count memory cgroups in
 
 
@@ -102,20 +110,32 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
             in_use = memory.num_cgroups
         else:  # kernels built without cgroup v1 memory support leave memory out of /proc/cgroups
             in_use = counts.visible + (dying or 0)
+        dying_hold_ids = release < IDS_RELEASED_AT_REMOVAL_SINCE and memory is not None
         ids_in_use = in_use if release < IDS_RELEASED_AT_REMOVAL_SINCE else counts.visible
         kmem_enabled = {"per-cgroup": counts.kmem_enabled, "always": counts.visible - 1, "disabled": 0}[mode]
         stat_file = hierarchy.root / "cgroup.stat" if hierarchy.version == "v2" else None
         return MemcgPass(hierarchy.version, mode, in_use, counts.visible, ids_in_use, id_limit(release), dying,
-                         kmem_enabled, stat_file)
+                         kmem_enabled, dying_hold_ids, stat_file)
 
     def current(self, result: MemcgPass, files: KernelFiles) -> MemcgPass:
-        """On cgroup v2 kernels whose root cgroup.stat counts the live memory cgroups (nr_subsys_memory, root
-        included), the IDs in use as of this scrape: the walk behind them can be minutes old on a large tree."""
-        if result.stat_file is None or result.ids_in_use != result.visible:  # IDs held by dying ones too (< 4.7)
+        """The IDs in use as of this scrape where the kernel counts them in a file (the walk behind them can be
+        minutes old on a large tree): before 4.7 /proc/cgroups' num_cgroups; on cgroup v2 kernels whose root
+        cgroup.stat counts the live memory cgroups, nr_subsys_memory (root included)."""
+        if result.dying_hold_ids:
+            controllers = files.parse_optional(self.config.procfs / "cgroups", parse_proc_cgroups)
+            memory = (controllers or {}).get("memory")
+            return result if memory is None else replace(result, ids_in_use=memory.num_cgroups)
+        if result.stat_file is None or result.ids_in_use != result.visible:
             return result
         stat = files.parse_optional_value(result.stat_file, parse_cgroup_stat)
         live = None if stat is None else stat.subsys.get("memory")
         return result if live is None else replace(result, ids_in_use=live)
+
+    def cpu_share(self, result: Optional[MemcgPass]) -> float:
+        """More of a core once the IDs run short: the alerts then need a fresh count."""
+        if result is not None and result.ids_in_use >= NEAR_THE_LIMIT * result.id_limit:
+            return NEAR_THE_LIMIT_CPU_SHARE
+        return super().cpu_share(result)
 
     def find_hierarchy(self, files: KernelFiles, memory: Optional[Controller]) -> Hierarchy:
         cgroupfs = self.config.cgroupfs
