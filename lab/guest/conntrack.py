@@ -117,7 +117,12 @@ class Conntrack:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
         listener = Listener()
         clients: list[socket.socket] = []
+        # Only the fill's connections are tracked: a full table drops every new connection's SYN, and the lab's own
+        # (the checks' scrapes, Prometheus's) must go on. On a node they would be tracked too.
+        port = listener.address[1]
         rules = ("add table inet kmem_lab\n"
+                 "add chain inet kmem_lab raw { type filter hook output priority raw; }\n"
+                 f"add rule inet kmem_lab raw tcp dport != {port} tcp sport != {port} notrack\n"
                  "add chain inet kmem_lab out { type filter hook output priority 0; }\n"
                  "add rule inet kmem_lab out ct state new counter accept\n")
         subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True, capture_output=True)
