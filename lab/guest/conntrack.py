@@ -122,7 +122,9 @@ class Conntrack:
         port = listener.address[1]
         rules = ("add table inet kmem_lab\n"
                  "add chain inet kmem_lab raw { type filter hook output priority raw; }\n"
-                 f"add rule inet kmem_lab raw tcp dport != {port} tcp sport != {port} notrack\n"
+                 f"add rule inet kmem_lab raw tcp dport {port} accept\n"  # not `dport != P sport != P`, which nft
+                 f"add rule inet kmem_lab raw tcp sport {port} accept\n"  # merges into one compare of both ports
+                 "add rule inet kmem_lab raw notrack\n"
                  "add chain inet kmem_lab out { type filter hook output priority 0; }\n"
                  "add rule inet kmem_lab out ct state new counter accept\n")
         subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True, capture_output=True)
