@@ -18,10 +18,11 @@ from typing import Callable, Iterator
 import pytest
 import yaml
 
-from conftest import PROJECT, RunningExporter, fixture_flags, free_port
+from conftest import PROJECT, RunningExporter, fixture_flags
 from hostile import (basic, client_hello, connect, connect_many, hashed, read_answer, request,
                      socket_fds, still_open, tree_with_slabinfo, wait_for)
 from metrics_text import collector_success, only_collectors, value
+from tcp import listening_port
 from web.pki import Pki, make_pki
 
 FOUR = only_collectors("buddyinfo", "vmstat", "sysctl", "kernel")
@@ -115,12 +116,17 @@ def https_status(port: int, ca: Path, path: str = "/metrics") -> int:
 
 
 def start_guarded_exporter(args: list[str], log_path: Path, scheme: str = "http") -> RunningExporter:
-    """The real exporter (with TLS or a password, which /-/ready asks for too) on a free port, once it logs that it
-    is ready."""
-    port = free_port()
+    """The real exporter (with TLS or a password, which /-/ready asks for too) on a port of its own, once it listens
+    and logs that it is ready (it can be ready before it listens)."""
     with open(log_path, "w") as log_file:
-        process = subprocess.Popen([sys.executable, "-m", "kmem_exporter", f"--web.listen-address=127.0.0.1:{port}",
+        process = subprocess.Popen([sys.executable, "-m", "kmem_exporter", "--web.listen-address=127.0.0.1:0",
                                     *args], stdout=log_file, stderr=subprocess.STDOUT, text=True, cwd=PROJECT)
+    try:
+        port = listening_port(process, what="the exporter", log=log_path)
+    except BaseException:
+        process.kill()
+        process.wait(30)
+        raise
     exporter = RunningExporter(process, f"{scheme}://127.0.0.1:{port}", log_path)
 
     def ready() -> bool:
