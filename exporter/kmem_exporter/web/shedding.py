@@ -113,8 +113,8 @@ class Shedder:
 
     def __call__(self, head: bytes) -> Optional[tuple[bytes, bool]]:
         """For `head`, one whole request head and nothing more: (the answer, whether to close the connection after
-        it) while the slots and the queue are full and `head` is a plain request for the metrics; None to hand it to the
-        server."""
+        it) while the slots and the queue are full and `head` is a plain request for the metrics; None to hand it to
+        the server."""
         if not self._slots.full or not head.endswith(b"\r\n\r\n"):
             return None
         lines = head[:-4].split(b"\r\n")
