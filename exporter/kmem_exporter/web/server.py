@@ -2,8 +2,9 @@
 
 Bounded whatever clients do: at most `--web.max-requests` /metrics requests are served at once and as many more
 wait for a slot (beyond that, or after the wait, 503: shedding.py); a request leaves its slot when its answer is
-handed to the connection, where an answer its client does not read waits within a budget of bytes and of time; every request that joins a collection shares its rendering;
-connections are limited and must send their request heads in time (`kmem_exporter.web.connections`).
+handed to the connection, where an answer its client does not read waits within a budget of bytes and of time;
+every request that joins a collection shares its rendering; connections are limited and must send their request
+heads in time (`kmem_exporter.web.connections`).
 """
 
 from __future__ import annotations
