@@ -1,7 +1,9 @@
-"""The kernel lab: `python -m lab [--profile ci|full] [--kernels 6.1,...] [--scenarios ...] [--out DIR]`.
+"""The kernel lab: `python -m lab [--profile ci|full] [--kernels 6.1,...] [--scenarios ...] [--out DIR [--resume]]`.
 
 Boots each kernel once per scenario (one guest at a time, each with a time limit), then prints the table and
 writes the plots, summary.md and summary.json into the run directory (lab/runs/<profile>-<time> by default).
+`--resume` goes on with an interrupted run in DIR: the guests that finished keep their results, the others run, and
+the table covers them all. It refuses a run made with other code or settings.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab import analyze, guests, plots, rules, table
+from lab import analyze, guests, plots, rules, run_record, table
 
 SCENARIOS = ["healthy", "fragmentation", "memcg", "memcg-nokmem", "conntrack", "oom"]
 # Guest memory and time limit (seconds) per profile and scenario. 65,535 online memory cgroups take about 1.5 GiB
@@ -31,7 +33,11 @@ def main() -> int:
     parser.add_argument("--memcg-dying", type=int, help="cgroups the memcg scenario leaves dying (the profile's count)")
     parser.add_argument("--memcg-rate", type=float,
                         help="new online cgroups a second in the memcg scenario's phase 2 (250, a field minute's pace)")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with the interrupted run in --out (same code and settings): finished guests kept")
     args = parser.parse_args()
+    if args.resume and args.out is None:
+        parser.error("--resume needs --out, the run to go on with")
     kernels = guests.find_kernels(args.kernels.split(","))
     scenarios = args.scenarios.split(",")
     unknown = set(scenarios) - set(SCENARIOS)
@@ -39,14 +45,28 @@ def main() -> int:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     out = (args.out or guests.PROJECT / "lab" / "runs" / f"{args.profile}-{time.strftime('%Y%m%dT%H%M%S')}").resolve()
     out.mkdir(parents=True, exist_ok=True)
+    settings = {"profile": args.profile, "memcg_dying": args.memcg_dying, "memcg_rate": args.memcg_rate,
+                "revision": run_record.revision(guests.PROJECT)}
+    if args.resume:
+        refusal = run_record.resume_refusal(out / "run.json", settings)
+        if refusal:
+            parser.error(f"--resume: {refusal}")
+    run_record.record_session(out / "run.json", settings, resumed=args.resume)
     rules.write_rules(out / "rules")
-    judgements, started = [], time.monotonic()
+    judgements, started, kept = [], time.monotonic(), 0
     for kernel in kernels:
         module = guests.build_module(kernel, out / "kmod" / kernel.release)
         for scenario in scenarios:
             directory = out / kernel.release / scenario
+            if args.resume and (finished := finished_guest(directory)) is not None:
+                judgements.append(finished)
+                kept += 1
+                print(f"lab: {kernel.release} {scenario}: kept from the interrupted run", flush=True)
+                print(table.row_text(finished), flush=True)
+                continue
             directory.mkdir(parents=True, exist_ok=True)
-            (directory / "result.json").unlink(missing_ok=True)
+            for name in ("result.json", "guest.json"):
+                (directory / name).unlink(missing_ok=True)
             command = (f"PYTHONPATH={guests.PROJECT} {sys.executable} -m lab.guest {scenario} --out {directory} "
                        f"--rules {out / 'rules'} --module {module} --hierarchy {kernel.hierarchy} "
                        f"--profile {args.profile} --scale {rules.SCALE}")
@@ -59,24 +79,37 @@ def main() -> int:
             memory = MEMORY[args.profile].get(scenario, "1G")
             status, took = guests.boot(kernel, command, out, directory / "console.log", memory, limit,
                                        "cgroup.memory=nokmem" if scenario == "memcg-nokmem" else "")
-            result_file = directory / "result.json"
-            if not result_file.exists():
+            if not (directory / "result.json").exists():
                 judgements.append(table.broken(kernel.release, scenario, status, took))
                 continue
-            result = json.loads(result_file.read_text())
-            result["guest_seconds"] = took
-            plots.plot(result, directory / "plot.png")
-            judgement = analyze.judge(result)
-            judgement.measures["guest_seconds"] = round(took)
+            run_record.record_guest(directory, status, took)
+            judgement = judge_guest(directory, took)
             judgements.append(judgement)
             print(table.row_text(judgement), flush=True)
     total = time.monotonic() - started
     text = table.markdown(judgements, out)
     (out / "summary.md").write_text(text)
     (out / "summary.json").write_text(json.dumps([table.as_dict(j) for j in judgements], indent=1))
+    run_record.record_session(out / "run.json", settings, resumed=args.resume, ended=True)
     print(text)
-    print(f"lab: {len(judgements)} runs in {total / 60:.1f} min; artifacts in {out}")
+    print(f"lab: {len(judgements)} runs ({kept} kept from before) in {total / 60:.1f} min; artifacts in {out}")
     return 0 if all(table.passed(j) for j in judgements) else 1
+
+
+def judge_guest(directory: Path, took: float) -> analyze.Judgement:
+    """The judgement of a guest that wrote its result, and its plot."""
+    result = json.loads((directory / "result.json").read_text())
+    result["guest_seconds"] = took
+    plots.plot(result, directory / "plot.png")
+    judgement = analyze.judge(result)
+    judgement.measures["guest_seconds"] = round(took)
+    return judgement
+
+
+def finished_guest(directory: Path) -> analyze.Judgement | None:
+    """The judgement of a guest of the interrupted run that ended with a result (None: it must run again)."""
+    took = run_record.finished_seconds(directory)
+    return None if took is None else judge_guest(directory, took)
 
 
 if __name__ == "__main__":
