@@ -53,11 +53,17 @@ def raise_open_files(wanted: int) -> int:
 
 
 def start_process(command: Sequence[str], ready_url: str, stderr: Stderr = None, open_files: Optional[int] = None,
-                  what: str = "the exporter") -> subprocess.Popen[bytes]:
+                  what: str = "the exporter", cpus: Optional[set[int]] = None) -> subprocess.Popen[bytes]:
     """Start `command` and wait until `ready_url` answers 200. The benchmark exits when the process exits or is
-    not ready within 60 s. `open_files` sets the child's soft RLIMIT_NOFILE."""
+    not ready within 60 s. `open_files` sets the child's soft RLIMIT_NOFILE, `cpus` the CPUs it may run on."""
+    def prepare_child() -> None:
+        if open_files:
+            limit_open_files(open_files)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
     process = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=stderr,
-                               preexec_fn=(lambda: limit_open_files(open_files)) if open_files else None)
+                               preexec_fn=prepare_child if open_files or cpus else None)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -72,14 +78,14 @@ def start_process(command: Sequence[str], ready_url: str, stderr: Stderr = None,
     sys.exit(f"{what} did not become ready within 60 s: {' '.join(command)}")
 
 
-def start_serving(flags: Sequence[str], stderr: Stderr = None, open_files: Optional[int] = None
-                  ) -> tuple[subprocess.Popen[bytes], str]:
+def start_serving(flags: Sequence[str], stderr: Stderr = None, open_files: Optional[int] = None,
+                  cpus: Optional[set[int]] = None) -> tuple[subprocess.Popen[bytes], str]:
     """Start `kmem-exporter serve FLAGS` on a free loopback port and wait until it is ready: the process and its
     base URL."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     command = [*kmem_exporter_command(), "serve", f"--web.listen-address=127.0.0.1:{port}", *flags]
-    return start_process(command, base + "/-/ready", stderr, open_files), base
+    return start_process(command, base + "/-/ready", stderr, open_files, cpus=cpus), base
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 30) -> None:

@@ -1,20 +1,23 @@
 """Heavy and hostile clients against kmem-exporter on this host: does it stay up, bounded and fair?
 
     .venv/bin/python benchmarks/hostile_clients.py [--quick] [--url URL --pid PID] [--exporter-args "..."]
+                                                   [--shared-cpus]
 
 Starts `kmem-exporter serve` (default settings, this host's /proc and /sys, loopback, its soft open-file limit set
 to 1024 as under a default systemd or container runtime; its log captured) or targets a running one with --url and
 --pid. Then, each phase bounded in count and time, all traffic to 127.0.0.1:
   odd        HEAD /metrics, `Accept: application/openmetrics-text; version=abc`, `Accept-Encoding: gzip;q=0`
   load       one client for a while, then 50 concurrent scrapers (curl's parallel transfers, kept-alive
-             connections; with gzip as Prometheus asks, then without): latency p50, p90, p99 of the 200s and
+             connections; with gzip as Prometheus asks, then without; on other CPUs than the exporter started here,
+             half of them each, unless --shared-cpus): latency p50, p90, p99 of the 200s and
              the p99 ratio; the 10 beyond --web.max-requests (40) wait for a slot (a 503 would be asked again at once)
   soak       10,000 scrapes one after another
   pipeline   900 connections each sending 20 `GET /metrics` at once and reading nothing, held 10 s; then what can
              be read in 5 s (200s, 503s), and whether a normal scrape still works
   idle       1,100 connections that send nothing, held 30 s, while a normal client scrapes every second
   slowloris  200 connections sending one header byte per second: how long until the exporter closes each
-  expect, burst, tls, authflood, nonreader, hugeslab, hugeslab32: see hostile_round2.py (each against an exporter of its own)
+  expect, burst, tls, authflood, nonreader, hugeslab, hugeslab32: see hostile_round2.py (each against an exporter
+             of its own)
 For each phase: RSS before, after and peak (sampled every 0.1 s), threads and open files (/proc/<pid>), whether the
 exporter is alive, and how much it logged. A started exporter whose RSS passes --rss-guard is killed (as a memory
 limit would) and started again for the next phase. --quick shortens every phase (about a minute in all).
@@ -90,8 +93,10 @@ class PhaseResult:
 class Exporter:
     """The exporter under test: started here (restartable, log captured, RSS-guarded) or given by --url/--pid."""
 
-    def __init__(self, url: Optional[str], pid: Optional[int], flags: list[str], open_files: int) -> None:
-        self.flags, self.open_files = flags, open_files
+    def __init__(self, url: Optional[str], pid: Optional[int], flags: list[str], open_files: int,
+                 cpus: Optional[set[int]] = None, load_cpus: Optional[set[int]] = None) -> None:
+        """`cpus`: those the exporter started here runs on; `load_cpus`: those of the load phase's scrapers."""
+        self.flags, self.open_files, self.cpus, self.load_cpus = flags, open_files, cpus, load_cpus
         self.process: Optional[subprocess.Popen[bytes]] = None
         self.log_path: Optional[Path] = None
         self.restarts = 0
@@ -106,7 +111,7 @@ class Exporter:
     def start(self) -> tuple[str, int]:
         assert self.log_path is not None
         with open(self.log_path, "ab") as log:
-            self.process, base = start_serving(self.flags, stderr=log, open_files=self.open_files)
+            self.process, base = start_serving(self.flags, stderr=log, open_files=self.open_files, cpus=self.cpus)
         return base, self.process.pid
 
     @property
@@ -271,10 +276,12 @@ def raw_exchange(address: tuple[str, int], payload: bytes, timeout: float) -> by
     return b"".join(chunks)
 
 
-def curl_scrapes(base: str, clients: int, seconds: float, headers: dict[str, str]) -> tuple[list[float], dict[int, int]]:
+def curl_scrapes(base: str, clients: int, seconds: float, headers: dict[str, str], cpus: Optional[set[int]] = None
+                 ) -> tuple[list[float], dict[int, int]]:
     """`clients` concurrent scrapers for `seconds`, each starting its next scrape as soon as one ends, over kept-alive
     connections as Prometheus scrapes: curl's parallel transfers, a C client, so that the load generator takes
-    little of the CPU the exporter needs. Latencies of the 200s, and the count of each status."""
+    little of the CPU the exporter needs (none of it when `cpus` are other CPUs than the exporter's). Latencies of
+    the 200s, and the count of each status."""
     curl = shutil.which("curl")
     if curl is None:
         sys.exit("curl is needed for the load phase: `make tools` installs it")
@@ -285,7 +292,8 @@ def curl_scrapes(base: str, clients: int, seconds: float, headers: dict[str, str
     with tempfile.TemporaryFile() as out:
         # Each transfer's line written as it ends (stdbuf: curl's stdout to a file is otherwise block-buffered), so
         # that stopping curl loses only the transfers under way.
-        process = subprocess.Popen(["stdbuf", "-oL", *command], stdout=out, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(["stdbuf", "-oL", *command], stdout=out, stderr=subprocess.DEVNULL,
+                                   preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
         try:
             process.wait(seconds)
         except subprocess.TimeoutExpired:
@@ -317,9 +325,9 @@ def phase_load(exporter: Exporter, plan: Plan) -> list[str]:
     lines = []
     for label, headers in (("gzip, as Prometheus asks", {"Accept-Encoding": "gzip"}), ("no gzip", {})):
         cpu = cpu_seconds(exporter.pid)
-        single, single_statuses = curl_scrapes(exporter.base, 1, plan.baseline_s, headers)
+        single, single_statuses = curl_scrapes(exporter.base, 1, plan.baseline_s, headers, exporter.load_cpus)
         cpu, single_cpu = cpu_seconds(exporter.pid), cpu_seconds(exporter.pid) - cpu
-        loaded, statuses = curl_scrapes(exporter.base, plan.scrapers, plan.load_s, headers)
+        loaded, statuses = curl_scrapes(exporter.base, plan.scrapers, plan.load_s, headers, exporter.load_cpus)
         loaded_cpu = cpu_seconds(exporter.pid) - cpu
         lines += [f"{label}: 1 client, {plan.baseline_s:g} s: {latency_summary(single)} "
                   f"({statuses_text(single_statuses)}; {per_answer_ms(single_cpu, single_statuses)})",
@@ -580,6 +588,16 @@ def print_results(results: list[PhaseResult], out: TextIO = sys.stdout) -> None:
     print("(before->after (peak); peaks sampled every 0.1 s during the phase)", file=out)
 
 
+def split_cpus(shared: bool) -> tuple[Optional[set[int]], Optional[set[int]]]:
+    """The CPUs of the exporter started here and of the load generator: each half of those this process may use
+    (the exporter the first), or none (both everywhere) when shared or when there is only one."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if shared or len(cpus) < 2:
+        return None, None
+    half = len(cpus) // 2
+    return set(cpus[:half]), set(cpus[half:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short phases: about a minute in all")
@@ -591,6 +609,9 @@ def main() -> None:
     parser.add_argument("--rss-guard", type=int, default=1024, help="MiB; a started exporter above it is killed")
     parser.add_argument("--keep-log", action="store_true", help="keep the started exporter's log file")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}")
+    parser.add_argument("--shared-cpus", action="store_true",
+                        help="let the exporter started here and the load phase's scrapers share every CPU (default: "
+                             "each on its own half of them, as scrapers on other machines take none of a node's CPU)")
     args = parser.parse_args()
     phases = args.phases.split(",")
     if unknown := set(phases) - set(PHASES):
@@ -599,9 +620,13 @@ def main() -> None:
     limit = raise_open_files(plan.pipelined_connections + plan.idle_connections + plan.slowloris_connections + 3400)
     print(f"load average at start: {'%.2f %.2f %.2f' % os.getloadavg()}; {os.cpu_count()} CPUs; "
           f"{os.uname().release}; {'quick' if args.quick else 'full'} run; benchmark open-file limit {limit}")
+    exporter_cpus, load_cpus = split_cpus(args.shared_cpus or bool(args.url))
     exporter = Exporter(args.url, args.pid, ["--path.procfs=/proc", "--path.sysfs=/sys",
-                                             *shlex.split(args.exporter_args)], args.exporter_open_files)
+                                             *shlex.split(args.exporter_args)], args.exporter_open_files,
+                        exporter_cpus, load_cpus)
     started_here = f", open-file limit {args.exporter_open_files}" if exporter.process else ""
+    started_here += (f"; exporter on CPUs {sorted(exporter_cpus)}, load generator on {sorted(load_cpus)}"
+                     if exporter_cpus and load_cpus else "; exporter and load generator share the CPUs")
     print(f"exporter pid {exporter.pid} at {exporter.base}{started_here}", flush=True)
     start = exporter.snapshot()
     results = []

@@ -147,10 +147,10 @@ def many(port: int, count: int, timeout: float = 10) -> list[socket.socket]:
     done, deadline = [], time.monotonic() + timeout
     while selector.get_map() and time.monotonic() < deadline:
         for key, _ in selector.select(max(0.0, deadline - time.monotonic())):
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
-            selector.unregister(sock)
-            (done.append(sock) if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 else sock.close())
+            ready = key.fileobj
+            assert isinstance(ready, socket.socket)
+            selector.unregister(ready)
+            (done.append(ready) if ready.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 else ready.close())
     for key in list(selector.get_map().values()):
         assert isinstance(key.fileobj, socket.socket)
         key.fileobj.close()

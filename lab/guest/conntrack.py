@@ -28,7 +28,7 @@ NETFILTER = Path("/proc/sys/net/netfilter")
 CONNECT_WAIT = 0.9  # seconds a connection may take on loopback; its SYN dropped, TCP would send it again after 1 s
 
 
-class Listener(threading.Thread):
+class FillServer(threading.Thread):
     """Accepts every connection to a loopback port and keeps it open, as a busy server would."""
 
     def __init__(self) -> None:
@@ -115,11 +115,11 @@ class Conntrack:
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         wanted = 4 * self.table + 256  # both ends of every connection, and room
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
-        listener = Listener()
+        server = FillServer()
         clients: list[socket.socket] = []
         # Only the fill's connections are tracked: a full table drops every new connection's SYN, and the lab's own
         # (the checks' scrapes, Prometheus's) must go on. On a node they would be tracked too.
-        port = listener.address[1]
+        port = server.address[1]
         rules = ("add table inet kmem_lab\n"
                  "add chain inet kmem_lab raw { type filter hook output priority raw; }\n"
                  f"add rule inet kmem_lab raw tcp dport {port} accept\n"  # not `dport != P sport != P`, which nft
@@ -137,7 +137,7 @@ class Conntrack:
             time.sleep(max(0.0, due - time.monotonic()))
             attempt = time.time()
             client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            if connects(client, listener.address):
+            if connects(client, server.address):
                 clients.append(client)
             else:
                 client.close()
@@ -162,7 +162,7 @@ class Conntrack:
                   f"exporter {samples.get('kmem_nf_conntrack_entries')}, kernel {entries}")
         for client in clients:
             client.close()
-        listener.close()
+        server.close()
         subprocess.run(["nft", "delete", "table", "inet", "kmem_lab"], check=False)
 
     def run(self) -> None:
