@@ -75,11 +75,11 @@ class HeldScrape(threading.Thread):
     def __init__(self, exporter: RunningExporter) -> None:
         super().__init__(daemon=True)
         self.exporter = exporter
-        self.status = 0
+        self.status, self.body = 0, b""
         self.start()
 
     def run(self) -> None:
-        self.status = self.exporter.get("/metrics")[0]
+        self.status, _, self.body = self.exporter.get("/metrics")
 
 
 @pytest.fixture
@@ -127,6 +127,24 @@ def test_a_request_beyond_the_slots_waits_for_one_as_long_as_its_scraper_waits(
         assert status == 200
     scrape.join(WAIT_SECONDS)
     assert scrape.status == 200
+
+
+def test_a_request_that_waited_is_answered_from_the_collection_under_way_as_it_arrived(
+        held_slot: tuple[RunningExporter, StuckTree, HeldScrape]) -> None:
+    """The held request's collection was under way when the waiting request arrived: the waiting one is answered
+    from it (the same exposition, durations included) rather than waiting for a collection of its own too. A request
+    that arrives once it has ended gets a new one."""
+    exporter, tree, scrape = held_slot
+    with connect(exporter) as sock:
+        sock.sendall(waiting_metrics(WAIT_SECONDS * 4))
+        wait_until_read([sock])
+        tree.release(VMSTAT)
+        [(status, _, body)] = read_answers(sock, 1)
+    scrape.join(WAIT_SECONDS)
+    assert status == scrape.status == 200
+    assert body == scrape.body, "the waiting request was answered from another collection"
+    later = exporter.get("/metrics")
+    assert later[0] == 200 and later[2] != body, "a request after the collection ended was answered from it"
 
 
 def test_the_longest_waiting_request_gets_the_slot_first(

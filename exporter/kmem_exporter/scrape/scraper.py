@@ -1,6 +1,8 @@
 """Runs the enabled collectors for a scrape: off the event loop, each with a timeout, failures kept to themselves.
 
-Scrapes that arrive while a collection is running share that collection (see collection.py).
+Scrapes that arrive while a collection is running share that collection (see collection.py), also when they first
+wait for a request slot and the collection has ended meanwhile: an answer always comes from a collection that was
+under way when its request arrived, or that started after.
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ class Scraper:
         # the kernel delays nobody else; in the usual case, one thread runs every collector in turn.
         self._stall = min(STALL_SECONDS, timeout / 4)
         self._in_flight: Optional[asyncio.Future[Collection]] = None
+        self._started = 0  # collections started so far: the number of the one in flight, or of the last one
         self.latest: Optional[Collection] = None  # the last collection made, for readers that need not a new one
+        self._latest_number = 0
         self._reported_errors: dict[str, str] = {}
 
     async def start(self) -> None:
@@ -70,11 +74,22 @@ class Scraper:
     async def stop(self) -> None:
         await asyncio.gather(*(c.stop() for c in self.collectors), return_exceptions=True)
 
-    async def scrape(self, form: Format = TEXT, gzipped: bool = False) -> Collection:
+    def in_progress(self) -> Optional[int]:
+        """The number of the collection under way, if any (for `scrape`'s `arrived_during`)."""
+        return self._started if self._in_flight is not None else None
+
+    async def scrape(self, form: Format = TEXT, gzipped: bool = False, arrived_during: Optional[int] = None
+                     ) -> Collection:
         """One collection; concurrent callers share it. A new collection is written in `form` (and gzipped when
-        asked) by the thread that collected it, ready for `body()`."""
+        asked) by the thread that collected it, ready for `body()`. `arrived_during`: the collection under way when
+        the caller's request arrived (`in_progress()` then); the caller is answered from it even when it has ended
+        since, unless a later one has."""
+        if arrived_during is not None and arrived_during == self._latest_number and self.latest is not None:
+            log.debug("scrape answered from the collection under way when it arrived")
+            return self.latest
         if self._in_flight is None:
-            self._in_flight = asyncio.ensure_future(self._collect_all(form, gzipped))
+            self._started += 1
+            self._in_flight = asyncio.ensure_future(self._collect_all(form, gzipped, self._started))
             self._in_flight.add_done_callback(self._clear_in_flight)
         else:
             log.debug("scrape joins the collection in progress")
@@ -83,7 +98,7 @@ class Scraper:
     def _clear_in_flight(self, _: "asyncio.Future[Collection]") -> None:
         self._in_flight = None
 
-    async def _collect_all(self, form: Format, gzipped: bool) -> Collection:
+    async def _collect_all(self, form: Format, gzipped: bool, number: int) -> Collection:
         runnable = [c for c in self.collectors if not self._busy.taken(c.name)]
         # In the usual case (every collector runnable, none stalled) the last worker assembles the collection and
         # writes it out itself: the families are never handed between threads, and so between CPUs.
@@ -105,7 +120,7 @@ class Scraper:
             collection = self._assemble(outcomes)
         for outcome in self._outcomes_of(collection, outcomes):
             self._report(outcome)
-        self.latest = collection
+        self.latest, self._latest_number = collection, number
         return collection
 
     def _assemble(self, outcomes: Sequence[CollectorOutcome], form: Optional[Format] = None,

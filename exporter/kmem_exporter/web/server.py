@@ -56,12 +56,13 @@ def make_app(config: Config, scraper: Scraper, limit: ConnectionLimit[GuardedCon
         form = choose_format(request.headers.get("Accept", ""))
         if request.method == "HEAD":  # the headers only: no collection
             return web.Response(headers={"Content-Type": form.content_type})
+        arrived_during = scraper.in_progress()  # a request that waits for a slot is answered from it
         if not await _take_slot(slots, request):
             return web.Response(status=503, text=REFUSED_TEXT, headers={"Retry-After": "1"})
         try:
             gzipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
             try:
-                collection = await scraper.scrape(form, gzipped)
+                collection = await scraper.scrape(form, gzipped, arrived_during)
                 body = await collection.body(form, gzipped)
             except (AnswerError, MemoryError) as err:
                 return _no_answer(request, err)
