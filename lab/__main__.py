@@ -83,6 +83,7 @@ def main() -> int:
                                        "cgroup.memory=nokmem" if scenario == "memcg-nokmem" else "")
             if not (directory / "result.json").exists():
                 judgements.append(table.broken(kernel.release, scenario, status, took))
+                print(table.row_text(judgements[-1]), flush=True)
                 continue
             run_record.record_guest(directory, status, took)
             judgement = judge_guest(directory, took)
