@@ -3,7 +3,7 @@
 Boots each kernel once per scenario (one guest at a time, each with a time limit), then prints the table and
 writes the plots, summary.md and summary.json into the run directory (lab/runs/<profile>-<time> by default).
 `--resume` goes on with an interrupted run in DIR: the guests that finished keep their results, the others run, and
-the table covers them all. It refuses a run made with other code or settings.
+the table covers them all. It refuses a run made with another lab, exporter, mixin or rules, or other settings.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def main() -> int:
         refusal = run_record.resume_refusal(out / "run.json", settings)
         if refusal:
             parser.error(f"--resume: {refusal}")
-    run_record.record_session(out / "run.json", settings, resumed=args.resume)
+    run_record.record_session(out / "run.json", settings, resumed=args.resume,
+                              commit=run_record.commit(guests.PROJECT))
     rules.write_rules(out / "rules")
     judgements, started, kept = [], time.monotonic(), 0
     for kernel in kernels:

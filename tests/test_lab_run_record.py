@@ -13,7 +13,8 @@ from conftest import PROJECT
 sys.path.insert(0, str(PROJECT))
 from lab import run_record  # noqa: E402
 
-SETTINGS = {"profile": "full", "memcg_dying": None, "memcg_rate": None, "revision": "0" * 40}
+REVISION = "-".join(["0" * 12] * 4)
+SETTINGS = {"profile": "full", "memcg_dying": None, "memcg_rate": None, "revision": REVISION}
 
 
 def git(repo: Path, *args: str) -> str:
@@ -38,14 +39,19 @@ def test_resuming_needs_the_same_code_and_settings(tmp_path: Path) -> None:
     assert "holds no lab run" in str(run_record.resume_refusal(run, SETTINGS))
     run_record.record_session(run, SETTINGS, resumed=False)
     assert run_record.resume_refusal(run, SETTINGS) is None
-    for name, other in (("profile", "ci"), ("memcg_rate", 50.0), ("memcg_dying", 300), ("revision", "1" * 40)):
+    for name, other in (("profile", "ci"), ("memcg_rate", 50.0), ("memcg_dying", 300), ("revision", "1" * 51)):
         refusal = run_record.resume_refusal(run, {**SETTINGS, name: other})
         assert refusal is not None and name in refusal, (name, refusal)
-    dirty = run_record.resume_refusal(run, {**SETTINGS, "revision": "0" * 40 + "-dirty"})
-    assert dirty is not None and "not a clean commit" in dirty
+    dirty = run_record.resume_refusal(run, {**SETTINGS, "revision": REVISION + "-dirty"})
+    assert dirty is not None and "uncommitted changes" in dirty
 
 
-def test_the_revision_is_dirty_only_for_what_a_guest_runs(tmp_path: Path) -> None:
+def commit_all(repo: Path) -> None:
+    git(repo, "add", ".")
+    git(repo, "-c", "user.name=lab", "-c", "user.email=lab@localhost", "commit", "-qm", "lab")
+
+
+def test_the_revision_is_what_a_guest_runs_and_judges_with(tmp_path: Path) -> None:
     repo = tmp_path / "project"
     for part in run_record.WATCHED:
         (repo / part).mkdir(parents=True)
@@ -53,16 +59,22 @@ def test_the_revision_is_dirty_only_for_what_a_guest_runs(tmp_path: Path) -> Non
     (repo / "docs").mkdir()
     (repo / "docs" / "lab.md").write_text("1\n")
     git(repo, "init", "-q")
-    git(repo, "add", ".")
-    git(repo, "-c", "user.name=lab", "-c", "user.email=lab@localhost", "commit", "-qm", "lab")
-    commit = git(repo, "rev-parse", "HEAD")
-    assert run_record.revision(repo) == commit
-    (repo / "docs" / "lab.md").write_text("2\n")  # the docs a run's table goes into
-    assert run_record.revision(repo) == commit
+    commit_all(repo)
+    first = run_record.revision(repo)
+    assert len(first.split("-")) == len(run_record.WATCHED)
+    assert run_record.commit(repo) == git(repo, "rev-parse", "HEAD")
+    (repo / "docs" / "lab.md").write_text("2\n")  # the docs a run's table goes into: neither dirty nor another run
+    assert run_record.revision(repo) == first
+    commit_all(repo)
+    assert run_record.revision(repo) == first
     for part in run_record.WATCHED:
         (repo / part / "file").write_text("2\n")
-        assert run_record.revision(repo) == commit + "-dirty", part
+        assert run_record.revision(repo) == first + "-dirty", part
         git(repo, "checkout", "-q", "--", part)
+    (repo / "lab" / "file").write_text("2\n")
+    commit_all(repo)
+    assert run_record.revision(repo) not in (first, first + "-dirty")
+    assert run_record.revision(tmp_path) == "unknown"  # not a git work tree
 
 
 def test_only_guests_that_ended_with_a_result_are_kept(tmp_path: Path) -> None:
