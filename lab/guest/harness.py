@@ -6,6 +6,7 @@ the clock Prometheus stamps its samples with.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
@@ -17,6 +18,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
+
+from kmem_exporter.cli import scrape_once
+from kmem_exporter.config import parse_args
 
 EXPORTER = "127.0.0.1:9792"
 # A second exporter that only the checks scrape: Prometheus's scrapes of the first one share collections with any
@@ -170,17 +174,20 @@ class Lab:
         return samples
 
     def scrape_once(self, *collectors: str) -> dict[str, float]:
-        """One collection by `kmem-exporter scrape` with only these collectors, started now: the checks' view of
-        the background collectors, which the served exporter runs at its own pace."""
+        """One collection as `kmem-exporter scrape` makes it, with only these collectors, started now: the checks'
+        view of the background collectors, which the served exporter runs at its own pace. Made here rather than by
+        the command: a new Python process loads the exporter over the guest's 9p root file system, which took a
+        minute per check on 5.10 under TCG."""
         # A collection as long as a background pass may take: the memory cgroup walk over 65,535 cgroups takes
         # longer under TCG than the default --collector.timeout (10 s), which would fail it.
-        args = [str(Path(sys.executable).parent / "kmem-exporter"), "scrape", "--collector.disable-defaults",
-                "--collector.timeout=240s", *(f"--collector.{name}" for name in collectors)]
+        args = ["scrape", "--collector.disable-defaults", "--collector.timeout=240s",
+                *(f"--collector.{name}" for name in collectors)]
         if self.cgroupfs is not None:
             args.append(f"--path.cgroupfs={self.cgroupfs}")
-        done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        _, config = parse_args(args)
+        body, _ = asyncio.run(scrape_once(config))
         samples = {}
-        for line in done.stdout.splitlines():
+        for line in body.decode().splitlines():
             if line and not line.startswith("#"):
                 series, _, number = line.rpartition(" ")
                 samples[series] = float(number)
