@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import IO, Callable, Mapping, NamedTuple, Optional, Sequence, Union
 
 PROJECT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -52,18 +52,27 @@ def raise_open_files(wanted: int) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def start_process(command: Sequence[str], ready_url: str, stderr: Stderr = None, open_files: Optional[int] = None,
-                  what: str = "the exporter", cpus: Optional[set[int]] = None) -> subprocess.Popen[bytes]:
-    """Start `command` and wait until `ready_url` answers 200. The benchmark exits when the process exits or is
-    not ready within 60 s. `open_files` sets the child's soft RLIMIT_NOFILE, `cpus` the CPUs it may run on."""
+def child_setup(open_files: Optional[int] = None, cpus: Optional[set[int]] = None
+                ) -> Optional[Callable[[], None]]:
+    """What a child process does before it runs its program (Popen's preexec_fn): set its soft RLIMIT_NOFILE to
+    `open_files` and its CPUs to `cpus`, each when given; None when neither is."""
+    if not open_files and not cpus:
+        return None
+
     def prepare_child() -> None:
         if open_files:
             limit_open_files(open_files)
         if cpus:
             os.sched_setaffinity(0, cpus)
+    return prepare_child
 
+
+def start_process(command: Sequence[str], ready_url: str, stderr: Stderr = None, open_files: Optional[int] = None,
+                  what: str = "the exporter", cpus: Optional[set[int]] = None) -> subprocess.Popen[bytes]:
+    """Start `command` and wait until `ready_url` answers 200. The benchmark exits when the process exits or is
+    not ready within 60 s. `open_files` sets the child's soft RLIMIT_NOFILE, `cpus` the CPUs it may run on."""
     process = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=stderr,
-                               preexec_fn=prepare_child if open_files or cpus else None)
+                               preexec_fn=child_setup(open_files, cpus))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:

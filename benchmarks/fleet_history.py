@@ -181,7 +181,8 @@ class Model:
             return swing(s.value, rng, 0.1)
         if name == "kmem_network_namespaces":
             return constant(self.netns)
-        if name == "kmem_nf_conntrack_slab_caches" or (name == "kmem_slab_caches" and s.label("cache") == "nf_conntrack"):
+        if name == "kmem_nf_conntrack_slab_caches" or (name == "kmem_slab_caches"
+                                                        and s.label("cache") == "nf_conntrack"):
             if node.kernel == "modern":
                 return constant(s.value)
             return self.conntrack_caches

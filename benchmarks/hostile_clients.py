@@ -47,7 +47,8 @@ from typing import Callable, Optional, TextIO
 from urllib.parse import urlsplit
 
 import hostile_round2
-from exporter_process import fetch, open_fds, percentile, raise_open_files, start_serving, status_fields, stop
+from exporter_process import (child_setup, fetch, open_fds, percentile, raise_open_files, start_serving, status_fields,
+                              stop)
 
 STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3})")
 
@@ -293,7 +294,7 @@ def curl_scrapes(base: str, clients: int, seconds: float, headers: dict[str, str
         # Each transfer's line written as it ends (stdbuf: curl's stdout to a file is otherwise block-buffered), so
         # that stopping curl loses only the transfers under way.
         process = subprocess.Popen(["stdbuf", "-oL", *command], stdout=out, stderr=subprocess.DEVNULL,
-                                   preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+                                   preexec_fn=child_setup(cpus=cpus))
         try:
             process.wait(seconds)
         except subprocess.TimeoutExpired:

@@ -46,8 +46,9 @@ class Started:
         self.tls = tls
         self.log = work / f"exporter-{self.port}.log"
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen([*kmem_exporter_command(), "serve", f"--web.listen-address=127.0.0.1:{self.port}",
-                                             "--path.sysfs=/sys", *flags], stdout=log, stderr=subprocess.STDOUT)
+            command = [*kmem_exporter_command(), "serve", f"--web.listen-address=127.0.0.1:{self.port}",
+                       "--path.sysfs=/sys", *flags]
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while b"ready; collectors" not in self.log.read_bytes():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -267,7 +268,8 @@ def phase_tls(work: Path) -> list[str]:
 
 def phase_authflood(work: Path) -> list[str]:
     config = work / "auth.yml"
-    config.write_text("basic_auth_users:\n  prometheus: " + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(10)).decode() + "\n")
+    password_hash = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(10)).decode()
+    config.write_text(f"basic_auth_users:\n  prometheus: {password_hash}\n")
     exporter = Started(["--path.procfs=/proc", f"--web.config.file={config}", "--web.max-connections=50"], work)
     right = {"Authorization": "Basic " + base64.b64encode(b"prometheus:s3cret").decode()}
     wrong = {"Authorization": "Basic " + base64.b64encode(b"prometheus:wrong").decode()}

@@ -176,8 +176,8 @@ def main() -> None:
 
     records = make_records(args.records)
     size = sum(map(len, records))
-    print(f"stand-in: {len(records):,} records, {size / 1e6:.1f} MB, {sum(1 for r in records if not r.startswith(b'1'))}"
-          f" kernel-facility")
+    kernel_facility = sum(1 for r in records if not r.startswith(b'1'))
+    print(f"stand-in: {len(records):,} records, {size / 1e6:.1f} MB, {kernel_facility} kernel-facility")
     wall, cpu = bench_stream(records)
     print(f"  stream (file, many records per read): {len(records) / wall:,.0f} records/s, "
           f"{1e6 * cpu / len(records):.1f} us CPU per record")

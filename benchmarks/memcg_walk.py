@@ -86,7 +86,8 @@ def live_benchmark(total: int, passes: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cgroups", type=int, default=MEMORY_CGROUP_ID_LIMIT, help="cgroups in the tree, root included")
+    parser.add_argument("--cgroups", type=int, default=MEMORY_CGROUP_ID_LIMIT,
+                        help="cgroups in the tree, root included")
     parser.add_argument("--files", choices=("minimal", "real"), default="minimal", help="control files per cgroup")
     parser.add_argument("--passes", type=int, default=3, help="timed passes per mode")
     parser.add_argument("--dir", default=None, help="where to create the temporary tree (default: $TMPDIR)")
