@@ -61,33 +61,12 @@ def main() -> int:
         module = guests.build_module(kernel, out / "kmod" / kernel.release)
         for scenario in scenarios:
             directory = out / kernel.release / scenario
-            if args.resume and (finished := finished_guest(directory)) is not None:
-                judgements.append(finished)
+            judgement = finished_guest(directory) if args.resume else None
+            if judgement is not None:
                 kept += 1
                 print(f"lab: {kernel.release} {scenario}: kept from the interrupted run", flush=True)
-                print(table.row_text(finished), flush=True)
-                continue
-            directory.mkdir(parents=True, exist_ok=True)
-            for name in ("result.json", "guest.json"):
-                (directory / name).unlink(missing_ok=True)
-            command = (f"PYTHONPATH={guests.PROJECT} {sys.executable} -m lab.guest {scenario} --out {directory} "
-                       f"--rules {out / 'rules'} --module {module} --hierarchy {kernel.hierarchy} "
-                       f"--profile {args.profile} --scale {rules.SCALE}")
-            if args.memcg_dying is not None:
-                command += f" --memcg-dying {args.memcg_dying}"
-            if args.memcg_rate is not None:
-                command += f" --memcg-rate {args.memcg_rate}"
-            limit = LIMITS[args.profile].get(scenario, DEFAULT_LIMIT)
-            print(f"lab: {kernel.release} {scenario} (limit {limit} s)", flush=True)
-            memory = MEMORY[args.profile].get(scenario, "1G")
-            status, took = guests.boot(kernel, command, out, directory / "console.log", memory, limit,
-                                       "cgroup.memory=nokmem" if scenario == "memcg-nokmem" else "")
-            if not (directory / "result.json").exists():
-                judgements.append(table.broken(kernel.release, scenario, status, took))
-                print(table.row_text(judgements[-1]), flush=True)
-                continue
-            run_record.record_guest(directory, status, took)
-            judgement = judge_guest(directory, took)
+            else:
+                judgement = run_guest(kernel, scenario, directory, module, out, args)
             judgements.append(judgement)
             print(table.row_text(judgement), flush=True)
     total = time.monotonic() - started
@@ -100,11 +79,36 @@ def main() -> int:
     return 0 if all(table.passed(j) for j in judgements) else 1
 
 
-def judge_guest(directory: Path, took: float) -> analyze.Judgement:
-    """The judgement of a guest that wrote its result, and its plot."""
+def run_guest(kernel: guests.Kernel, scenario: str, directory: Path, module: Path, out: Path,
+              args: argparse.Namespace) -> analyze.Judgement:
+    """Boot kernel for scenario with its results in directory; their judgement, or the broken guest's."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("result.json", "guest.json"):
+        (directory / name).unlink(missing_ok=True)
+    command = (f"PYTHONPATH={guests.PROJECT} {sys.executable} -m lab.guest {scenario} --out {directory} "
+               f"--rules {out / 'rules'} --module {module} --hierarchy {kernel.hierarchy} "
+               f"--profile {args.profile} --scale {rules.SCALE}")
+    if args.memcg_dying is not None:
+        command += f" --memcg-dying {args.memcg_dying}"
+    if args.memcg_rate is not None:
+        command += f" --memcg-rate {args.memcg_rate}"
+    limit = LIMITS[args.profile].get(scenario, DEFAULT_LIMIT)
+    print(f"lab: {kernel.release} {scenario} (limit {limit} s)", flush=True)
+    memory = MEMORY[args.profile].get(scenario, "1G")
+    status, took = guests.boot(kernel, command, out, directory / "console.log", memory, limit,
+                               "cgroup.memory=nokmem" if scenario == "memcg-nokmem" else "")
+    if not (directory / "result.json").exists():
+        return table.broken(kernel.release, scenario, status, took)
+    run_record.record_guest(directory, status, took)
+    return judge_guest(directory, took)
+
+
+def judge_guest(directory: Path, took: float, plot: bool = True) -> analyze.Judgement:
+    """The judgement of a guest that wrote its result, and (with plot) its plot."""
     result = json.loads((directory / "result.json").read_text())
     result["guest_seconds"] = took
-    plots.plot(result, directory / "plot.png")
+    if plot:
+        plots.plot(result, directory / "plot.png")
     judgement = analyze.judge(result)
     judgement.measures["guest_seconds"] = round(took)
     return judgement
@@ -113,7 +117,7 @@ def judge_guest(directory: Path, took: float) -> analyze.Judgement:
 def finished_guest(directory: Path) -> analyze.Judgement | None:
     """The judgement of a guest of the interrupted run that ended with a result (None: it must run again)."""
     took = run_record.finished_seconds(directory)
-    return None if took is None else judge_guest(directory, took)
+    return None if took is None else judge_guest(directory, took, plot=not (directory / "plot.png").exists())
 
 
 if __name__ == "__main__":

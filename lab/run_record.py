@@ -36,7 +36,9 @@ def resume_refusal(run_file: Path, settings: dict[str, Any]) -> str | None:
     """Why the run recorded in run_file cannot be gone on with under these settings (None: it can)."""
     if not run_file.exists():
         return f"{run_file.parent} holds no lab run ({run_file.name} is missing)"
-    if settings["revision"] == "unknown" or settings["revision"].endswith("-dirty"):
+    if settings["revision"] == "unknown":
+        return "the project is not a git checkout with the lab, exporter, mixin and rules: the run's could not be told"
+    if settings["revision"].endswith("-dirty"):
         return (f"the lab, exporter, mixin or rules have uncommitted changes ({settings['revision']}): the results "
                 "could not be told apart")
     recorded = json.loads(run_file.read_text())

@@ -44,6 +44,8 @@ def test_resuming_needs_the_same_code_and_settings(tmp_path: Path) -> None:
         assert refusal is not None and name in refusal, (name, refusal)
     dirty = run_record.resume_refusal(run, {**SETTINGS, "revision": REVISION + "-dirty"})
     assert dirty is not None and "uncommitted changes" in dirty
+    unknown = run_record.resume_refusal(run, {**SETTINGS, "revision": "unknown"})
+    assert unknown is not None and "not a git checkout" in unknown
 
 
 def commit_all(repo: Path) -> None:
