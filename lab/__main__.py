@@ -4,6 +4,7 @@ Boots each kernel once per scenario (one guest at a time, each with a time limit
 writes the plots, summary.md and summary.json into the run directory (lab/runs/<profile>-<time> by default).
 `--resume` goes on with an interrupted run in DIR: the guests that finished keep their results, the others run, and
 the table covers them all. It refuses a run made with another lab, exporter, mixin or rules, or other settings.
+`--judge-again` boots nothing and writes DIR's table again with this lab's analysis.
 """
 
 from __future__ import annotations
@@ -37,15 +38,27 @@ def main() -> int:
                         help="new online cgroups a second in the memcg scenario's phase 2 (250, a field minute's pace)")
     parser.add_argument("--resume", action="store_true",
                         help="go on with the interrupted run in --out (same code and settings): finished guests kept")
+    parser.add_argument("--judge-again", action="store_true",
+                        help="boot nothing: write the table of the run in --out again, each guest that ended with a "
+                             "result judged by this lab's analysis")
     args = parser.parse_args()
-    if args.resume and args.out is None:
-        parser.error("--resume needs --out, the run to go on with")
+    if (args.resume or args.judge_again) and args.out is None:
+        parser.error("--resume and --judge-again need --out, the run to go on with or to judge")
     kernels = guests.find_kernels(args.kernels.split(","))
     scenarios = args.scenarios.split(",")
     unknown = set(scenarios) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     out = (args.out or guests.PROJECT / "lab" / "runs" / f"{args.profile}-{time.strftime('%Y%m%dT%H%M%S')}").resolve()
+    if args.judge_again:
+        if not out.is_dir():
+            parser.error(f"--judge-again: {out} holds no lab run")
+        judged = [finished_guest(out / kernel.release / scenario) for kernel in kernels for scenario in scenarios]
+        kept_judgements = [j for j in judged if j is not None]
+        print(write_summary(out, kept_judgements))
+        print(f"lab: {len(kept_judgements)} guests of {out} judged again ({len(judged) - len(kept_judgements)} without "
+              "a result left out)")
+        return 0 if all(table.passed(j) for j in kept_judgements) else 1
     out.mkdir(parents=True, exist_ok=True)
     settings = {"profile": args.profile, "memcg_dying": args.memcg_dying, "memcg_rate": args.memcg_rate,
                 "revision": run_record.revision(guests.PROJECT)}
@@ -70,13 +83,19 @@ def main() -> int:
             judgements.append(judgement)
             print(table.row_text(judgement), flush=True)
     total = time.monotonic() - started
-    text = table.markdown(judgements, out)
-    (out / "summary.md").write_text(text)
-    (out / "summary.json").write_text(json.dumps([table.as_dict(j) for j in judgements], indent=1))
+    text = write_summary(out, judgements)
     run_record.record_session(out / "run.json", settings, resumed=args.resume, ended=True)
     print(text)
     print(f"lab: {len(judgements)} runs ({kept} kept from before) in {total / 60:.1f} min; artifacts in {out}")
     return 0 if all(table.passed(j) for j in judgements) else 1
+
+
+def write_summary(out: Path, judgements: list[analyze.Judgement]) -> str:
+    """Write the run's table (summary.md, summary.json) into out; the Markdown table."""
+    text = table.markdown(judgements, out)
+    (out / "summary.md").write_text(text)
+    (out / "summary.json").write_text(json.dumps([table.as_dict(j) for j in judgements], indent=1))
+    return text
 
 
 def run_guest(kernel: guests.Kernel, scenario: str, directory: Path, module: Path, out: Path,

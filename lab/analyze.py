@@ -52,7 +52,8 @@ class Judgement:
     failure: Optional[float]
     firings: list[Firing] = field(default_factory=list)
     false_alarms: list[str] = field(default_factory=list)
-    missed: list[str] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)  # the failure, when no alert announced it
+    late: list[str] = field(default_factory=list)  # expected alerts that did not fire before the failure (or at all)
     checks_passed: int = 0
     checks: list[dict[str, Any]] = field(default_factory=list)
     measures: dict[str, Any] = field(default_factory=dict)
@@ -107,11 +108,17 @@ def judge(result: dict[str, Any]) -> Judgement:
         early = name in ID_ALERTS and first < online
         if (name not in must | may or early) and f"{name} ({rules})" not in judgement.false_alarms:
             judgement.false_alarms.append(f"{name} ({rules})")
-    for name in sorted(must):
-        if name not in fired["scaled"]:
-            judgement.missed.append(f"{name} never fired")
-        elif failure is not None and name not in REPORTING and all(f.first > judgement.failure for f in judgement.firings  # type: ignore[operator]
-                                         if f.alert == name and f.rules == "scaled"):
-            judgement.missed.append(f"{name} fired only after the failure")
+    ahead: set[str] = set()  # the expected alerts that fired (scaled rules) no later than the failure
+    for f in judgement.firings:
+        if f.rules == "scaled" and f.alert in must and (judgement.failure is None or f.first <= judgement.failure):
+            ahead.add(f.alert)
+    if failure is not None:  # without a failure the guest's own checks say what went wrong
+        for name in sorted(must):
+            if name not in fired["scaled"]:
+                judgement.late.append(f"{name} never fired")
+            elif name not in REPORTING and name not in ahead:
+                judgement.late.append(f"{name} fired only after the failure")
+        if must - REPORTING and not (ahead - REPORTING):
+            judgement.missed.append("no alert fired before the failure")
     judgement.firings.sort(key=lambda f: (f.first, f.alert))
     return judgement

@@ -73,7 +73,8 @@ def outcome(state: dict[str, Any]) -> str:
 
 
 def findings(j: Judgement) -> str:
-    parts = [f"false alarm: {a}" for a in j.false_alarms] + [f"missed: {m}" for m in j.missed]
+    parts = [f"false alarm: {a}" for a in j.false_alarms] + [f"missed failure: {m}" for m in j.missed]
+    parts += j.late
     parts += [f"check failed: {c['name']} ({c['detail'][:160]})" for c in j.checks if not c["passed"]]
     return "; ".join(parts) or "none"
 
