@@ -41,9 +41,17 @@ def captured(run_dirs: list[Path]) -> list[dict[str, object]]:
     return entries
 
 
+def kinds(line: str) -> set[str]:
+    """The kinds of KINDS that line is."""
+    return {kind for kind, pattern, _, _ in KINDS if pattern.search(line)}
+
+
 def main(argv: list[str]) -> int:
-    existing = {e["line"] for e in yaml.safe_load(CORPUS.read_text())}
-    new = [e for e in captured([Path(a) for a in argv]) if e["line"] not in existing]
+    existing = yaml.safe_load(CORPUS.read_text())
+    held = {(e["kernel"], kind) for e in existing if "kernel" in e for kind in kinds(e["line"])}
+    lines = {e["line"] for e in existing}
+    new = [e for e in captured([Path(a) for a in argv])
+           if e["line"] not in lines and not {(e["kernel"], kind) for kind in kinds(str(e["line"]))} <= held]
     if new:
         text = CORPUS.read_text()
         header = "\n# --- captured by the kernel lab (make lab): Debian kernels under QEMU -----------------------\n"
