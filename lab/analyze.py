@@ -10,6 +10,8 @@ from kmem_exporter.collectors.memcg import id_limit
 from kmem_exporter.parsers.kernel import parse_release
 
 ID_ALERTS = {"KmemMemcgIdsHigh", "KmemMemcgIdsCritical", "KmemMemcgIdsExhaustionPredicted"}
+# The labels every alert has; the others tell its firings apart in the table.
+IDENTITY_LABELS = {"__name__", "alertname", "alertstate", "lab_rules", "instance", "job", "severity"}
 # Per scenario: the alerts that must fire (a failure they miss is a finding), and those that may fire because the
 # state they describe is real there. Any other alert that fires is a false alarm.
 EXPECTED = {
@@ -100,8 +102,7 @@ def judge(result: dict[str, Any]) -> Judgement:
         kernel = value_at([{"values": result["measures"].get("online_timeline", [])}], first)
         if parts and kernel is not None and name in ID_ALERTS:
             words += f" ({limit - kernel:.0f} in the kernel)"
-        extra = ",".join(f"{k}={v}" for k, v in sorted(labels.items())
-                         if k not in {"__name__", "alertname", "alertstate", "lab_rules", "instance", "job", "severity"})
+        extra = ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in IDENTITY_LABELS)
         judgement.firings.append(Firing(name, rules, extra, first - start, last - start,
                                         None if failure is None else failure - first, words))
         fired.setdefault(rules, set()).add(name)

@@ -12,9 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-MARKS = {"failure": ("red", "failure"), "compact_memory": ("grey", "compact_memory"), "release": ("grey", "pins released"),
-         "online": ("black", "cgroups kept online"), "remove_online": ("grey", "online cgroups removed"),
-         "drop_caches": ("grey", "drop_caches")}
+MARKS = {"failure": ("red", "failure"), "compact_memory": ("grey", "compact_memory"),
+         "release": ("grey", "pins released"), "online": ("black", "cgroups kept online"),
+         "remove_online": ("grey", "online cgroups removed"), "drop_caches": ("grey", "drop_caches")}
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

@@ -61,7 +61,8 @@ def remedy(j: Judgement) -> str:
                      f"{d['in_use_after']}, mkdir after: {d['mkdir_after']}; kmem-enabled {m.get('kmem_enabled')}")
         return "; ".join(parts)
     if j.scenario == "conntrack" and "at_failure" in m:
-        return f"table full at {m['at_failure']['entries']} of {m['at_failure']['limit']}; {m.get('namespaces_created')} namespaces"
+        full = m["at_failure"]
+        return f"table full at {full['entries']} of {full['limit']}; {m.get('namespaces_created')} namespaces"
     if j.scenario == "oom" and "kills" in m:
         k = m["kills"]
         return f"{k['processes']} kills: exporter {k['exporter']:.0f}, kernel lines {k['killed_process_lines']}"

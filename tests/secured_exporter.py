@@ -61,7 +61,8 @@ def secured_exporter(pki: Pki, tmp_path: Path, args: Sequence[str],
         process = subprocess.Popen(
             [sys.executable, "-m", "kmem_exporter", f"--web.listen-address=127.0.0.1:{port}",
              f"--web.config.file={web_yml}", *args], stdout=log_file, stderr=subprocess.STDOUT, cwd=PROJECT)
-    exporter = SecuredExporter(f"https://127.0.0.1:{port}", pki.ca.cert, log, pki.client if client_certificates else None)
+    client = pki.client if client_certificates else None
+    exporter = SecuredExporter(f"https://127.0.0.1:{port}", pki.ca.cert, log, client)
     try:
         def ready() -> bool:
             assert process.poll() is None, log.read_text()

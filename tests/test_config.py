@@ -33,7 +33,8 @@ def test_file_beats_default(exporter_factory: Callable[..., RunningExporter], tm
 def test_collector_switches_flag_beats_file_beats_default(exporter_factory: Callable[..., RunningExporter],
                                                           tmp_path: Path) -> None:
     # vmstat and sysctl are enabled by default; the file turns both off; a flag turns sysctl back on.
-    others = [f"--no-collector.{name}" for name in COLLECTORS if name not in ("buddyinfo", "kernel", "vmstat", "sysctl")]
+    others = [f"--no-collector.{name}" for name in COLLECTORS
+              if name not in ("buddyinfo", "kernel", "vmstat", "sysctl")]
     config = write_config(tmp_path, "collector.vmstat: false\ncollector.sysctl: false\n")
     exporter = exporter_factory(*fixture_flags("rhel7-fragmented"), *others, f"--config.file={config}",
                                 "--collector.sysctl")

@@ -71,7 +71,8 @@ def test_every_stage_comes_from_the_base_argument() -> None:
 
 def test_final_stage_holds_only_the_installed_exporter_and_its_license() -> None:
     copies = instruction("COPY")
-    assert copies == ["--from=build /opt/kmem-exporter /opt/kmem-exporter", "LICENSE /usr/share/doc/kmem-exporter/LICENSE"]
+    assert copies == ["--from=build /opt/kmem-exporter /opt/kmem-exporter",
+                      "LICENSE /usr/share/doc/kmem-exporter/LICENSE"]
     assert not instruction("RUN"), "the final stage installs nothing of its own"
 
 

@@ -25,7 +25,8 @@ INTERVAL = 60
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[fleet_prometheus.FleetPrometheus, dict[str, Any]]]:
+def fleet(tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[tuple[fleet_prometheus.FleetPrometheus, dict[str, Any]]]:
     require_tool("promtool")
     require_tool("prometheus")
     history = tmp_path_factory.mktemp("history")

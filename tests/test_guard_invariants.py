@@ -36,8 +36,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from conftest import fixture_flags
-from hostile import (accepted_sockets, basic, client_hello, closed_by_server, connect_many, hashed, read_answer, request,
-                     still_open, unacknowledged, unread, wait_for)
+from hostile import (accepted_sockets, basic, client_hello, closed_by_server, connect_many, hashed, read_answer,
+                     request, still_open, unacknowledged, unread, wait_for)
 from kmem_exporter.cli import build_scraper
 from kmem_exporter.config import parse_args
 from kmem_exporter.web.config import load_web_config
@@ -274,7 +274,8 @@ class Guards(RuleBasedStateMachine):
                     "in handler": self.exporter.in_handler, "slots": server.slots.in_use,
                     "unread": [unread(sock) for sock in sockets if sock is not None], "open": server.limit.open}
 
-        return {**self.exporter.on_loop(read), "connects": self.connects, "listen queue": listen_queue(self.exporter.port),
+        return {**self.exporter.on_loop(read), "connects": self.connects,
+                "listen queue": listen_queue(self.exporter.port),
                 "unacknowledged": [unacknowledged(sock) for sock in self.clients]}
 
     def _quiet(self) -> bool:

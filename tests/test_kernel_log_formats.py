@@ -1,5 +1,5 @@
-"""The format table beside the patterns (exporter/kmem_exporter/parsers/kernel_log_formats.md) against the patterns: every
-format filled in is counted as its event, or not counted when the table says so, and every event is listed for
+"""The format table beside the patterns (exporter/kmem_exporter/parsers/kernel_log_formats.md) against the patterns:
+every format filled in is counted as its event, or not counted when the table says so, and every event is listed for
 every kernel version that prints it."""
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ def test_user_space_record_has_facility_1() -> None:
 
 def test_header_with_caller_field_and_continuation_flag() -> None:
     record = parse_record(b"4,52,7001,c,caller=T1234;exe: page allocation failure: order:3\n")
-    assert (record.seq, record.usec, record.flags, record.text) == (52, 7001, "c", "exe: page allocation failure: order:3")
+    assert (record.seq, record.usec, record.flags, record.text) == (
+        52, 7001, "c", "exe: page allocation failure: order:3")
 
 
 def test_escaped_bytes() -> None:

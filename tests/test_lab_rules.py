@@ -47,7 +47,8 @@ def test_the_lab_rule_files_pass_promtool(tmp_path: Path) -> None:
     config = rules.write_rules(tmp_path, 60)
     scaled = yaml.safe_load((tmp_path / "scaled.yaml").read_text())
     shipped = yaml.safe_load((tmp_path / "shipped.yaml").read_text())
-    critical = [rule for group in scaled["groups"] for rule in group["rules"] if rule["alert"] == "KmemMemcgIdsCritical"]
+    critical = [rule for group in scaled["groups"] for rule in group["rules"]
+                if rule["alert"] == "KmemMemcgIdsCritical"]
     assert [rule["for"] for rule in critical] == [config["memcgIdsCriticalFor"]]
     assert {rule["labels"]["lab_rules"] for group in shipped["groups"] for rule in group["rules"]} == {"shipped"}
     result = subprocess.run([promtool, "check", "rules", *(str(tmp_path / name) for name in

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -442,7 +443,7 @@ def test_scrape_serves_the_latest_pass_without_walking(monkeypatch: pytest.Monke
     walks: list[Path] = []
     real_walk = memcg_module.walk_memory_cgroups
 
-    def counting_walk(root: Path, member_files: tuple[str, ...] = (), probe_kmem: bool = False):  # type: ignore[no-untyped-def]
+    def counting_walk(root: Path, member_files: tuple[str, ...] = (), probe_kmem: bool = False) -> Any:
         walks.append(root)
         return real_walk(root, member_files, probe_kmem)
 

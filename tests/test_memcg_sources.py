@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from conftest import FIXTURES
 from kmem_exporter.parsers import ParseError
-from kmem_exporter.parsers.cgroups import CgroupStat, Controller, parse_cgroup_stat, parse_controllers, parse_proc_cgroups
+from kmem_exporter.parsers.cgroups import (CgroupStat, Controller, parse_cgroup_stat, parse_controllers,
+                                           parse_proc_cgroups)
 from fuzzing import parse_or_none
 
 

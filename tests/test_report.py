@@ -155,7 +155,8 @@ def test_memcg_ids_nearly_exhausted() -> None:
             "them for dying cgroups, which keep their IDs on kernels before 4.7): when none is left, no container "
             "can start") in verdict
     assert ("  WARNING KmemKmemAccountingOnBuggyKernel: kmem accounting is on for 21 cgroups on kernel "
-            "3.10.0-514.el7.x86_64; 3.10 kernels before 3.10.0-1075.el7 never free such cgroups after removal") in verdict
+            "3.10.0-514.el7.x86_64; 3.10 kernels before 3.10.0-1075.el7 never free such cgroups after removal"
+            ) in verdict
 
 
 def test_dying_cgroups_of_a_modern_kernel_take_no_ids() -> None:
@@ -352,8 +353,8 @@ def test_leak_rule_is_the_alerts() -> None:
     assert alert_expr("slab.yaml", "KmemConntrackSlabCacheLeak") == (
         "kmem_nf_conntrack_slab_caches - kmem_network_namespaces > 5 and "
         "kmem_nf_conntrack_slab_caches > 2 * kmem_network_namespaces")
-    assert [thresholds().conntrack_caches_leaked(c, n) for c, n in ((8, 2), (7, 2), (12, 6), (13, 6), (3, 3), (1, 1))] == [
-        True, False, False, True, False, False]
+    cases = ((8, 2), (7, 2), (12, 6), (13, 6), (3, 3), (1, 1))
+    assert [thresholds().conntrack_caches_leaked(c, n) for c, n in cases] == [True, False, False, True, False, False]
 
 
 def test_memcg_rules_are_the_alerts() -> None:

@@ -160,4 +160,5 @@ def test_a_threshold_changed_in_one_place_changes_report_and_alerts(tmp_path: Pa
                    capture_output=True, timeout=120)
     memcg = yaml.safe_load((rendered / "alerts" / "memcg.yaml").read_text())["groups"][0]["rules"]
     high = next(rule for rule in memcg if rule.get("alert") == "KmemMemcgIdsHigh")
-    assert high["expr"] == 'kmem_memcg_ids_in_use{job="kmem-exporter"} / kmem_memcg_id_limit{job="kmem-exporter"} > 0.0002'
+    assert high["expr"] == ('kmem_memcg_ids_in_use{job="kmem-exporter"} / kmem_memcg_id_limit{job="kmem-exporter"}'
+                            ' > 0.0002')

@@ -74,7 +74,8 @@ def success(collection: Collection) -> dict[str, float]:
 
 
 async def wait_for(event: threading.Event) -> None:
-    assert await asyncio.get_running_loop().run_in_executor(None, event.wait, WAIT_SECONDS), "the collector was never called"
+    called = await asyncio.get_running_loop().run_in_executor(None, event.wait, WAIT_SECONDS)
+    assert called, "the collector was never called"
 
 
 async def test_concurrent_scrapes_share_one_collection() -> None:
@@ -185,16 +186,16 @@ def twice() -> Metric:
 
 @pytest.mark.parametrize("family, reason", [
     (GaugeMetricFamily("kmem_test_huge", "Beyond any float.", value=10**400), "cannot be exported"),
-    (GaugeMetricFamily("kmem_test_text", "Not a number.", value="many"), "cannot be exported"),  # type: ignore[arg-type]
+    (GaugeMetricFamily("kmem_test_text", "No number.", value="many"), "cannot be exported"),  # type: ignore[arg-type]
     (twice(), "listed twice"),
     (RowFamily.single("kmem_test_huge_row", "Beyond any float.", "gauge", 2**1024), "cannot be exported"),
     (RowFamily("kmem_test_huge_rows", "Beyond any float.", "gauge", ("cache",), [("a",), ("b",)], [1, 10**400]),
      "too large"),
-    (RowFamily("kmem_test_text_row", "Not a number.", "gauge", ("cache",), [("a",)], ["many"]),  # type: ignore[list-item]
+    (RowFamily("kmem_test_text_row", "No number.", "gauge", ("cache",), [("a",)], ["many"]),  # type: ignore[list-item]
      "not a number"),
     (RowFamily("kmem_test_rows_twice", "The same series twice.", "gauge", ("zone",), [("DMA",), ("DMA",)], [1, 2]),
      "listed twice"),
-    (RowFamily("kmem_test_row_label", "A label that is no string.", "gauge", ("node",), [(0,)], [1]),  # type: ignore[list-item]
+    (RowFamily("kmem_test_row_label", "Label no string.", "gauge", ("node",), [(0,)], [1]),  # type: ignore[list-item]
      "not a string"),
     (RowFamily("kmem_test_row_width", "Too few label values.", "gauge", ("node", "zone"), [("0",)], [1]),
      "label values"),

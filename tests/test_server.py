@@ -180,7 +180,8 @@ def test_ready_waits_for_the_first_background_pass(stuck_trees: StuckTreeFactory
     exporter = exporter_factory(*tree.path_flags(), *only_collectors("buddyinfo", "memcg"), "--collector.timeout=60s",
                                 ready=False)  # returns once it listens
     tree.wait_for_waiting_reads(CGROUPS)  # the first pass is under way and held
-    assert exporter.get("/-/ready")[0] == 503, "the exporter said it was ready before its first background pass finished"
+    assert exporter.get("/-/ready")[0] == 503, \
+        "the exporter said it was ready before its first background pass finished"
     tree.release(CGROUPS)
     wait_for("the exporter to be ready", lambda: exporter.get("/-/ready")[0], lambda status: status == 200)
     assert collector_success(exporter.metrics()) == {"buddyinfo": 1, "memcg": 1}

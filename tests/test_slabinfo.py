@@ -385,7 +385,8 @@ def test_default_fields_are_what_dashboards_alerts_and_report_read() -> None:
 
 
 def test_fields_select_columns_by_whole_name() -> None:
-    out = scrape_fixture_ok("rhel7-fragmented", *only_collectors("slabinfo"), "--collector.slabinfo.fields=objects|slabs")
+    out = scrape_fixture_ok("rhel7-fragmented", *only_collectors("slabinfo"),
+                            "--collector.slabinfo.fields=objects|slabs")
     assert {name for name in types(out) if name.startswith("kmem_slab_")} == {"kmem_slab_objects", "kmem_slab_slabs"}
     result = scrape_fixture("rhel7-fragmented", *only_collectors("slabinfo"), "--collector.slabinfo.fields=(")
     assert result.returncode == 2 and "collector.slabinfo.fields" in result.stderr

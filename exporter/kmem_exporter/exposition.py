@@ -245,7 +245,8 @@ def _check_simple(family: Metric, timestamps: bool) -> None:
 
 @functools.lru_cache(maxsize=4096)
 def _legacy_name(name: str) -> bool:
-    return bool(name) and not name[0].isdigit() and name.isascii() and name.replace("_", "a").replace(":", "a").isalnum()
+    return (bool(name) and not name[0].isdigit() and name.isascii()
+            and name.replace("_", "a").replace(":", "a").isalnum())
 
 
 @functools.lru_cache(maxsize=4096)

@@ -71,10 +71,12 @@ class Conntrack:
         self.comparisons = self.mismatches = 0
         self.examples: list[str] = []
         lab.plot = [
-            {"title": "conntrack entries / limit", "query": "kmem_nf_conntrack_entries / kmem_nf_conntrack_entries_limit"},
+            {"title": "conntrack entries / limit",
+             "query": "kmem_nf_conntrack_entries / kmem_nf_conntrack_entries_limit"},
             {"title": "network namespaces", "query": "kmem_network_namespaces"},
             {"title": "nf_conntrack slab caches", "query": "kmem_nf_conntrack_slab_caches"},
-            {"title": "table-full events", "query": 'sum(kmem_kernel_log_events_total{event="nf_conntrack_table_full"})'},
+            {"title": "table-full events",
+             "query": 'sum(kmem_kernel_log_events_total{event="nf_conntrack_table_full"})'},
         ]
 
     def compare_namespaces(self, expected: int) -> None:

@@ -186,7 +186,8 @@ class Fragmentation:
         self.observe(self.hold)
         lab.measures["after_release"]["alert_firing_after_hold"] = self.alert_firing("KmemHighOrderFragmentation")
         lab.check("the exporter's indices equal debugfs at every scrape", self.mismatched == 0 and self.compared > 0,
-                  f"{self.compared} values compared, {self.moved} scrapes skipped (the files changed during them), {self.mismatched} differ "
+                  f"{self.compared} values compared, {self.moved} scrapes skipped (the files changed during them), "
+                  f"{self.mismatched} differ "
                   + "; ".join(self.mismatch_examples))
         events = lab.scrape().get(
             f'kmem_kernel_log_events_total{{event="page_allocation_failure",order="{self.order}"}}', 0.0)

@@ -104,7 +104,8 @@ class Lab:
             wait_until(lambda: http_ok(f"http://{CHECKER}/-/ready"), STARTUP, "the checks' exporter ready")
         config = WORK / "prometheus.yml"
         config.write_text(json.dumps({
-            # Scrapes every 2 s (each may take up to 2 s: TCG is about ten times slower than the hardware), rules every 1 s.
+            # Scrapes every 2 s (each may take up to 2 s: TCG is about ten times slower than the hardware), rules
+            # every 1 s.
             "global": {"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "1s"},
             "rule_files": [str(path) for path in sorted(self.rules.glob("*.yaml"))],
             "scrape_configs": [{"job_name": "kmem-exporter", "static_configs": [{"targets": [EXPORTER]}]}],

@@ -5,8 +5,9 @@
    charged to them keeps them dying until the cache is dropped, but since 4.7 (commit 73f576c04b94) a memory cgroup
    gives its ID back when it goes offline, so mkdir goes on working however many are dying.
 2. Online cgroups (the real failure): cgroups are created at a steady pace and kept, until mkdir fails at the
-   65535-ID limit (root included): ENOSPC, or EBUSY where the IDs come from an xarray (6.12). The dying cgroups of phase 1 are still there. Then the remedies: the
-   online cgroups are removed (mkdir works again, the ID alerts resolve), then drop_caches frees the dying ones.
+   65535-ID limit (root included): ENOSPC, or EBUSY where the IDs come from an xarray (6.12). The dying cgroups of
+   phase 1 are still there. Then the remedies: the online cgroups are removed (mkdir works again, the ID alerts
+   resolve), then drop_caches frees the dying ones.
 
 On cgroup v1 (5.10, 6.1) the memory hierarchy is mounted at /run/kmem-lab/cgroup/memory; on cgroup v2 (6.12) the
 unified root is used. At every check the exporter's counts are compared with /proc/cgroups, cgroup.stat and the

@@ -36,7 +36,8 @@ def read_slab_summary(config: CollectorSettings, files: KernelFiles) -> SlabSumm
     max_series: Optional[int] = getattr(config, "max_series", None)
     fields: Optional[re.Pattern[str]] = config.option("collector.slabinfo.fields")  # type: ignore[assignment]
     per_name = sum(1 for suffix in FIELDS if fields is None or fields.fullmatch(suffix)) or 1
-    return files.parse(config.procfs / "slabinfo", _parser(fold, None if max_series is None else max_series // per_name))
+    per_cache = None if max_series is None else max_series // per_name
+    return files.parse(config.procfs / "slabinfo", _parser(fold, per_cache))
 
 
 def _selected(name: str, include: Optional[re.Pattern[str]], exclude: Optional[re.Pattern[str]]) -> bool:
@@ -82,8 +83,8 @@ class SlabinfoCollector(Collector):
         Setting("collector.slabinfo.exclude", parse_regex, None,
                 "Do not export caches whose exported (folded) name fully matches this regular expression.", "REGEX"),
         Setting("collector.slabinfo.fields", parse_regex, DEFAULT_FIELDS,
-                "Regular expression matched against whole column names (" + ", ".join(FIELDS) + "); a kmem_slab_<field> "
-                "metric is exported for each column that matches.", "REGEX"),
+                "Regular expression matched against whole column names (" + ", ".join(FIELDS) + "); a "
+                "kmem_slab_<field> metric is exported for each column that matches.", "REGEX"),
     )
 
     def collect(self, files: KernelFiles) -> Iterable[Metric]:

@@ -11,8 +11,8 @@ shape and everything before them is the name. Kernels built with CONFIG_DEBUG_SL
 `: globalstat ...` and `: cpustat ...` sections, which are accepted and ignored. The older layouts, versions 2.0 and
 1.x (2.4 and the first 2.6 kernels), are refused.
 
-`parse_slabinfo` gives one `SlabCache` per line: the plain reading, kept simple. `kmem_exporter.parsers.slab_fold` has the
-fast one-pass parse-and-fold that the collectors use on large files; the two agree on every input.
+`parse_slabinfo` gives one `SlabCache` per line: the plain reading, kept simple. `kmem_exporter.parsers.slab_fold`
+has the fast one-pass parse-and-fold that the collectors use on large files; the two agree on every input.
 """
 
 from __future__ import annotations

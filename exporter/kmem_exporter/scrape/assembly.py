@@ -31,7 +31,8 @@ def check_exportable(families: Iterable[Metric]) -> None:
                 try:
                     float(sample.value)
                 except (TypeError, ValueError, OverflowError):
-                    raise CollectorError(f"{family.name}: value {str(sample.value)[:40]!r} cannot be exported") from None
+                    shown = str(sample.value)[:40]
+                    raise CollectorError(f"{family.name}: value {shown!r} cannot be exported") from None
             try:  # label values come from kernel strings, which hold no NUL
                 series.add("\0".join((sample.name, *sample.labels.values())))
             except TypeError:

@@ -257,7 +257,8 @@ class Server:
             try:
                 await GuardedSite(self._runner, address, self.limit, self._web_config).start()
             except OSError as err:
-                raise ConfigError(f"web.listen-address {shown(address)}: cannot listen: {err.strerror or err}") from None
+                reason = err.strerror or err
+                raise ConfigError(f"web.listen-address {shown(address)}: cannot listen: {reason}") from None
         self._heap = HeapKeeper(lambda: self.limit.closed)
         log.info("listening on %s, metrics at %s", ", ".join(self.config.listen_addresses), self.config.telemetry_path)
 

@@ -38,7 +38,8 @@ def _order_axis(orders: list[int], watched: Optional[int]) -> tuple[float, list[
             body.append(f'<rect class="watched-order" x="{x:.1f}" y="{TOP}" width="{column:.1f}" height="{PLOT_H}" '
                         f'fill="{WATCHED}" fill-opacity="0.35" stroke="{WATCHED}" stroke-width="2"/>')
             body.append(_text(x + column / 2, TOP - 6, f"watched: {order}", size=11, weight="bold"))
-        body.append(_text(x + column / 2, TOP + PLOT_H + 15, str(order), weight="bold" if order == watched else "normal"))
+        weight = "bold" if order == watched else "normal"
+        body.append(_text(x + column / 2, TOP + PLOT_H + 15, str(order), weight=weight))
     body.append(_text(LEFT + PLOT_W / 2, HEIGHT - 6, "order (block of 2^order pages)", size=11))
     body.append(f'<line x1="{LEFT}" y1="{TOP + PLOT_H}" x2="{LEFT + PLOT_W}" y2="{TOP + PLOT_H}" stroke="{INK}"/>')
     return column, body
