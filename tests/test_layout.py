@@ -1,5 +1,5 @@
 """The package's shape, as the README's Development section describes it: small modules, no import circles (imports
-made only for type checking included), and each room importing only what its job needs."""
+made only for type checking included), each room importing only what its job needs, and short lines."""
 
 from __future__ import annotations
 
@@ -119,3 +119,14 @@ def test_readers_live_in_reading() -> None:
     """Threads that read kernel devices are readers, not collectors."""
     assert "kmem_exporter.reading.kmsg_reader" in MODULES
     assert not [n for n in MODULES if n.startswith("kmem_exporter.collectors") and n.endswith("_reader")]
+
+
+MAX_LINE_LENGTH = 120
+SOURCES = [path for part in ("exporter", "tests", "lab", "benchmarks", "mixin", "deploy")
+           for path in sorted((PROJECT / part).rglob("*.py"))]
+
+
+def test_no_line_over_120_characters() -> None:
+    long = [f"{path.relative_to(PROJECT)}:{number}" for path in SOURCES
+            for number, line in enumerate(path.read_text().splitlines(), 1) if len(line) > MAX_LINE_LENGTH]
+    assert SOURCES and not long
