@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import (FIXTURES, PROJECT, fixture_flags, promtool_check_metrics, run_exporter, scrape_fixture,
                       scrape_fixture_ok, scrape_ok, wait_for)
@@ -152,6 +154,65 @@ def test_v1_counts_every_directory(tmp_path: Path) -> None:
     after = refresh(root)
     assert before.dying is not None  # v1 counts its dying cgroups
     assert (after.visible, after.dying) == (before.visible + 1, before.dying - 1)
+
+
+def test_v1_dying_stays_put_while_cgroups_are_created_during_the_walk(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel lab's 5.10 guest: at 250 new cgroups a second the walk saw hundreds created after num_cgroups was
+    read, and the dying count served dipped from 2,000 to 1,162 with none freed. num_cgroups is read again after the
+    walk, and the count keeps its value while the readings allow it."""
+    root = copy_fixture("rhel7-healthy", tmp_path)
+    proc_cgroups, parent = root / "proc/cgroups", root / "sys/fs/cgroup/memory/kubepods/besteffort"
+    collector = MemcgCollector(config_for(root))
+    collector.refresh_once()
+    assert served(collector) == {"kmem_memcg_cgroups": 37, "kmem_memcg_visible_cgroups": 34,
+                                 "kmem_memcg_dying_cgroups": 3}
+    real_walk = memcg_module.walk_memory_cgroups
+
+    def walk_while_creating(*args: Any, **kwargs: Any) -> Any:
+        """Five cgroups come during the walk: it sees the first three, num_cgroups after it counts all five."""
+        for name in ("n1", "n2", "n3"):
+            (parent / name).mkdir()
+        counts = real_walk(*args, **kwargs)
+        for name in ("n4", "n5"):
+            (parent / name).mkdir()
+        proc_cgroups.write_text(proc_cgroups.read_text().replace("memory\t10\t37\t1", "memory\t10\t42\t1"))
+        return counts
+
+    monkeypatch.setattr(memcg_module, "walk_memory_cgroups", walk_while_creating)
+    collector.refresh_once()  # num_cgroups before the walk less the cgroups it saw would be 0
+    assert served(collector)["kmem_memcg_dying_cgroups"] == 3
+    monkeypatch.setattr(memcg_module, "walk_memory_cgroups", real_walk)
+    collector.refresh_once()
+    assert served(collector) == {"kmem_memcg_cgroups": 42, "kmem_memcg_visible_cgroups": 39,
+                                 "kmem_memcg_dying_cgroups": 3}
+
+
+def served(collector: MemcgCollector) -> dict[str, float]:
+    names = ("kmem_memcg_cgroups", "kmem_memcg_visible_cgroups", "kmem_memcg_dying_cgroups")
+    return {family.name: family.samples[0].value for family in collector.collect(KernelFiles(1 << 20))
+            if family.name in names}
+
+
+@pytest.mark.parametrize("before, after, visible, previous, dying", [
+    (37, 37, 34, None, 3), (37, 37, 34, 10, 3),  # nothing changed during the walk: exact
+    (2002, 2602, 600, 2000, 2000),  # 2 online, 600 created, 598 of them seen: the previous count fits
+    (2002, 2602, 600, None, 1402),  # no previous pass: the lower bound, as num_cgroups before the walk gives
+    (2002, 2602, 600, 100, 1402), (2002, 2602, 600, 9000, 2002),  # the nearest count the readings allow
+    (2002, 2, 2, 2000, 2000), (2002, 2, 2, 0, 0),  # drop_caches freed them during the walk: either side may be
+    (5, 5, 9, None, 0),  # never below zero
+])
+def test_dying_during_walk(before: int, after: int, visible: int, previous: int | None, dying: int) -> None:
+    assert memcg_module.dying_during_walk(before, after, visible, previous) == dying
+
+
+@given(st.integers(0, 70000), st.integers(1, 70000), st.integers(0, 5000), st.data())
+def test_dying_is_exact_whatever_the_walk_sees_of_cgroups_created_during_it(dying: int, online: int, created: int,
+                                                                         data: st.DataObject) -> None:
+    seen = data.draw(st.integers(0, created))
+    assert memcg_module.dying_during_walk(dying + online, dying + online + created, online + seen, dying) == dying
+    first_pass = memcg_module.dying_during_walk(dying + online, dying + online + created, online + seen, None)
+    assert dying - created <= first_pass <= dying or first_pass == 0
 
 
 def test_v2_counts_only_directories_with_the_memory_controller(tmp_path: Path) -> None:

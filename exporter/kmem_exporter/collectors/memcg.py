@@ -78,6 +78,15 @@ class MemcgPass:
     stat_file: Optional[Path] = None  # cgroup v2: the root's cgroup.stat, which newer kernels count memory cgroups in
 
 
+def dying_during_walk(before: int, after: int, visible: int, previous: Optional[int]) -> int:
+    """The dying memory cgroups on cgroup v1: /proc/cgroups' num_cgroups (read `before` and `after` the walk) less the
+    `visible` ones the walk counted. Cgroups created during the walk are in `after` and some of them in `visible`,
+    so the count lies between the two differences: the one nearest the `previous` pass's count (no change where
+    the readings allow none; the lower one on a first pass)."""
+    low, high = sorted((before - visible, after - visible))
+    return max(0, low if previous is None else min(max(previous, low), high))
+
+
 class MemcgCollector(BackgroundCollector[MemcgPass]):
     name = "memcg"
     description = "memory cgroups in use, visible, dying and with kmem accounting (background walk of the cgroup tree)"
@@ -102,7 +111,10 @@ class MemcgCollector(BackgroundCollector[MemcgPass]):
             mode = "disabled"  # a 3.10 kernel that honours nokmem (see the module docstring)
         if hierarchy.version == "v1":
             assert memory is not None
-            dying: Optional[int] = max(0, memory.num_cgroups - counts.visible)
+            after = (KernelFiles(files.max_bytes).parse_optional(proc_cgroups, parse_proc_cgroups) or {}).get("memory")
+            previous = self._result.dying if self._result is not None else None
+            dying: Optional[int] = dying_during_walk(memory.num_cgroups, memory.num_cgroups if after is None
+                                                     else after.num_cgroups, counts.visible, previous)
         else:
             stat = files.parse_optional_value(hierarchy.root / "cgroup.stat", parse_cgroup_stat)
             dying = None if stat is None else stat.dying("memory")
