@@ -23,8 +23,9 @@ KINDS = [
 ]
 
 
-def captured(run_dirs: list[Path]) -> list[dict[str, object]]:
-    entries, seen = [], set()
+def captured(run_dirs: list[Path], held: set[tuple[str, str]]) -> list[dict[str, object]]:
+    """One line of each kind per kernel from the runs' kernel logs, but none of a (kernel, kind) in `held`."""
+    entries, seen = [], set(held)
     for log in sorted(p for d in run_dirs for p in d.glob("*/*/kernel.log")):
         release = log.parent.parent.name
         for line in log.read_text(errors="replace").splitlines():
@@ -50,8 +51,7 @@ def main(argv: list[str]) -> int:
     existing = yaml.safe_load(CORPUS.read_text())
     held = {(e["kernel"], kind) for e in existing if "kernel" in e for kind in kinds(e["line"])}
     lines = {e["line"] for e in existing}
-    new = [e for e in captured([Path(a) for a in argv])
-           if e["line"] not in lines and not {(e["kernel"], kind) for kind in kinds(str(e["line"]))} <= held]
+    new = [e for e in captured([Path(a) for a in argv], held) if e["line"] not in lines]
     if new:
         text = CORPUS.read_text()
         header = "\n# --- captured by the kernel lab (make lab): Debian kernels under QEMU -----------------------\n"
